@@ -1,0 +1,105 @@
+// crit decode / encode / info / show: CRIT's commands, with clear errors and atomic output.
+import * as fs from 'fs';
+import * as path from 'path';
+import { ByteSource } from '../../images/source';
+import { readHeader, readEntries, ImageWriter, BinSink, ImageError } from '../../images/image';
+import { writeDocument, TextSink, DocumentReader, jsonToEntry, JsonInputError, JsonConvertError } from '../../images/json/document';
+import { kindFor } from '../../images/kinds';
+import { magicValue } from '../../images/magic';
+import { MissingFieldError } from '../../images/codec';
+import { AtomicFile } from '../io';
+import { Mode } from '../../images/json/tojson';
+import { pyString } from '../../images/json/pytext';
+
+export class CliError extends Error {}
+
+function openInput(file: string | undefined): ByteSource {
+  if (file === undefined || file === '-') return ByteSource.stdin();
+  try {
+    return ByteSource.open(file);
+  } catch (e) {
+    throw new CliError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+}
+
+/** decode / show: binary image -> JSON. */
+export function decode(inFile: string | undefined, outFile: string | undefined, mode: Mode, nopl = false): void {
+  const src = openInput(inFile);
+  const name = inFile && inFile !== '-' ? path.basename(inFile) : '';
+  const atomic = outFile && outFile !== '-' ? new AtomicFile(outFile) : undefined;
+  const sink = new TextSink(atomic ? atomic.fd : 1);
+  try {
+    const hdr = readHeader(src, name);
+    writeDocument(hdr, readEntries(src, hdr), sink, { mode, nopl });
+    if (!atomic) sink.write('\n');
+    sink.flush();
+    atomic?.commit();
+  } finally {
+    atomic?.abort();
+    src.close();
+  }
+}
+
+/** encode: JSON -> binary image. */
+export function encode(inFile: string | undefined, outFile: string | undefined): void {
+  let fd = 0;
+  let srcName = '<stdin>';
+  if (inFile !== undefined && inFile !== '-') {
+    try {
+      fd = fs.openSync(inFile, 'r');
+    } catch (e) {
+      throw new CliError(`${inFile}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    }
+    srcName = inFile;
+  }
+  const reader = new DocumentReader(fd, srcName);
+  const atomic = outFile && outFile !== '-' ? new AtomicFile(outFile) : undefined;
+  const sink = new BinSink(atomic ? atomic.fd : 1);
+  let index = 0;
+  try {
+    let v = reader.next();
+    const magic = reader.magic!;
+    const kind = kindFor(magic);
+    if (!kind || (magicValue(magic) === undefined && kind.layout !== 'amdgpu' && kind.layout !== 'amdgpu-raw')) {
+      throw new CliError(`${srcName}: unknown "magic" ${pyString(magic)}: not an image kind this tool can write`);
+    }
+    const w = new ImageWriter(sink, kind);
+    for (; v !== undefined; v = reader.next(), index++) {
+      const type = w.nextType();
+      try {
+        w.write(jsonToEntry(kind, type, v, `entries[${index}]`));
+      } catch (e) {
+        if (e instanceof MissingFieldError) throw new CliError(`${srcName}: entries[${index}]: ${e.typeName} is missing required field ${e.field}`);
+        if (e instanceof JsonConvertError) throw new CliError(`${srcName}: ${e.message}`);
+        if (e instanceof Error && !(e instanceof CliError) && /holds exactly one entry/.test(e.message)) throw new CliError(`${srcName}: entries[${index}]: ${e.message}`);
+        throw e;
+      }
+    }
+    sink.flush();
+    atomic?.commit();
+  } catch (e) {
+    if (e instanceof JsonInputError) throw new CliError(`${srcName}: ${e.message}`);
+    throw e;
+  } finally {
+    atomic?.abort();
+    if (fd !== 0) fs.closeSync(fd);
+  }
+}
+
+/** info: {"magic": NAME, "count": N}; entries are really decoded, so extras are counted right. */
+export function info(file: string): void {
+  const src = openInput(file);
+  try {
+    const hdr = readHeader(src, path.basename(file));
+    let n = 0;
+    for (const _ of readEntries(src, hdr)) n++;
+    if (hdr.kind.layout === 'pagemap') n -= 1; // the head is not counted, as in CRIT
+    const out = new TextSink(1);
+    out.write(`{\n    "magic": ${pyString(hdr.magic)},\n    "count": ${n}\n}\n`);
+    out.flush();
+  } finally {
+    src.close();
+  }
+}
+
+export { ImageError };

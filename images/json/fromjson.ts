@@ -1,0 +1,178 @@
+// JSON value -> message, as CRIT's dict2pb reads it: plain numbers or pretty strings (hex,
+// "maj:min", flag names, dictionary labels, IP addresses) for integers, base64 or
+// quoted-printable for bytes, enum names. Unlike CRIT, bad values get an error with a JSON path.
+import { messageType, enumType, FieldDesc, is64 } from '../schema';
+import { UNKNOWN, Msg, UnknownField } from '../codec';
+import { Reader } from '../wire';
+import { decodeBytes } from './b64';
+import { qpDecode } from './quopri';
+import { FLAG_DICTS, VALUE_DICTS, parseDev, parseFlags, parsePyInt, parseIp } from './dicts';
+import { UNKNOWN_KEY } from './tojson';
+import type { JsonValue } from './parse';
+
+export class JsonConvertError extends Error {
+  constructor(public path: string, message: string) {
+    super(`${path}: ${message}`);
+  }
+}
+
+type Conv = (v: JsonValue, path: string) => unknown;
+type MsgConv = (v: JsonValue, path: string) => Msg;
+
+const RANGES: Record<string, [bigint, bigint]> = {
+  uint32: [0n, 0xffffffffn], fixed32: [0n, 0xffffffffn],
+  int32: [-0x80000000n, 0x7fffffffn], sint32: [-0x80000000n, 0x7fffffffn], sfixed32: [-0x80000000n, 0x7fffffffn],
+  uint64: [0n, 0xffffffffffffffffn], fixed64: [0n, 0xffffffffffffffffn],
+  int64: [-0x8000000000000000n, 0x7fffffffffffffffn], sint64: [-0x8000000000000000n, 0x7fffffffffffffffn], sfixed64: [-0x8000000000000000n, 0x7fffffffffffffffn],
+};
+
+const cache = new Map<string, MsgConv>();
+
+function typeName(v: JsonValue): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'bigint') return 'a number';
+  return `a ${typeof v}`;
+}
+
+function pyTruthy(v: JsonValue): boolean {
+  if (v === null || v === false || v === 0 || v === 0n || v === '') return false;
+  if (Array.isArray(v)) return v.length > 0;
+  if (typeof v === 'object') return Object.keys(v).length > 0;
+  return true;
+}
+
+function intConv(f: FieldDesc): Conv {
+  const range = RANGES[f.type];
+  const wide = is64(f.type);
+  const o = f.opts || {};
+  const flagDict = o.flags ? FLAG_DICTS[o.flags] || [] : undefined;
+  const labels = o.dict ? VALUE_DICTS[o.dict]?.[f.name] : undefined;
+  return (v, path) => {
+    let b: bigint;
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) throw new JsonConvertError(path, `${v} is not an integer`);
+      b = BigInt(Math.trunc(v));
+    } else if (typeof v === 'bigint') b = v;
+    else if (typeof v === 'string') {
+      try {
+        if (o.dev && v.includes(':')) b = parseDev(v, !!o.odev);
+        else if (flagDict) b = parseFlags(v, flagDict);
+        else if (labels && labels.some(([, l]) => l === v)) b = BigInt(labels.find(([, l]) => l === v)![0]);
+        else b = parsePyInt(v);
+      } catch (e) {
+        throw new JsonConvertError(path, (e as Error).message);
+      }
+    } else if (typeof v === 'boolean') b = v ? 1n : 0n;
+    else throw new JsonConvertError(path, `expected an integer, got ${typeName(v)}`);
+    if (b < range[0] || b > range[1]) throw new JsonConvertError(path, `value ${b} out of range for ${f.type}`);
+    if (!wide) return Number(b);
+    return b >= -9007199254740991n && b <= 9007199254740991n ? Number(b) : b;
+  };
+}
+
+function scalarConv(f: FieldDesc): Conv {
+  if (f.kind === 'enum') {
+    const e = enumType(f.type);
+    return (v, path) => {
+      if (typeof v !== 'string') throw new JsonConvertError(path, `expected an enum name of ${f.type}, got ${typeName(v)}`);
+      const n = e.byName.get(v);
+      if (n === undefined) throw new JsonConvertError(path, `'${v}' is not a value of enum ${f.type}`);
+      return n;
+    };
+  }
+  switch (f.type) {
+    case 'bool': return (v) => pyTruthy(v);
+    case 'string': return (v, path) => {
+      if (typeof v === 'string') return v;
+      if (typeof v === 'number' || typeof v === 'bigint') return String(v);
+      if (typeof v === 'boolean') return v ? 'True' : 'False';
+      throw new JsonConvertError(path, `expected a string, got ${typeName(v)}`);
+    };
+    case 'bytes': {
+      const qp = f.opts?.conv === 'unix_name';
+      return (v, path) => {
+        if (typeof v !== 'string') throw new JsonConvertError(path, `expected a ${qp ? 'quoted-printable' : 'base64'} string, got ${typeName(v)}`);
+        try {
+          return qp ? qpDecode(v) : decodeBytes(v);
+        } catch (e) {
+          throw new JsonConvertError(path, (e as Error).message);
+        }
+      };
+    }
+  }
+  return intConv(f);
+}
+
+/** Split raw wire bytes into per-field unknown-field records. */
+export function splitUnknown(bytes: Uint8Array): UnknownField[] {
+  const r = new Reader(bytes);
+  const out: UnknownField[] = [];
+  while (r.pos < r.end) {
+    const start = r.pos;
+    const tag = r.u32();
+    if ((tag >>> 3) === 0) r.fail('field number 0');
+    r.skip(tag & 7);
+    out.push({ no: tag >>> 3, bytes: bytes.slice(start, r.pos) });
+  }
+  return out;
+}
+
+function compile(name: string): MsgConv {
+  const m = messageType(name);
+  const plan: { name: string; rep: boolean; conv: Conv; ipadd: boolean }[] = [];
+  const fn: MsgConv = (v, path) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new JsonConvertError(path, `expected an object for ${name}, got ${typeName(v)}`);
+    const o: Msg = {};
+    for (let i = 0; i < plan.length; i++) {
+      const p = plan[i];
+      const x = v[p.name];
+      if (x === undefined) continue;
+      const fp = path + '.' + p.name;
+      if (p.rep) {
+        if (!Array.isArray(x)) throw new JsonConvertError(fp, `expected an array, got ${typeName(x)}`);
+        if (p.ipadd && typeof x[0] === 'string') {
+          try {
+            o[p.name] = parseIp(x[0]);
+          } catch (e) {
+            throw new JsonConvertError(fp, (e as Error).message);
+          }
+          continue;
+        }
+        const a = new Array(x.length);
+        for (let j = 0; j < x.length; j++) a[j] = p.conv(x[j], `${fp}[${j}]`);
+        if (a.length) o[p.name] = a;
+      } else {
+        o[p.name] = p.conv(x, fp);
+      }
+    }
+    const u = v[UNKNOWN_KEY];
+    if (typeof u === 'string' && u.length) {
+      try {
+        o[UNKNOWN] = splitUnknown(decodeBytes(u));
+      } catch (e) {
+        throw new JsonConvertError(path + '.' + UNKNOWN_KEY, (e as Error).message);
+      }
+    }
+    return o;
+  };
+  cache.set(name, fn);
+  for (const f of m.fields) {
+    plan.push({
+      name: f.name,
+      rep: f.label === 'repeated',
+      conv: f.kind === 'message' ? msgConverterFor(f.type) : scalarConv(f),
+      ipadd: !!f.opts?.ipadd,
+    });
+  }
+  return fn;
+}
+
+export function msgConverterFor(name: string): MsgConv {
+  return cache.get(name) || compile(name);
+}
+
+export function jsonToMessage(typeName: string, v: JsonValue, path = 'entry'): Msg {
+  return msgConverterFor(typeName)(v, path);
+}

@@ -1,0 +1,150 @@
+// Message -> JSON text, exactly as CRIT's pb2dict + Python's json.dumps produce it, in plain
+// ("decode") and pretty ("decode --pretty", "show") modes. One writer function is generated per
+// message type, mode and hex context, so the hot loop does no schema lookups.
+import { messageType, enumType, FieldDesc } from '../schema';
+import { BadUtf8 } from '../wire';
+import { pyString, pyBytesRepr } from './pytext';
+import { encodeBytes } from './b64';
+import { qpEncode } from './quopri';
+import { FLAG_DICTS, VALUE_DICTS, hexString, flagsString, devString, ipString } from './dicts';
+import { UNKNOWN, Msg, UnknownField } from '../codec';
+
+/** JSON key that carries fields this schema does not know, so newer images still round-trip. */
+export const UNKNOWN_KEY = '_unknown_fields';
+
+export type Mode = 'plain' | 'pretty';
+type JsonFn = (o: Msg, ind: string) => string;
+
+const cache = new Map<string, JsonFn>();
+
+const helpers = {
+  pyString,
+  str(x: string | BadUtf8): string {
+    return typeof x === 'string' ? pyString(x) : pyString(pyBytesRepr(x.bytes));
+  },
+  b64(x: Uint8Array): string {
+    return pyString(encodeBytes(x));
+  },
+  qp(x: Uint8Array): string {
+    return pyString(qpEncode(x));
+  },
+  hex(x: number | bigint): string {
+    return '"' + hexString(x) + '"';
+  },
+  dev(x: number | bigint, odev: boolean): string {
+    return '"' + devString(x, odev) + '"';
+  },
+  flags(x: number | bigint, dict: string): string {
+    return pyString(flagsString(x, FLAG_DICTS[dict] || []));
+  },
+  label(x: number | bigint, table: Map<number, string> | undefined): string {
+    const l = table && table.get(Number(x));
+    return l !== undefined ? pyString(l) : String(x);
+  },
+  unk(u: UnknownField[]): string {
+    const parts = u.slice().sort((a, b) => a.no - b.no).map((f) => f.bytes);
+    return pyString(encodeBytes(Buffer.concat(parts)));
+  },
+  ip(words: (number | bigint)[], ind: string): string {
+    const s = pyString(ipString(words));
+    return ind === '\0' ? '[' + s + ']' : '[\n' + ind + '    ' + s + '\n' + ind + ']';
+  },
+};
+
+function valueTable(dict: string, field: string): Map<number, string> | undefined {
+  const d = VALUE_DICTS[dict];
+  const t = d && d[field];
+  return t ? new Map(t) : undefined;
+}
+
+function compile(typeName: string, mode: Mode, hexCtx: boolean): JsonFn {
+  const m = messageType(typeName);
+  const pretty = mode === 'pretty';
+  const deps: JsonFn[] = [];
+  const depSpecs: [string, boolean][] = [];
+  const consts: unknown[] = [];
+  const C = (v: unknown) => { consts.push(v); return `C[${consts.length - 1}]`; };
+
+  function scalarExpr(f: FieldDesc, hex: boolean): string {
+    if (f.kind === 'enum') {
+      const names = enumType(f.type).byValue;
+      const quoted = new Map([...names].map(([k, v]) => [k, pyString(v)]));
+      return `${C(quoted)}.get(x)`;
+    }
+    switch (f.type) {
+      case 'bool': return `(x ? 'true' : 'false')`;
+      case 'string': return 'H.str(x)';
+      case 'bytes': return f.opts?.conv === 'unix_name' ? 'H.qp(x)' : 'H.b64(x)';
+    }
+    if (pretty) {
+      const o = f.opts || {};
+      if (hex || o.hex) return 'H.hex(x)';
+      if (o.dev) return `H.dev(x, ${!!o.odev})`;
+      if (o.flags) return `H.flags(x, ${JSON.stringify(o.flags)})`;
+      if (o.dict) return `H.label(x, ${C(valueTable(o.dict, f.name))})`;
+    }
+    return 'String(x)';
+  }
+
+  const lines: string[] = [];
+  lines.push('return function (o, ind) {');
+  if (pretty) lines.push("const in1 = ind + '    ';");
+  lines.push("let s = ''; let x;");
+  for (const f of m.fields) {
+    const key = pyString(f.name);
+    const rep = f.label === 'repeated';
+    const sep = pretty ? `(s ? ',\\n' : '') + in1 + '${key}: '` : `(s ? ', ' : '') + '${key}: '`;
+    lines.push(`x = o[${JSON.stringify(f.name)}];`);
+    const childHex = hexCtx || !!f.opts?.hex;
+    if (f.kind === 'message') {
+      const k = deps.length;
+      deps.push(null as unknown as JsonFn);
+      depSpecs.push([f.type, pretty && childHex]);
+      const one = pretty ? `D[${k}](x, IND)` : `D[${k}](x, '')`;
+      if (rep) {
+        if (pretty) {
+          lines.push(`if (x !== undefined && x.length) { const in2 = in1 + '    '; let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ',\\n' : '') + in2 + ${one.replace('IND', 'in2')}; } s += ${sep} + '[\\n' + a + '\\n' + in1 + ']'; }`);
+        } else {
+          lines.push(`if (x !== undefined && x.length) { let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ', ' : '') + ${one}; } s += ${sep} + '[' + a + ']'; }`);
+        }
+      } else {
+        lines.push(`if (x !== undefined) s += ${sep} + ${one.replace('IND', 'in1')};`);
+      }
+      continue;
+    }
+    if (rep && pretty && f.opts?.ipadd && !childHex) {
+      lines.push(`if (x !== undefined && x.length) s += ${sep} + H.ip(x, in1);`);
+      continue;
+    }
+    const expr = scalarExpr(f, pretty && childHex);
+    if (rep) {
+      if (pretty) {
+        lines.push(`if (x !== undefined && x.length) { const in2 = in1 + '    '; let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ',\\n' : '') + in2 + ${expr}; } s += ${sep} + '[\\n' + a + '\\n' + in1 + ']'; }`);
+      } else {
+        lines.push(`if (x !== undefined && x.length) { let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ', ' : '') + ${expr}; } s += ${sep} + '[' + a + ']'; }`);
+      }
+    } else {
+      lines.push(`if (x !== undefined) s += ${sep} + ${expr};`);
+    }
+  }
+  {
+    const sep = pretty ? `(s ? ',\\n' : '') + in1 + '"${UNKNOWN_KEY}": '` : `(s ? ', ' : '') + '"${UNKNOWN_KEY}": '`;
+    lines.push(`x = o[K]; if (x !== undefined && x.length) s += ${sep} + H.unk(x);`);
+  }
+  if (pretty) lines.push("return s ? '{\\n' + s + '\\n' + ind + '}' : '{}';");
+  else lines.push("return '{' + s + '}';");
+  lines.push('};');
+  const fn = new Function('D', 'H', 'C', 'K', lines.join('\n'))(deps, helpers, consts, UNKNOWN) as JsonFn;
+  cache.set(`${mode}:${hexCtx}:${typeName}`, fn);
+  depSpecs.forEach(([t, h], i) => { deps[i] = jsonWriterFor(t, mode, h); });
+  return fn;
+}
+
+export function jsonWriterFor(typeName: string, mode: Mode, hexCtx = false): JsonFn {
+  return cache.get(`${mode}:${hexCtx}:${typeName}`) || compile(typeName, mode, hexCtx);
+}
+
+/** JSON text of one message; `ind` is the indentation of the line the object starts on. */
+export function messageToJson(typeName: string, msg: Msg, mode: Mode, ind = ''): string {
+  return jsonWriterFor(typeName, mode)(msg, ind);
+}
