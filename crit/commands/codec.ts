@@ -87,19 +87,24 @@ export function encode(inFile: string | undefined, outFile: string | undefined):
 }
 
 /** info: {"magic": NAME, "count": N}; entries are really decoded, so extras are counted right. */
-export function info(file: string): void {
+export function imageInfo(file: string): { magic: string; count: number } {
   const src = openInput(file);
   try {
     const hdr = readHeader(src, path.basename(file));
     let n = 0;
     for (const _ of readEntries(src, hdr)) n++;
     if (hdr.kind.layout === 'pagemap') n -= 1; // the head is not counted, as in CRIT
-    const out = new TextSink(1);
-    out.write(`{\n    "magic": ${pyString(hdr.magic)},\n    "count": ${n}\n}\n`);
-    out.flush();
+    return { magic: hdr.magic, count: n };
   } finally {
     src.close();
   }
+}
+
+export function info(file: string): void {
+  const { magic, count } = imageInfo(file);
+  const out = new TextSink(1);
+  out.write(`{\n    "magic": ${pyString(magic)},\n    "count": ${count}\n}\n`);
+  out.flush();
 }
 
 export { ImageError };

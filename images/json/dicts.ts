@@ -37,12 +37,38 @@ export const VALUE_DICTS: Record<string, Record<string, [number, string][]>> = {
 /** CRIU's real task states, for our own views (CRIT's labels above are wrong for 3 and 6). */
 export const TASK_STATES: Record<number, string> = { 1: 'alive', 2: 'dead', 3: 'stopped', 6: 'zombie' };
 
+const TWO32 = 4294967296;
+
 export function hexString(v: U64): string {
-  if (typeof v === 'number') return v < 0 ? '-0x' + (-v).toString(16) : '0x' + v.toString(16);
+  if (typeof v === 'number') {
+    if (v >= 0 && v < TWO32) return '0x' + v.toString(16);
+    if (v >= TWO32 && v <= Number.MAX_SAFE_INTEGER) {
+      const hi = Math.floor(v / TWO32);
+      return '0x' + hi.toString(16) + (v % TWO32).toString(16).padStart(8, '0');
+    }
+    return v < 0 ? '-0x' + (-v).toString(16) : '0x' + v.toString(16);
+  }
   return v < 0n ? '-0x' + (-v).toString(16) : '0x' + v.toString(16);
 }
 
+const flagMemo = new WeakMap<[string, number][], Map<number, string>>();
+
 export function flagsString(v: U64, dict: [string, number][]): string {
+  // flag values repeat (every VMA of a kind has the same prot/flags/status): memoise them
+  if (typeof v === 'number') {
+    let memo = flagMemo.get(dict);
+    if (!memo) flagMemo.set(dict, (memo = new Map()));
+    let s = memo.get(v);
+    if (s === undefined) {
+      s = flagsStringSlow(v, dict);
+      if (memo.size < 4096) memo.set(v, s);
+    }
+    return s;
+  }
+  return flagsStringSlow(v, dict);
+}
+
+function flagsStringSlow(v: U64, dict: [string, number][]): string {
   const big = BigInt(v);
   const names: string[] = [];
   let all = 0n;

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import { Entry, ImageHeader } from '../image';
 import { Kind } from '../kinds';
 import { Extra, extraToJson, nicePayloadSize } from '../extras';
-import { messageToJson, Mode } from './tojson';
+import { writeMessageJson, Mode, JsonOut } from './tojson';
 import { jsonToMessage, JsonConvertError } from './fromjson';
 import { JsonParser, JsonSyntaxError, JsonValue } from './parse';
 import { pyString } from './pytext';
@@ -18,64 +18,61 @@ export interface DocOptions {
   nopl?: boolean;
 }
 
-/** Text output in large blocks; EPIPE surfaces as BrokenPipe so the CLI can exit quietly. */
-export class TextSink {
-  private parts: string[] = [];
-  private size = 0;
+/** Text output in large blocks; EPIPE surfaces as an error with code EPIPE so the CLI can exit quietly. */
+export class TextSink implements JsonOut {
+  s = '';
   constructor(public fd: number) {}
-  write(s: string): void {
-    this.parts.push(s);
-    this.size += s.length;
-    if (this.size >= 1 << 16) this.flush();
+  write(str: string): void {
+    this.s += str;
+    if (this.s.length >= 1 << 16) this.flush();
   }
   flush(): void {
-    if (!this.parts.length) return;
-    const data = Buffer.from(this.parts.join(''), 'utf8');
-    this.parts = [];
-    this.size = 0;
+    if (!this.s.length) return;
+    // JSON text here is pure ASCII (Python's ensure_ascii), so latin1 is an exact, fast encoding
+    const data = Buffer.from(this.s, 'latin1');
+    this.s = '';
     writeAll(this.fd, data);
   }
 }
 
-function withExtra(obj: string, extra: string, mode: Mode, ind: string): string {
-  if (mode === 'plain') return obj === '{}' ? `{"extra": ${extra}}` : `${obj.slice(0, -1)}, "extra": ${extra}}`;
-  const in1 = ind + '    ';
-  if (obj === '{}') return `{\n${in1}"extra": ${extra}\n${ind}}`;
-  return `${obj.slice(0, obj.length - ind.length - 2)},\n${in1}"extra": ${extra}\n${ind}}`;
-}
-
-/** JSON text of one entry at indentation `ind`. */
-export function entryToJson(kind: Kind, e: Entry, opts: DocOptions, ind: string): string {
+/** Streams the JSON of one entry at indentation `ind` into `out`. */
+export function writeEntryJson(kind: Kind, e: Entry, opts: DocOptions, ind: string, out: JsonOut): void {
   const mode = opts.mode;
+  const in1 = ind + '    ';
   if (kind.layout === 'amdgpu-raw') {
-    const obj = mode === 'plain' ? `{"header": ${String(e.msg.header)}}` : `{\n${ind}    "header": ${String(e.msg.header)}\n${ind}}`;
     const data = e.extra && e.extra.kind === 'blob' ? e.extra.data : new Uint8Array(0);
-    return withExtra(obj, opts.nopl ? pyString('... ' + nicePayloadSize(data.length)) : extraToJson(e.extra!, mode, ind + '    '), mode, ind);
+    const tail = opts.nopl ? pyString('... ' + nicePayloadSize(data.length)) : extraToJson(e.extra!, mode, in1);
+    out.s += mode === 'plain' ? `{"header": ${String(e.msg.header)}, "extra": ${tail}}` : `{\n${in1}"header": ${String(e.msg.header)},\n${in1}"extra": ${tail}\n${ind}}`;
+    return;
   }
-  const obj = messageToJson(e.type, e.msg, mode, ind);
+  let tail: string | undefined;
   if (kind.layout === 'ghost') {
-    if (opts.nopl || !e.extra) return obj;
-    return withExtra(obj, extraToJson(e.extra, mode, ind + '    '), mode, ind);
+    if (!opts.nopl && e.extra) tail = extraToJson(e.extra, mode, in1);
+  } else if (kind.extra) {
+    if (opts.nopl) tail = pyString('... ' + nicePayloadSize(kind.extra.size(e.msg, e.extra)));
+    else if (e.extra) tail = extraToJson(e.extra, mode, in1);
   }
-  if (!kind.extra) return obj;
-  if (opts.nopl) return withExtra(obj, pyString('... ' + nicePayloadSize(kind.extra.size(e.msg, e.extra))), mode, ind);
-  if (!e.extra) return obj;
-  return withExtra(obj, extraToJson(e.extra, mode, ind + '    '), mode, ind);
+  writeMessageJson(e.type, e.msg, mode, ind, out, tail);
 }
 
 /** Writes the document for `entries`; `out` gets Python's exact json.dumps text. */
-export function writeDocument(hdr: ImageHeader, entries: Iterable<Entry>, out: TextSink, opts: DocOptions): void {
+export function writeDocument(hdr: ImageHeader, entries: Iterable<Entry>, out: JsonOut, opts: DocOptions): void {
   const pretty = opts.mode === 'pretty';
-  if (pretty) out.write(`{\n    "magic": ${pyString(hdr.magic)},\n    "entries": [`);
-  else out.write(`{"magic": ${pyString(hdr.magic)}, "entries": [`);
+  if (pretty) out.s += `{\n    "magic": ${pyString(hdr.magic)},\n    "entries": [`;
+  else out.s += `{"magic": ${pyString(hdr.magic)}, "entries": [`;
   let n = 0;
   for (const e of entries) {
-    if (pretty) out.write((n ? ',\n' : '\n') + '        ' + entryToJson(hdr.kind, e, opts, '        '));
-    else out.write((n ? ', ' : '') + entryToJson(hdr.kind, e, opts, ''));
+    if (pretty) {
+      out.s += (n ? ',\n' : '\n') + '        ';
+      writeEntryJson(hdr.kind, e, opts, '        ', out);
+    } else {
+      if (n) out.s += ', ';
+      writeEntryJson(hdr.kind, e, opts, '', out);
+    }
+    if (out.s.length >= 1 << 16) out.flush();
     n++;
   }
-  if (pretty) out.write(n ? '\n    ]\n}' : ']\n}');
-  else out.write(']}');
+  out.s += pretty ? (n ? '\n    ]\n}' : ']\n}') : ']}';
 }
 
 // ---- reading JSON documents ------------------------------------------------------------
@@ -146,49 +143,35 @@ export class DocumentReader {
     return this.pos < this.text.length ? this.text.charCodeAt(this.pos) : -1;
   }
 
-  /** Finds the end of the JSON value starting at pos, reading more input as needed. */
-  private valueEnd(): number {
-    let p = this.pos;
-    let depth = 0;
-    let inStr = false;
+  /**
+   * Parses the value at pos. If the input ends inside it, reads more (at least doubling what is
+   * buffered, so a huge entry costs a few parses, not one per block) and parses again.
+   */
+  private parseValue(): JsonValue {
     for (;;) {
-      const t = this.text;
-      for (; p < t.length; p++) {
-        const c = t.charCodeAt(p);
-        if (inStr) {
-          if (c === 92) p++;
-          else if (c === 34) { inStr = false; if (depth === 0) return p + 1; }
-          continue;
+      if (this.peek() === -1) this.syntax('unexpected end of input, expecting a value');
+      const p = new JsonParser(this.text, this.consumed);
+      p.pos = this.pos;
+      let v: JsonValue;
+      try {
+        v = p.value();
+      } catch (e) {
+        if (e instanceof JsonSyntaxError) {
+          if (e.truncated && !this.eof) { this.grow(); continue; }
+          throw new JsonInputError(`invalid JSON at character ${e.offset}: ${e.message.replace(/ at line.*/, '')}`);
         }
-        if (c === 34) inStr = true;
-        else if (c === 123 || c === 91) depth++;
-        else if (c === 125 || c === 93) { depth--; if (depth === 0) return p + 1; if (depth < 0) return p; }
-        else if (depth === 0 && (c === 44 || c === 32 || c === 10 || c === 13 || c === 9)) return p;
+        throw e;
       }
-      const rel = p - this.pos;
-      const before = this.pos;
-      if (!this.more()) return p;
-      p = this.pos + rel; // `more` may have shifted the text
-      void before;
+      // a number that touches the end of the buffer may go on in the next block
+      if (p.pos >= this.text.length && !this.eof && (typeof v === 'number' || typeof v === 'bigint')) { this.grow(); continue; }
+      this.pos = p.pos;
+      return v;
     }
   }
 
-  private parseValue(): JsonValue {
-    if (this.peek() === -1) this.syntax('unexpected end of input, expecting a value');
-    const end = this.valueEnd();
-    const p = new JsonParser(this.text.slice(0, end), this.consumed);
-    p.pos = this.pos;
-    let v: JsonValue;
-    try {
-      v = p.value();
-      p.ws();
-    } catch (e) {
-      if (e instanceof JsonSyntaxError) throw new JsonInputError(`invalid JSON at character ${e.offset}: ${e.message.replace(/ at line.*/, '')}`);
-      throw e;
-    }
-    if (p.pos !== end) this.syntax('unexpected text after a value', p.pos);
-    this.pos = end;
-    return v;
+  private grow(): void {
+    const want = Math.max(1 << 20, (this.text.length - this.pos) * 2);
+    while (this.text.length - this.pos < want && this.more()) { /* keep reading */ }
   }
 
   private expect(c: number, what: string): void {

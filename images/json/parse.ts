@@ -2,6 +2,8 @@
 // Objects are prototype-less so any key is data. Errors name the line and column.
 
 export class JsonSyntaxError extends Error {
+  /** set when the text simply ended: more input might make it valid */
+  truncated = false;
   constructor(message: string, public offset: number, public line: number, public column: number) {
     super(`${message} at line ${line} column ${column}`);
   }
@@ -21,7 +23,9 @@ export class JsonParser {
     for (let i = 0; i < at && i < this.text.length; i++) {
       if (this.text.charCodeAt(i) === 10) { line++; col = 1; } else col++;
     }
-    throw new JsonSyntaxError(msg, this.base + at, line, col);
+    const e = new JsonSyntaxError(msg, this.base + at, line, col);
+    e.truncated = at >= this.text.length || this.pos >= this.text.length;
+    throw e;
   }
 
   ws(): void {
@@ -51,7 +55,8 @@ export class JsonParser {
   }
 
   object(): { [k: string]: JsonValue } {
-    const o: { [k: string]: JsonValue } = Object.create(null);
+    // plain literal objects keep V8's fast properties; '__proto__' is stored as data below
+    const o: { [k: string]: JsonValue } = {};
     this.pos++;
     this.ws();
     if (this.text.charCodeAt(this.pos) === 125) { this.pos++; return o; }
@@ -62,7 +67,8 @@ export class JsonParser {
       this.ws();
       if (this.text.charCodeAt(this.pos) !== 58) this.error("Expecting ':' delimiter");
       this.pos++;
-      o[k] = this.value();
+      if (k === '__proto__') Object.defineProperty(o, k, { value: this.value(), enumerable: true, writable: true, configurable: true });
+      else o[k] = this.value();
       this.ws();
       const c = this.text.charCodeAt(this.pos);
       if (c === 44) { this.pos++; continue; }
@@ -96,7 +102,7 @@ export class JsonParser {
       if (c === 34) { this.pos = p + 1; return t.slice(start, p); }
       if (c === 92) break;
       if (c < 0x20 || Number.isNaN(c)) {
-        if (Number.isNaN(c)) this.error('Unterminated string', start - 1);
+        if (Number.isNaN(c)) { this.pos = p; this.error('Unterminated string', p); }
         this.error('Invalid control character', p);
       }
       p++;
@@ -104,7 +110,7 @@ export class JsonParser {
     let out = t.slice(start, p);
     for (;;) {
       const c = t.charCodeAt(p);
-      if (Number.isNaN(c)) this.error('Unterminated string', start - 1);
+      if (Number.isNaN(c)) { this.pos = p; this.error('Unterminated string', p); }
       if (c === 34) { this.pos = p + 1; return out; }
       if (c < 0x20) this.error('Invalid control character', p);
       if (c !== 92) { out += t[p++]; continue; }
@@ -132,6 +138,23 @@ export class JsonParser {
   }
 
   number(): number | bigint {
+    // fast path: a short integer
+    const t = this.text;
+    let p = this.pos;
+    const neg = t.charCodeAt(p) === 45;
+    if (neg) p++;
+    let v = 0;
+    const d0 = p;
+    for (;;) {
+      const c = t.charCodeAt(p);
+      if (c >= 48 && c <= 57) { v = v * 10 + (c - 48); p++; } else break;
+    }
+    const nd = p - d0;
+    const c = t.charCodeAt(p);
+    if (nd > 0 && nd < 16 && c !== 46 && c !== 101 && c !== 69 && !(nd > 1 && t.charCodeAt(d0) === 48)) {
+      this.pos = p;
+      return neg ? -v : v;
+    }
     NUM.lastIndex = this.pos;
     const m = NUM.exec(this.text);
     if (!m) this.error('Expecting value');

@@ -13,7 +13,26 @@ import { UNKNOWN, Msg, UnknownField } from '../codec';
 export const UNKNOWN_KEY = '_unknown_fields';
 
 export type Mode = 'plain' | 'pretty';
-type JsonFn = (o: Msg, ind: string) => string;
+/** Where generated writers put text: they append to `s`; `flush` moves it on when large. */
+export interface JsonOut {
+  s: string;
+  flush(): void;
+}
+
+type JsonFn = (o: Msg, ind: string, out: JsonOut, tail?: string) => void;
+
+class StringOut implements JsonOut {
+  s = '';
+  parts: string[] = [];
+  flush(): void {
+    this.parts.push(this.s);
+    this.s = '';
+  }
+  text(): string {
+    this.flush();
+    return this.parts.join('');
+  }
+}
 
 const cache = new Map<string, JsonFn>();
 
@@ -86,53 +105,51 @@ function compile(typeName: string, mode: Mode, hexCtx: boolean): JsonFn {
     return 'String(x)';
   }
 
+  // Output goes to out.s (flushed by the sink when large), never into one giant string.
   const lines: string[] = [];
-  lines.push('return function (o, ind) {');
-  if (pretty) lines.push("const in1 = ind + '    ';");
-  lines.push("let s = ''; let x;");
+  lines.push('return function (o, ind, out, tail) {');
+  lines.push(pretty ? "const in1 = ind + '    '; const in2 = in1 + '    ';" : '');
+  lines.push("let first = true; let x; out.s += '{';");
+  const sepExpr = (key: string) => (pretty ? `(first ? '\\n' : ',\\n') + in1 + '${key}: '` : `(first ? '' : ', ') + '${key}: '`);
   for (const f of m.fields) {
     const key = pyString(f.name);
     const rep = f.label === 'repeated';
-    const sep = pretty ? `(s ? ',\\n' : '') + in1 + '${key}: '` : `(s ? ', ' : '') + '${key}: '`;
+    const sep = sepExpr(key);
     lines.push(`x = o[${JSON.stringify(f.name)}];`);
     const childHex = hexCtx || !!f.opts?.hex;
     if (f.kind === 'message') {
       const k = deps.length;
       deps.push(null as unknown as JsonFn);
       depSpecs.push([f.type, pretty && childHex]);
-      const one = pretty ? `D[${k}](x, IND)` : `D[${k}](x, '')`;
       if (rep) {
         if (pretty) {
-          lines.push(`if (x !== undefined && x.length) { const in2 = in1 + '    '; let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ',\\n' : '') + in2 + ${one.replace('IND', 'in2')}; } s += ${sep} + '[\\n' + a + '\\n' + in1 + ']'; }`);
+          lines.push(`if (x !== undefined && x.length) { out.s += ${sep} + '[\\n'; first = false; const ar = x; for (let i = 0; i < ar.length; i++) { out.s += (i ? ',\\n' : '') + in2; D[${k}](ar[i], in2, out); if (out.s.length > 65536) out.flush(); } out.s += '\\n' + in1 + ']'; }`);
         } else {
-          lines.push(`if (x !== undefined && x.length) { let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ', ' : '') + ${one}; } s += ${sep} + '[' + a + ']'; }`);
+          lines.push(`if (x !== undefined && x.length) { out.s += ${sep} + '['; first = false; const ar = x; for (let i = 0; i < ar.length; i++) { if (i) out.s += ', '; D[${k}](ar[i], '', out); if (out.s.length > 65536) out.flush(); } out.s += ']'; }`);
         }
       } else {
-        lines.push(`if (x !== undefined) s += ${sep} + ${one.replace('IND', 'in1')};`);
+        lines.push(`if (x !== undefined) { out.s += ${sep}; first = false; D[${k}](x, ${pretty ? 'in1' : "''"}, out); }`);
       }
       continue;
     }
     if (rep && pretty && f.opts?.ipadd && !childHex) {
-      lines.push(`if (x !== undefined && x.length) s += ${sep} + H.ip(x, in1);`);
+      lines.push(`if (x !== undefined && x.length) { out.s += ${sep} + H.ip(x, in1); first = false; }`);
       continue;
     }
     const expr = scalarExpr(f, pretty && childHex);
     if (rep) {
       if (pretty) {
-        lines.push(`if (x !== undefined && x.length) { const in2 = in1 + '    '; let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ',\\n' : '') + in2 + ${expr}; } s += ${sep} + '[\\n' + a + '\\n' + in1 + ']'; }`);
+        lines.push(`if (x !== undefined && x.length) { let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ',\\n' : '') + in2 + ${expr}; } out.s += ${sep} + '[\\n' + a + '\\n' + in1 + ']'; first = false; }`);
       } else {
-        lines.push(`if (x !== undefined && x.length) { let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ', ' : '') + ${expr}; } s += ${sep} + '[' + a + ']'; }`);
+        lines.push(`if (x !== undefined && x.length) { let a = ''; const ar = x; for (let i = 0; i < ar.length; i++) { x = ar[i]; a += (i ? ', ' : '') + ${expr}; } out.s += ${sep} + '[' + a + ']'; first = false; }`);
       }
     } else {
-      lines.push(`if (x !== undefined) s += ${sep} + ${expr};`);
+      lines.push(`if (x !== undefined) { out.s += ${sep} + ${expr}; first = false; }`);
     }
   }
-  {
-    const sep = pretty ? `(s ? ',\\n' : '') + in1 + '"${UNKNOWN_KEY}": '` : `(s ? ', ' : '') + '"${UNKNOWN_KEY}": '`;
-    lines.push(`x = o[K]; if (x !== undefined && x.length) s += ${sep} + H.unk(x);`);
-  }
-  if (pretty) lines.push("return s ? '{\\n' + s + '\\n' + ind + '}' : '{}';");
-  else lines.push("return '{' + s + '}';");
+  lines.push(`x = o[K]; if (x !== undefined && x.length) { out.s += ${sepExpr(pyString(UNKNOWN_KEY))} + H.unk(x); first = false; }`);
+  lines.push(`if (tail !== undefined) { out.s += ${sepExpr('"extra"')} + tail; first = false; }`);
+  lines.push(pretty ? "out.s += first ? '}' : '\\n' + ind + '}';" : "out.s += '}';");
   lines.push('};');
   const fn = new Function('D', 'H', 'C', 'K', lines.join('\n'))(deps, helpers, consts, UNKNOWN) as JsonFn;
   cache.set(`${mode}:${hexCtx}:${typeName}`, fn);
@@ -145,6 +162,13 @@ export function jsonWriterFor(typeName: string, mode: Mode, hexCtx = false): Jso
 }
 
 /** JSON text of one message; `ind` is the indentation of the line the object starts on. */
-export function messageToJson(typeName: string, msg: Msg, mode: Mode, ind = ''): string {
-  return jsonWriterFor(typeName, mode)(msg, ind);
+export function messageToJson(typeName: string, msg: Msg, mode: Mode, ind = '', tail?: string): string {
+  const out = new StringOut();
+  jsonWriterFor(typeName, mode)(msg, ind, out, tail);
+  return out.text();
+}
+
+/** Streams one message's JSON into `out`; `tail`, if given, is the value of a last "extra" key. */
+export function writeMessageJson(typeName: string, msg: Msg, mode: Mode, ind: string, out: JsonOut, tail?: string): void {
+  jsonWriterFor(typeName, mode)(msg, ind, out, tail);
 }

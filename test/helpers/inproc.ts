@@ -1,0 +1,63 @@
+// In-process decode/encode through the same streaming paths the CLI uses (fast for tests).
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { ByteSource } from '../../images/source';
+import { readHeader, readEntries, ImageWriter, BinSink } from '../../images/image';
+import { writeDocument, DocumentReader, jsonToEntry } from '../../images/json/document';
+import { kindFor } from '../../images/kinds';
+import type { Mode } from '../../images/json/tojson';
+
+class StringSink {
+  parts: string[] = [];
+  s = '';
+  flush(): void { this.parts.push(this.s); this.s = ''; }
+}
+
+export function decodeToString(file: string, mode: Mode, nopl = false): string {
+  const src = ByteSource.open(file);
+  try {
+    const hdr = readHeader(src, path.basename(file));
+    const sink = new StringSink();
+    writeDocument(hdr, readEntries(src, hdr), sink, { mode, nopl });
+    sink.flush();
+    return sink.parts.join('');
+  } finally {
+    src.close();
+  }
+}
+
+export function decodeBuffer(buf: Uint8Array, name: string, mode: Mode = 'plain'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crit-dec-'));
+  const tmp = path.join(dir, name);
+  fs.writeFileSync(tmp, buf);
+  try {
+    return decodeToString(tmp, mode);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function encodeFromString(json: string): Buffer {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crit-enc-'));
+  const inFile = path.join(dir, 'in.json');
+  const outFile = path.join(dir, 'out.img');
+  fs.writeFileSync(inFile, json);
+  const fd = fs.openSync(inFile, 'r');
+  const out = fs.openSync(outFile, 'w');
+  try {
+    const reader = new DocumentReader(fd, inFile);
+    let v = reader.next();
+    const kind = kindFor(reader.magic!);
+    if (!kind) throw new Error(`unknown magic ${reader.magic}`);
+    const sink = new BinSink(out);
+    const w = new ImageWriter(sink, kind);
+    for (let i = 0; v !== undefined; v = reader.next(), i++) w.write(jsonToEntry(kind, w.nextType(), v, `entries[${i}]`));
+    sink.flush();
+    return fs.readFileSync(outFile);
+  } finally {
+    fs.closeSync(fd);
+    fs.closeSync(out);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
