@@ -1,0 +1,99 @@
+// x86-64 register sets: raw ptrace regsets -> CRIU's thread_info_x86 fields, and the
+// syscall-restart fixup CRIU applies to the saved registers.
+import type { Msg } from '../../images/codec';
+
+/** user_regs_struct order (NT_PRSTATUS); identical to user_x86_regs_entry's field order. */
+export const GP_REG_NAMES = [
+  'r15', 'r14', 'r13', 'r12', 'bp', 'bx', 'r11', 'r10', 'r9', 'r8', 'ax', 'cx', 'dx', 'si', 'di',
+  'orig_ax', 'ip', 'cs', 'flags', 'sp', 'ss', 'fs_base', 'gs_base', 'ds', 'es', 'fs', 'gs',
+] as const;
+export type GpRegName = (typeof GP_REG_NAMES)[number];
+export type GpRegs = Record<GpRegName, bigint>;
+
+export function parseGpRegs(buf: Buffer): GpRegs {
+  if (buf.length < GP_REG_NAMES.length * 8) throw new Error(`NT_PRSTATUS is ${buf.length} bytes, expected 216`);
+  const r = {} as GpRegs;
+  GP_REG_NAMES.forEach((name, i) => {
+    r[name] = buf.readBigUInt64LE(i * 8);
+  });
+  return r;
+}
+
+const ERESTARTSYS = 512n;
+const ERESTARTNOINTR = 513n;
+const ERESTARTNOHAND = 514n;
+const ERESTART_RESTARTBLOCK = 516n;
+const EINTR = 4n;
+const U64 = (1n << 64n) - 1n;
+
+/** rax as a signed value */
+function signed(v: bigint): bigint {
+  return v >= 1n << 63n ? v - (1n << 64n) : v;
+}
+
+/**
+ * A thread stopped inside an interrupted syscall has rax = -ERESTART*. The restored thread
+ * has no kernel context, so re-execute the syscall (rip back over `syscall`, rax = nr), or,
+ * for restart_block syscalls whose state is gone, report EINTR.
+ */
+export function restartFixup(regs: GpRegs): GpRegs {
+  if (signed(regs.orig_ax) < 0n) return regs;
+  const ret = -signed(regs.ax);
+  const out = { ...regs };
+  if (ret === ERESTARTSYS || ret === ERESTARTNOINTR || ret === ERESTARTNOHAND) {
+    out.ax = regs.orig_ax;
+    out.ip = (regs.ip - 2n) & U64;
+  } else if (ret === ERESTART_RESTARTBLOCK) {
+    out.ax = (-EINTR) & U64;
+  }
+  return out;
+}
+
+export function gpRegsEntry(regs: GpRegs): Msg {
+  const m: Msg = {};
+  for (const n of GP_REG_NAMES) m[n] = regs[n];
+  m.mode = 1; // NATIVE
+  return m;
+}
+
+function u32s(buf: Buffer, off: number, count: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) out.push(buf.readUInt32LE(off + i * 4));
+  return out;
+}
+
+/** XSAVE layout: legacy 512-byte FXSAVE area, then the header with xstate_bv, then components. */
+const XSAVE_HDR = 512;
+const AVX_OFFSET = 576;
+
+export function fpregsEntry(xstate: Buffer): Msg {
+  const fx = xstate;
+  const entry: Msg = {
+    cwd: fx.readUInt16LE(0),
+    swd: fx.readUInt16LE(2),
+    twd: fx.readUInt16LE(4),
+    fop: fx.readUInt16LE(6),
+    rip: fx.readBigUInt64LE(8),
+    rdp: fx.readBigUInt64LE(16),
+    mxcsr: fx.readUInt32LE(24),
+    mxcsr_mask: fx.readUInt32LE(28),
+    st_space: u32s(fx, 32, 32),
+    xmm_space: u32s(fx, 160, 64),
+  };
+  if (xstate.length > XSAVE_HDR) {
+    const xsave: Msg = { xstate_bv: xstate.readBigUInt64LE(XSAVE_HDR) };
+    if (xstate.length >= AVX_OFFSET + 256) xsave.ymmh_space = u32s(xstate, AVX_OFFSET, 64);
+    // CRIU 4.2 always records the (here unsupported, zero) CET state
+    xsave.cet = { cet: 0n, ssp: 0n };
+    entry.xsave = xsave;
+  }
+  return entry;
+}
+
+/** The three GDT TLS slots of a 64-bit task that never used set_thread_area: all empty. */
+export function emptyTlsEntries(): Msg[] {
+  return [12, 13, 14].map((n) => ({
+    entry_number: n, base_addr: 0, limit: 0, seg_32bit: false, contents_h: false, contents_l: false,
+    read_exec_only: true, limit_in_pages: false, seg_not_present: true, usable: false,
+  }));
+}

@@ -1,0 +1,76 @@
+// `engine` command line: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]
+import { dump } from './dump';
+import { makeLog } from './log';
+import { EngineError } from './errors';
+import { isNativeError } from '../native';
+
+const USAGE = 'usage: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]';
+
+interface DumpArgs {
+  pid?: number;
+  dir?: string;
+  leaveRunning: boolean;
+  shellJob: boolean;
+  verbose: boolean;
+}
+
+function parseDumpArgs(argv: string[]): DumpArgs {
+  const a: DumpArgs = { leaveRunning: false, shellJob: false, verbose: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new EngineError(`${arg} needs a value`);
+      return v;
+    };
+    if (arg === '-t' || arg === '--tree') a.pid = Number(value());
+    else if (arg === '-D' || arg === '--images-dir') a.dir = value();
+    else if (arg === '--leave-running' || arg === '-R') a.leaveRunning = true;
+    else if (arg === '--shell-job' || arg === '-j') a.shellJob = true;
+    else if (arg === '-v' || arg === '--verbose') a.verbose = true;
+    else throw new EngineError(`unknown option ${arg}\n${USAGE}`);
+  }
+  if (a.pid === undefined || !Number.isInteger(a.pid) || a.pid <= 0) throw new EngineError(`-t PID is required\n${USAGE}`);
+  if (!a.dir) throw new EngineError(`-D DIR is required\n${USAGE}`);
+  return a;
+}
+
+/** Runs the CLI; returns the exit code and sets process.exitCode. */
+export function main(argv: string[]): number {
+  let code = 0;
+  try {
+    const [cmd, ...rest] = argv;
+    if (cmd === 'dump') {
+      const a = parseDumpArgs(rest);
+      const log = makeLog(a.verbose);
+      const tty = process.stderr.isTTY;
+      const started = Date.now();
+      const stats = dump({
+        pid: a.pid!, dir: a.dir!, leaveRunning: a.leaveRunning, shellJob: a.shellJob, log,
+        progress: tty
+          ? (w, t) => {
+              const s = (Date.now() - started) / 1000 || 1e-3;
+              process.stderr.write(`\rengine: pages ${w}/${t}  ${((w * 4096) / 1e6 / s).toFixed(0)} MB/s`);
+            }
+          : undefined,
+      });
+      if (tty) process.stderr.write('\n');
+      log.debug(
+        `dumped ${stats.tasks} tasks / ${stats.threads} threads: ${stats.pagesWritten} pages, frozen ${(stats.frozenUs / 1000).toFixed(1)} ms, ` +
+          `memwrite ${(stats.memwriteUs / 1000).toFixed(1)} ms`,
+      );
+    } else if (cmd === '-h' || cmd === '--help' || cmd === undefined) {
+      process.stdout.write(USAGE + '\n');
+      code = cmd === undefined ? 2 : 0;
+    } else {
+      throw new EngineError(`unknown command ${cmd}\n${USAGE}`);
+    }
+  } catch (e) {
+    const msg = e instanceof EngineError || isNativeError(e) ? e.message : e instanceof Error ? `internal error: ${e.message}` : String(e);
+    process.stderr.write(`engine: ${msg}\n`);
+    if (process.env.ENGINE_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    code = 1;
+  }
+  process.exitCode = code;
+  return code;
+}

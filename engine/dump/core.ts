@@ -1,0 +1,138 @@
+// core-<tid>.img: per-thread registers and thread_core, plus task_core (tc) on the leader.
+import type { Msg } from '../../images/codec';
+import { fpregsEntry, gpRegsEntry, restartFixup, emptyTlsEntries } from '../arch/x86_64';
+import type { ThreadRegs, ThreadInside } from './thread';
+import type { ProcessInside } from './process';
+import { hexField, numsField, numField, Status } from '../proc/status';
+
+export const TASK_ALIVE = 1, TASK_DEAD = 2, TASK_STOPPED = 3, TASK_ZOMBIE = 6;
+
+function capWords(v: bigint): number[] {
+  return [Number(v & 0xffffffffn), Number(v >> 32n)];
+}
+
+export function credsEntry(status: Status, secureBits: number): Msg {
+  const uid = numsField(status, 'Uid');
+  const gid = numsField(status, 'Gid');
+  const c: Msg = {
+    uid: uid[0], gid: gid[0], euid: uid[1], egid: gid[1], suid: uid[2], sgid: gid[2], fsuid: uid[3], fsgid: gid[3],
+    cap_inh: capWords(hexField(status, 'CapInh')), cap_prm: capWords(hexField(status, 'CapPrm')),
+    cap_eff: capWords(hexField(status, 'CapEff')), cap_bnd: capWords(hexField(status, 'CapBnd')),
+    secbits: secureBits,
+  };
+  const groups = numsField(status, 'Groups');
+  if (groups.length) c.groups = groups;
+  if (status.has('CapAmb')) c.cap_amb = capWords(hexField(status, 'CapAmb'));
+  return c;
+}
+
+export interface ThreadFacts {
+  regs: ThreadRegs;
+  inside: ThreadInside;
+  status: Status;
+  comm: string;
+  nice: number;
+  policy: number;
+  rtPrio: number;
+}
+
+function signalQueue(infos: Buffer[]): Msg {
+  return infos.length ? { signals: infos.map((b) => ({ siginfo: new Uint8Array(b) })) } : {};
+}
+
+export function threadCore(t: ThreadFacts, isLeader: boolean, cgSet: number): Msg {
+  const tc: Msg = {
+    futex_rla: t.inside.robustList.head,
+    futex_rla_len: t.inside.robustList.len,
+    sched_nice: t.nice,
+    sched_policy: t.policy,
+  };
+  if (t.policy === 1 || t.policy === 2) tc.sched_prio = t.rtPrio; // SCHED_FIFO / SCHED_RR
+  // the leader's mask lives in task_core.blk_sigset
+  if (!isLeader) tc.blk_sigset = t.regs.sigmask;
+  tc.sas = { ss_sp: t.inside.sas.sp, ss_size: t.inside.sas.size, ss_flags: t.inside.sas.flags };
+  if (t.inside.pdeathSig) tc.pdeath_sig = t.inside.pdeathSig;
+  tc.signals_p = signalQueue(t.regs.pendingPrivate);
+  tc.creds = credsEntry(t.status, t.inside.secureBits);
+  const seccomp = numField(t.status, 'Seccomp');
+  if (seccomp) tc.seccomp_mode = seccomp;
+  tc.comm = t.comm;
+  if (t.regs.rseq) tc.rseq_entry = { rseq_abi_pointer: t.regs.rseq.pointer, rseq_abi_size: t.regs.rseq.size, signature: t.regs.rseq.signature };
+  tc.cg_set = cgSet;
+  return tc;
+}
+
+export function threadInfo(t: ThreadFacts): Msg {
+  return {
+    clear_tid_addr: t.inside.clearTidAddr,
+    gpregs: gpRegsEntry(restartFixup(t.regs.gp)),
+    fpregs: fpregsEntry(t.regs.xstate),
+    tls: emptyTlsEntries(),
+  };
+}
+
+export interface TaskFacts {
+  state: number;
+  exitCode: number;
+  personality: number;
+  flags: number;
+  comm: string;
+  rlimits: [bigint, bigint][];
+  pendingShared: Buffer[];
+  loginuid: number;
+  oomScoreAdj: number;
+  inside: ProcessInside;
+}
+
+export function taskCore(p: TaskFacts, leaderMask: bigint): Msg {
+  const it = p.inside.itimers;
+  const timers: Msg = { real: it.real, virt: it.virt, prof: it.prof };
+  if (p.inside.posixTimers.length) {
+    timers.posix = p.inside.posixTimers.map((t) => {
+      const e: Msg = {
+        it_id: t.id, clock_id: t.clock, si_signo: t.signo, it_sigev_notify: t.notify, sival_ptr: t.sivalPtr,
+        overrun: t.overrun, isec: t.isec, insec: t.insec, vsec: t.vsec, vnsec: t.vnsec,
+      };
+      if (t.notify === 4) e.notify_thread_id = t.notifyTid;
+      return e;
+    });
+  }
+  return {
+    task_state: p.state,
+    exit_code: p.exitCode,
+    personality: p.personality,
+    flags: p.flags,
+    blk_sigset: leaderMask,
+    comm: p.comm,
+    timers,
+    rlimits: { rlimits: p.rlimits.map(([cur, max]) => ({ cur, max })) },
+    signals_s: signalQueue(p.pendingShared),
+    loginuid: p.loginuid,
+    oom_score_adj: p.oomScoreAdj,
+    sigactions: p.inside.sigactions.map((a) => ({
+      sigaction: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask, compat_sigaction: false,
+    })),
+    child_subreaper: p.inside.childSubreaper,
+  };
+}
+
+/** A zombie has only a core image: its state and exit code. */
+export function zombieCore(comm: string, exitCode: number, personality: number, flags: number): Msg {
+  return {
+    mtype: 1,
+    tc: { task_state: TASK_ZOMBIE, exit_code: exitCode, personality, flags, blk_sigset: 0n, comm },
+  };
+}
+
+/** /proc/PID/limits -> [cur, max] per RLIMIT_* in kernel order ("unlimited" = 2^64-1). */
+export function parseLimits(text: string): [bigint, bigint][] {
+  const out: [bigint, bigint][] = [];
+  const inf = (1n << 64n) - 1n;
+  for (const line of text.split('\n').slice(1)) {
+    if (!line.trim()) continue;
+    const cols = line.slice(26).trim().split(/\s+/);
+    const v = (s: string) => (s === 'unlimited' ? inf : BigInt(s));
+    out.push([v(cols[0]), v(cols[1])]);
+  }
+  return out;
+}

@@ -1,0 +1,283 @@
+// files.img: every open-file object the dumped tasks refer to (fds, mapped files, cwd/root),
+// each with one id; descriptors shared between fds or tasks are found with kcmp(KCMP_FILE).
+import * as fs from 'fs';
+import type { Msg } from '../../images/codec';
+import { native, KCMP_FILE } from '../../native';
+import { UnsupportedError, EngineError } from '../errors';
+import { readProc, readLinkProc, procPath } from '../proc/read';
+import type { NewEntry } from '../../images/files';
+
+export const O_WRONLY = 0o1;
+export const O_RDWR = 0o2;
+export const O_APPEND = 0o2000;
+export const O_CLOEXEC = 0o2000000;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+export function zeroFown(): Msg {
+  return { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
+}
+
+export interface FdInfo {
+  pos: bigint;
+  flags: number;
+  mntId: number;
+  ino: number;
+  fields: Map<string, string>;
+  lines: string[];
+}
+
+export function parseFdinfo(text: string): FdInfo {
+  const fields = new Map<string, string>();
+  const lines = text.split('\n');
+  for (const line of lines) {
+    const i = line.indexOf(':');
+    if (i > 0 && !fields.has(line.slice(0, i))) fields.set(line.slice(0, i), line.slice(i + 1).trim());
+  }
+  return {
+    pos: BigInt(fields.get('pos') ?? '0'),
+    flags: parseInt(fields.get('flags') ?? '0', 8),
+    mntId: Number(fields.get('mnt_id') ?? '-1'),
+    ino: Number(fields.get('ino') ?? '0'),
+    fields,
+    lines,
+  };
+}
+
+/** The 20-byte GNU build-id of an ELF file as CRIU stores it (five little-endian u32). */
+export function elfBuildId(file: string): number[] | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const hdr = Buffer.alloc(64);
+    if (fs.readSync(fd, hdr, 0, 64, 0) < 64 || hdr.readUInt32BE(0) !== 0x7f454c46 || hdr[4] !== 2) return undefined;
+    const phoff = Number(hdr.readBigUInt64LE(32));
+    const phentsize = hdr.readUInt16LE(54);
+    const phnum = hdr.readUInt16LE(56);
+    const ph = Buffer.alloc(phentsize * phnum);
+    fs.readSync(fd, ph, 0, ph.length, phoff);
+    for (let i = 0; i < phnum; i++) {
+      const p = i * phentsize;
+      if (ph.readUInt32LE(p) !== 4) continue; // PT_NOTE
+      const off = Number(ph.readBigUInt64LE(p + 8));
+      const size = Number(ph.readBigUInt64LE(p + 32));
+      const notes = Buffer.alloc(size);
+      fs.readSync(fd, notes, 0, size, off);
+      for (let q = 0; q + 12 <= size; ) {
+        const namesz = notes.readUInt32LE(q), descsz = notes.readUInt32LE(q + 4), type = notes.readUInt32LE(q + 8);
+        const name = notes.subarray(q + 12, q + 12 + namesz).toString('latin1');
+        const desc = q + 12 + ((namesz + 3) & ~3);
+        if (type === 3 && name.startsWith('GNU') && descsz === 20) {
+          const words: number[] = [];
+          for (let w = 0; w < 5; w++) words.push(notes.readUInt32LE(desc + w * 4));
+          return words;
+        }
+        q = desc + ((descsz + 3) & ~3);
+      }
+    }
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Collects file_entry messages and the extra per-kind images (pipes-data, ...). */
+export class FileTable {
+  private nextId = 1;
+  readonly entries: Msg[] = [];
+  private byDescription = new Map<string, { pid: number; fd: number; id: number }[]>();
+  private mapped = new Map<string, number>();
+  readonly pipesData: NewEntry[] = [];
+  private pipesDumped = new Set<number>();
+
+  allocId(): number {
+    return this.nextId++;
+  }
+
+  /** A REG entry for a path seen through `via` (a /proc link that stats the open object). */
+  private regEntry(id: number, name: string, via: string, flags: number, pos: bigint, withBuildId: boolean): Msg {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(via);
+    } catch (e) {
+      throw new EngineError(`cannot stat ${via}: ${(e as Error).message}`);
+    }
+    const reg: Msg = { id, flags, pos, fown: zeroFown(), name };
+    if ((st.mode & S_IFMT) === S_IFREG && !(flags & O_APPEND)) reg.size = st.size;
+    reg.mode = st.mode;
+    if (withBuildId && (st.mode & S_IFMT) === S_IFREG) {
+      const b = elfBuildId(via);
+      if (b) reg.build_id = b;
+    }
+    return reg;
+  }
+
+  /** The id of a mapped file (exe, libraries, file mappings), one per inode. */
+  mappedFile(pid: number, name: string, start: bigint, end: bigint, dev: string, inode: number, shared: boolean): number {
+    const key = `${dev}:${inode}:${shared ? 's' : 'p'}`;
+    const known = this.mapped.get(key);
+    if (known !== undefined) return known;
+    if (name.endsWith(' (deleted)')) throw new UnsupportedError(`task ${pid}: mapping of a deleted file ${name} (ghost files are not supported)`);
+    const id = this.allocId();
+    const via = procPath(pid, 'map_files', `${start.toString(16)}-${end.toString(16)}`);
+    this.entries.push({ type: 1, id, reg: this.regEntry(id, name, via, shared ? O_RDWR : 0, 0n, true) });
+    this.mapped.set(key, id);
+    return id;
+  }
+
+  /** exe: the same object as its mappings when it is mapped. */
+  exeFile(pid: number, exePath: string, vmas: { name: string; start: bigint; end: bigint; dev: string; inode: number; shared: boolean }[]): number {
+    const v = vmas.find((m) => m.name === exePath && !m.shared);
+    if (v) return this.mappedFile(pid, v.name, v.start, v.end, v.dev, v.inode, false);
+    const id = this.allocId();
+    this.entries.push({ type: 1, id, reg: this.regEntry(id, exePath, procPath(pid, 'exe'), 0, 0n, true) });
+    return id;
+  }
+
+  /** cwd / root: a directory REG entry per task (CRIU does not share them). */
+  fsDir(pid: number, which: 'cwd' | 'root'): number {
+    const id = this.allocId();
+    const name = readLinkProc(pid, which);
+    this.entries.push({ type: 1, id, reg: this.regEntry(id, name, procPath(pid, which), 0, 0n, false) });
+    return id;
+  }
+
+  /** An id already given to the same open file description, if any. */
+  private shared(pid: number, fd: number, key: string): number | undefined {
+    for (const o of this.byDescription.get(key) ?? []) {
+      try {
+        if (native().kcmp(pid, o.pid, KCMP_FILE, fd, o.fd) === 0) return o.id;
+      } catch {
+        /* not comparable */
+      }
+    }
+    return undefined;
+  }
+
+  private remember(pid: number, fd: number, key: string, id: number): void {
+    let l = this.byDescription.get(key);
+    if (!l) this.byDescription.set(key, (l = []));
+    l.push({ pid, fd, id });
+  }
+
+  /** Dumps one fd; returns its fdinfo_entry. */
+  dumpFd(pid: number, fd: number): Msg {
+    const link = readLinkProc(pid, 'fd', String(fd));
+    const info = parseFdinfo(readProc(pid, 'fdinfo', String(fd)));
+    const cloexec = (info.flags & O_CLOEXEC) !== 0 ? 1 : 0;
+    const flags = info.flags & ~O_CLOEXEC;
+    const known = this.shared(pid, fd, link);
+    const kind = fileKind(link);
+    if (known !== undefined) return { id: known, flags: cloexec, type: kind.type, fd };
+    const id = this.allocId();
+    this.remember(pid, fd, link, id);
+    switch (kind.name) {
+      case 'reg':
+        if (link.endsWith(' (deleted)')) throw new UnsupportedError(`task ${pid} fd ${fd}: unlinked file ${link} (ghost files are not supported)`);
+        this.entries.push({ type: 1, id, reg: this.regEntry(id, link, procPath(pid, 'fd', String(fd)), flags, info.pos, false) });
+        break;
+      case 'pipe': {
+        const pipeId = Number(/\[(\d+)\]/.exec(link)![1]);
+        this.entries.push({ type: 2, id, pipe: { id, pipe_id: pipeId, flags, fown: zeroFown() } });
+        this.dumpPipeData(pid, fd, pipeId, flags);
+        break;
+      }
+      case 'eventfd':
+        this.entries.push({ type: 6, id, efd: { id, flags, fown: zeroFown(), counter: BigInt('0x' + (info.fields.get('eventfd-count') ?? '0')) } });
+        break;
+      case 'signalfd':
+        this.entries.push({ type: 9, id, sgfd: { id, flags, fown: zeroFown(), sigmask: BigInt('0x' + (info.fields.get('sigmask') ?? '0')) } });
+        break;
+      case 'timerfd':
+        this.entries.push({ type: 17, id, tfd: timerfdEntry(id, flags, info) });
+        break;
+      case 'eventpoll':
+        this.entries.push({ type: 7, id, epfd: { id, flags, fown: zeroFown(), tfd: epollTargets(info) } });
+        break;
+      default:
+        throw new UnsupportedError(`task ${pid} fd ${fd}: unsupported file kind ${link}`);
+    }
+    return { id, flags: cloexec, type: kind.type, fd };
+  }
+
+  /** Copies the queued bytes of a pipe without consuming them (tee into an engine pipe). */
+  private dumpPipeData(pid: number, fd: number, pipeId: number, flags: number): void {
+    if (this.pipesDumped.has(pipeId)) return;
+    this.pipesDumped.add(pipeId);
+    const n = native();
+    // a read end of the same pipe, even when the task holds only the write end
+    const src = fs.openSync(procPath(pid, 'fd', String(fd)), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const F_GETPIPE_SZ = 1032, F_SETPIPE_SZ = 1031;
+    try {
+      const size = n.fcntl(src, F_GETPIPE_SZ);
+      const [r, w] = n.pipe2(fs.constants.O_NONBLOCK);
+      try {
+        n.fcntl(w, F_SETPIPE_SZ, size);
+        let copied = 0;
+        try {
+          copied = n.tee(src, w, size, 2 /* SPLICE_F_NONBLOCK */);
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'EAGAIN') throw e;
+        }
+        const data = Buffer.alloc(copied);
+        let got = 0;
+        while (got < copied) got += fs.readSync(r, data, got, copied - got, null);
+        if (copied > 0) this.pipesData.push({ msg: { pipe_id: pipeId, bytes: copied, size }, extra: { kind: 'blob', data } });
+      } finally {
+        n.close(r);
+        n.close(w);
+      }
+    } finally {
+      fs.closeSync(src);
+    }
+    void flags;
+  }
+}
+
+interface Kind {
+  name: string;
+  type: number;
+}
+
+export function fileKind(link: string): Kind {
+  if (link.startsWith('/')) return link.startsWith('/memfd:') ? { name: 'memfd', type: 18 } : { name: 'reg', type: 1 };
+  if (link.startsWith('pipe:')) return { name: 'pipe', type: 2 };
+  if (link.startsWith('socket:')) return { name: 'socket', type: 5 };
+  if (link === 'anon_inode:[eventfd]') return { name: 'eventfd', type: 6 };
+  if (link === 'anon_inode:[eventpoll]') return { name: 'eventpoll', type: 7 };
+  if (link === 'anon_inode:[signalfd]') return { name: 'signalfd', type: 9 };
+  if (link === 'anon_inode:[timerfd]') return { name: 'timerfd', type: 17 };
+  if (link === 'anon_inode:inotify') return { name: 'inotify', type: 8 };
+  return { name: 'other', type: 0 };
+}
+
+function timerfdEntry(id: number, flags: number, info: FdInfo): Msg {
+  const f = info.fields;
+  const pair = (s: string | undefined): [bigint, bigint] => {
+    const m = /\(\s*(\d+),\s*(\d+)\)/.exec(s ?? '');
+    return m ? [BigInt(m[1]), BigInt(m[2])] : [0n, 0n];
+  };
+  const [vsec, vnsec] = pair(f.get('it_value'));
+  const [isec, insec] = pair(f.get('it_interval'));
+  return {
+    id, flags, fown: zeroFown(), clockid: Number(f.get('clockid') ?? 0), ticks: BigInt(f.get('ticks') ?? '0'),
+    settime_flags: Number(f.get('settime flags') ?? 0), vsec, vnsec, isec, insec,
+  };
+}
+
+function epollTargets(info: FdInfo): Msg[] {
+  const out: Msg[] = [];
+  for (const line of info.lines) {
+    const m = /^tfd:\s*(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)\s+pos:\s*(\d+)\s+ino:\s*([0-9a-f]+)\s+sdev:\s*([0-9a-f]+)/.exec(line);
+    if (!m) continue;
+    out.push({
+      id: 0, tfd: Number(m[1]), events: parseInt(m[2], 16), data: BigInt('0x' + m[3]),
+      dev: parseInt(m[6], 16), inode: parseInt(m[5], 16), pos: BigInt(m[4]),
+    });
+  }
+  return out;
+}

@@ -1,0 +1,107 @@
+// mm-<pid>.img: the address space as CRIU describes it, with a page-dumping policy per VMA.
+import type { Msg } from '../../images/codec';
+import type { Vma } from '../proc/maps';
+import type { ProcStat } from '../proc/stat';
+import type { FileTable } from './files';
+import { UnsupportedError } from '../errors';
+
+export const VMA = {
+  REGULAR: 0x1, STACK: 0x2, VSYSCALL: 0x4, VDSO: 0x8, HEAP: 0x20, FILE_PRIVATE: 0x40, FILE_SHARED: 0x80,
+  ANON_SHARED: 0x100, ANON_PRIVATE: 0x200, SYSVIPC: 0x400, VVAR: 0x1000, MEMFD: 0x4000,
+} as const;
+const MAP_SHARED = 0x1, MAP_PRIVATE = 0x2, MAP_ANON = 0x20, MAP_GROWSDOWN = 0x100;
+const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
+
+/** VmFlags mnemonics -> MADV_* numbers; vma_entry.madv is a mask of 1 << MADV_* */
+const MADV_OF_VMFLAG: Record<string, number> = { dc: 10, mg: 12, hg: 14, nh: 15, dd: 16, wf: 18 };
+
+/** How the page dumper treats a VMA. */
+export type PagePolicy = 'anon' | 'file-private' | 'vdso' | 'none' | 'shmem';
+
+export interface PlannedVma {
+  entry: Msg;
+  start: bigint;
+  end: bigint;
+  policy: PagePolicy;
+  readable: boolean;
+  /** CRIU marks anonymous private pages lazily restorable */
+  lazy: boolean;
+  /** shared memory object (shmem inode) and the offset of start in it */
+  shmid?: number;
+  pgoff: bigint;
+}
+
+function isShmemDev(dev: string): boolean {
+  // the internal shmem mount of anonymous shared memory and memfd
+  return dev === '00:01';
+}
+
+export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma[] {
+  const out: PlannedVma[] = [];
+  for (let i = 0; i < vmas.length; i++) {
+    const v = vmas[i];
+    let end = v.end;
+    const prot = (v.read ? PROT_READ : 0) | (v.write ? PROT_WRITE : 0) | (v.exec ? PROT_EXEC : 0);
+    let flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
+    let status = 0;
+    let shmid: bigint | number = 0;
+    let policy: PagePolicy = 'anon';
+    let fdflags: number | undefined;
+    let madv = 0;
+    for (const f of v.vmFlags) if (MADV_OF_VMFLAG[f] !== undefined) madv += 2 ** MADV_OF_VMFLAG[f];
+    if (v.vmFlags.has('gd')) flags |= MAP_GROWSDOWN;
+    if (v.name === '[vsyscall]') {
+      flags |= MAP_ANON;
+      status = VMA.VSYSCALL | VMA.ANON_PRIVATE;
+      policy = 'none';
+    } else if (v.name === '[vvar]' || v.name === '[vvar_vclock]') {
+      // CRIU 4.2 records [vvar] and the following [vvar_vclock] as one area
+      while (i + 1 < vmas.length && vmas[i + 1].name === '[vvar_vclock]' && vmas[i + 1].start === end) end = vmas[++i].end;
+      flags |= MAP_ANON;
+      status = VMA.REGULAR | VMA.ANON_PRIVATE | VMA.VVAR;
+      policy = 'none';
+    } else if (v.name === '[vdso]') {
+      flags |= MAP_ANON;
+      status = VMA.REGULAR | VMA.VDSO | VMA.ANON_PRIVATE;
+      policy = 'vdso';
+    } else if (v.inode === 0 || v.name === '' || v.name === '[heap]' || v.name === '[stack]' || v.name.startsWith('[anon')) {
+      if (v.shared) throw new UnsupportedError(`task ${pid}: shared anonymous mapping ${v.start.toString(16)} without an inode`);
+      flags |= MAP_ANON;
+      status = VMA.REGULAR | VMA.ANON_PRIVATE | (v.name === '[heap]' ? VMA.HEAP : 0);
+    } else if (isShmemDev(v.dev)) {
+      throw new UnsupportedError(`task ${pid}: shared memory mapping ${v.name} at 0x${v.start.toString(16)} (shmem/memfd mappings are not supported yet)`);
+    } else if (v.name.startsWith('/')) {
+      shmid = files.mappedFile(pid, v.name, v.start, v.end, v.dev, v.inode, v.shared);
+      status = VMA.REGULAR | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
+      fdflags = v.shared && v.write ? 2 : 0;
+      policy = v.shared ? 'none' : 'file-private';
+    } else {
+      throw new UnsupportedError(`task ${pid}: unsupported mapping ${v.name} at 0x${v.start.toString(16)}`);
+    }
+    // maps shows the file offset in bytes, as vma_entry.pgoff wants it
+    const pgoff = status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) ? v.pgoff : 0n;
+    const entry: Msg = { start: v.start, end, pgoff, shmid, prot, flags, status, fd: -1 };
+    if (madv) entry.madv = BigInt(madv);
+    if (fdflags !== undefined) entry.fdflags = fdflags;
+    out.push({
+      entry, start: v.start, end, policy, readable: v.read, pgoff: v.pgoff,
+      lazy: policy === 'anon' && (status & VMA.ANON_PRIVATE) !== 0,
+    });
+  }
+  return out;
+}
+
+export function mmEntry(stat: ProcStat, brk: bigint, exeFileId: number, auxv: Buffer, vmas: PlannedVma[], dumpable: number, thpDisabled: boolean): Msg {
+  const saved: bigint[] = [];
+  for (let o = 0; o + 16 <= auxv.length; o += 16) {
+    const type = auxv.readBigUInt64LE(o);
+    if (type === 0n) break; // AT_NULL ends the vector; CRIU does not keep it
+    saved.push(type, auxv.readBigUInt64LE(o + 8));
+  }
+  return {
+    mm_start_code: stat.startCode, mm_end_code: stat.endCode, mm_start_data: stat.startData, mm_end_data: stat.endData,
+    mm_start_stack: stat.startStack, mm_start_brk: stat.startBrk, mm_brk: brk, mm_arg_start: stat.argStart,
+    mm_arg_end: stat.argEnd, mm_env_start: stat.envStart, mm_env_end: stat.envEnd, exe_file_id: exeFileId,
+    mm_saved_auxv: saved, vmas: vmas.map((v) => v.entry), dumpable, thp_disabled: thpDisabled,
+  };
+}

@@ -1,0 +1,151 @@
+// Typed loader of the C++ addon (native/src). Thin syscall wrappers only; policy lives in engine/.
+// Every failing call throws a NativeError carrying errno, its name (code) and the syscall.
+import * as fs from 'fs';
+import * as path from 'path';
+
+export interface NativeError extends Error {
+  errno: number;
+  code: string;
+  syscall: string;
+}
+
+export function isNativeError(e: unknown): e is NativeError {
+  return e instanceof Error && typeof (e as Partial<NativeError>).errno === 'number' && typeof (e as Partial<NativeError>).syscall === 'string';
+}
+
+export interface WaitStatus {
+  pid: number;
+  status: number;
+  exited: boolean;
+  exitCode: number;
+  signaled: boolean;
+  termSig: number;
+  stopped: boolean;
+  stopSig: number;
+  /** PTRACE_EVENT_* of an event stop (status >> 16), 0 otherwise */
+  event: number;
+}
+
+export interface RseqConfig {
+  pointer: bigint;
+  size: number;
+  signature: number;
+  flags: number;
+}
+
+export interface InjectedCall {
+  nr: number;
+  args?: (number | bigint)[];
+}
+
+export interface InjectOutcome {
+  /** raw rax of each executed call; -4095..-1 is -errno */
+  results: bigint[];
+  /** stop signals seen mid-step (not delivered to the task) */
+  signals: number[];
+  /** ptrace events seen mid-step, and their event messages (e.g. a new tid for CLONE) */
+  events: number[];
+  eventMsgs: bigint[];
+}
+
+/** Owns one OS thread; every ptrace request of an engine must go through the same Tracer. */
+export interface Tracer {
+  seize(tid: number, options?: number | bigint): void;
+  interrupt(tid: number): void;
+  /** waitpid(tid, __WALL); throws ETIMEDOUT after timeoutMs (default: forever) */
+  wait(tid: number, timeoutMs?: number): WaitStatus;
+  setOptions(tid: number, options: number | bigint): void;
+  cont(tid: number, sig?: number): void;
+  listen(tid: number): void;
+  detach(tid: number, sig?: number): void;
+  getEventMsg(tid: number): bigint;
+  /** NT_PRSTATUS = 1, NT_PRFPREG = 2, NT_X86_XSTATE = 0x202 */
+  getRegset(tid: number, nt: number): Buffer;
+  setRegset(tid: number, nt: number, data: Uint8Array): void;
+  getSigmask(tid: number): bigint;
+  setSigmask(tid: number, mask: bigint): void;
+  getRseqConfig(tid: number): RseqConfig;
+  peekSiginfo(tid: number, shared: boolean): Buffer[];
+  getSeccompFilter(tid: number, index: number): Buffer | null;
+  /**
+   * Runs syscalls in the stopped thread `tid` by single-stepping the `syscall` instruction at
+   * `gadget` with rewritten registers; signals are blocked meanwhile; registers and sigmask are
+   * restored afterwards.
+   */
+  inject(tid: number, gadget: bigint, calls: InjectedCall[], opts?: { stopOnError?: boolean; timeoutMs?: number }): InjectOutcome;
+  close(): void;
+}
+
+export interface PagemapScanOptions {
+  categoryMask?: number | bigint;
+  categoryInverted?: number | bigint;
+  anyofMask?: number | bigint;
+  returnMask?: number | bigint;
+  flags?: number | bigint;
+  maxPages?: number | bigint;
+  maxRegions?: number;
+}
+
+export interface NativeAddon {
+  Tracer: new () => Tracer;
+  readMemory(pid: number, addr: bigint | number, buf: Uint8Array, offset?: number, length?: number): number;
+  writeMemory(pid: number, addr: bigint | number, buf: Uint8Array): number;
+  /** ranges: [addr, len, addr, len, ...]; returns bytes written to fd */
+  copyMemoryToFd(pid: number, ranges: BigUint64Array, fd: number, chunkBytes?: number): number;
+  pagemapScan(pagemapFd: number, start: bigint, end: bigint, opts?: PagemapScanOptions): { regions: BigUint64Array; walkEnd: bigint };
+  preadU64(fd: number, offset: bigint | number, count: number): BigUint64Array;
+  pread(fd: number, buf: Uint8Array, offset: bigint | number): number;
+  pwrite(fd: number, buf: Uint8Array, offset: bigint | number): number;
+  pidfdOpen(pid: number, flags?: number): number;
+  pidfdGetfd(pidfd: number, targetFd: number): number;
+  kcmp(pid1: number, pid2: number, type: number, idx1: number | bigint, idx2: number | bigint): number;
+  tee(fdIn: number, fdOut: number, len: number, flags?: number): number;
+  pipe2(flags?: number): [number, number];
+  fcntl(fd: number, cmd: number, arg?: number): number;
+  ioctl(fd: number, request: number | bigint, arg?: Uint8Array | number): number;
+  close(fd: number): void;
+  sendFds(sock: number, fds: number[], data?: Uint8Array): number;
+  recvFds(sock: number, maxFds: number, maxBytes?: number): { fds: number[]; data: Buffer };
+  netlinkQuery(protocol: number, request: Uint8Array): Buffer[];
+  /** clock_gettime(clockid) in nanoseconds */
+  clockGettime(clockid: number): bigint;
+}
+
+export const NT_PRSTATUS = 1;
+export const NT_PRFPREG = 2;
+export const NT_X86_XSTATE = 0x202;
+
+export const PTRACE_O_TRACECLONE = 0x8;
+export const PTRACE_O_EXITKILL = 0x100000;
+export const PTRACE_O_SUSPEND_SECCOMP = 0x200000;
+export const PTRACE_EVENT_STOP = 128;
+
+export const KCMP_FILE = 0;
+export const KCMP_VM = 1;
+export const KCMP_FILES = 2;
+export const KCMP_FS = 3;
+export const KCMP_SIGHAND = 4;
+
+// PAGEMAP_SCAN categories (uapi linux/fs.h, 6.7+)
+export const PAGE_IS_WPALLOWED = 1 << 0;
+export const PAGE_IS_WRITTEN = 1 << 1;
+export const PAGE_IS_FILE = 1 << 2;
+export const PAGE_IS_PRESENT = 1 << 3;
+export const PAGE_IS_SWAPPED = 1 << 4;
+export const PAGE_IS_PFNZERO = 1 << 5;
+
+let loaded: NativeAddon | undefined;
+
+/** The addon, built by `npm install` (node-gyp) into native/build/Release. */
+export function native(): NativeAddon {
+  if (loaded) return loaded;
+  const candidates = [
+    path.join(__dirname, 'build', 'Release', 'engine_native.node'),
+    path.join(__dirname, '..', '..', 'native', 'build', 'Release', 'engine_native.node'),
+  ];
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found) throw new Error('the native addon is not built (run `npm install` or `npx node-gyp rebuild --nodedir=/usr -C native`)');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  loaded = require(found) as NativeAddon;
+  return loaded;
+}

@@ -1,0 +1,417 @@
+// Thin wrappers of system calls Node does not offer. No policy: each throws on failure with
+// errno and the call's name. None of these needs the tracer thread.
+#include "common.h"
+
+#include <fcntl.h>
+#include <linux/netlink.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vector>
+
+// PAGEMAP_SCAN (Linux 6.7) is newer than Debian 12's uapi headers.
+struct pm_scan_arg_v {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+struct page_region_v {
+  uint64_t start, end, categories;
+};
+#define PAGEMAP_SCAN_IOCTL _IOWR('f', 16, struct pm_scan_arg_v)
+
+namespace engine_native {
+
+namespace {
+
+int Int(const Napi::Value &v) { return v.As<Napi::Number>().Int32Value(); }
+
+// readMemory(pid, addr, buf, offset?, length?) -> bytes read (process_vm_readv, one iovec).
+Napi::Value ReadMemory(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  pid_t pid = Int(info[0]);
+  uint64_t addr;
+  uint8_t *data;
+  size_t len;
+  if (!ToU64(info[1], &addr) || !ToBytes(info[2], &data, &len)) return ThrowType(env, "readMemory(pid, addr, buf)");
+  size_t off = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : 0;
+  size_t n = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Int64Value() : len - off;
+  if (off > len || n > len - off) return ThrowType(env, "readMemory: range outside the buffer");
+  struct iovec local = {data + off, n};
+  struct iovec remote = {(void *)addr, n};
+  ssize_t r = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+  if (r < 0) return ThrowSys(env, "process_vm_readv", errno);
+  return Napi::Number::New(env, (double)r);
+}
+
+// writeMemory(pid, addr, buf) -> bytes written (process_vm_writev; needs a writable mapping).
+Napi::Value WriteMemory(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  pid_t pid = Int(info[0]);
+  uint64_t addr;
+  uint8_t *data;
+  size_t len;
+  if (!ToU64(info[1], &addr) || !ToBytes(info[2], &data, &len)) return ThrowType(env, "writeMemory(pid, addr, buf)");
+  struct iovec local = {data, len};
+  struct iovec remote = {(void *)addr, len};
+  ssize_t r = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+  if (r < 0) return ThrowSys(env, "process_vm_writev", errno);
+  return Napi::Number::New(env, (double)r);
+}
+
+bool WriteAll(int fd, const uint8_t *p, size_t n, SysError *err) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      err->set("write");
+      return false;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return true;
+}
+
+// copyMemoryToFd(pid, ranges: BigUint64Array [addr, len, addr, len, ...], fd, chunkBytes)
+//   -> bytes written. Copies remote ranges, in order, into fd through one reused buffer.
+Napi::Value CopyMemoryToFd(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  pid_t pid = Int(info[0]);
+  if (!info[1].IsTypedArray()) return ThrowType(env, "copyMemoryToFd: ranges must be a BigUint64Array");
+  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != napi_biguint64_array) return ThrowType(env, "copyMemoryToFd: ranges must be a BigUint64Array");
+  const uint64_t *ranges = reinterpret_cast<const uint64_t *>(
+      static_cast<uint8_t *>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  size_t nranges = ta.ElementLength() / 2;
+  int fd = Int(info[2]);
+  size_t chunk = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : (4 << 20);
+  std::vector<uint8_t> buf(chunk);
+  SysError err;
+  uint64_t total = 0;
+  for (size_t i = 0; i < nranges && !err.failed(); i++) {
+    uint64_t addr = ranges[2 * i], left = ranges[2 * i + 1];
+    while (left > 0) {
+      size_t n = left < chunk ? left : chunk;
+      struct iovec local = {buf.data(), n};
+      struct iovec remote = {(void *)addr, n};
+      ssize_t r = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+      if (r < 0) {
+        char where[64];
+        snprintf(where, sizeof where, "at 0x%llx", (unsigned long long)addr);
+        err.set("process_vm_readv", errno, where);
+        break;
+      }
+      if (r == 0) {
+        err.set("process_vm_readv", EFAULT, "short read");
+        break;
+      }
+      if (!WriteAll(fd, buf.data(), (size_t)r, &err)) break;
+      addr += r;
+      left -= r;
+      total += r;
+    }
+  }
+  if (err.failed()) return ThrowSys(env, err);
+  return Napi::Number::New(env, (double)total);
+}
+
+// pagemapScan(pagemapFd, start, end, {categoryMask, categoryInverted, anyofMask, returnMask,
+//   flags, maxPages, maxRegions}) -> {regions: BigUint64Array [start, end, categories]..., walkEnd}
+Napi::Value PagemapScan(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Int(info[0]);
+  uint64_t start, end;
+  if (!ToU64(info[1], &start) || !ToU64(info[2], &end)) return ThrowType(env, "pagemapScan(fd, start, end, opts)");
+  Napi::Object o = info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
+  auto opt = [&](const char *k, uint64_t def) {
+    uint64_t v = def;
+    if (o.Has(k)) ToU64(o.Get(k), &v);
+    return v;
+  };
+  size_t max_regions = opt("maxRegions", 4096);
+  std::vector<page_region_v> vec(max_regions);
+  pm_scan_arg_v arg;
+  memset(&arg, 0, sizeof arg);
+  arg.size = sizeof arg;
+  arg.flags = opt("flags", 0);
+  arg.start = start;
+  arg.end = end;
+  arg.vec = (uint64_t)(uintptr_t)vec.data();
+  arg.vec_len = max_regions;
+  arg.max_pages = opt("maxPages", 0);
+  arg.category_inverted = opt("categoryInverted", 0);
+  arg.category_mask = opt("categoryMask", 0);
+  arg.category_anyof_mask = opt("anyofMask", 0);
+  arg.return_mask = opt("returnMask", 0);
+  long n = ioctl(fd, PAGEMAP_SCAN_IOCTL, &arg);
+  if (n < 0) return ThrowSys(env, "ioctl(PAGEMAP_SCAN)", errno);
+  Napi::BigUint64Array regions = Napi::BigUint64Array::New(env, n * 3);
+  for (long i = 0; i < n; i++) {
+    regions[(size_t)(3 * i)] = vec[i].start;
+    regions[(size_t)(3 * i + 1)] = vec[i].end;
+    regions[(size_t)(3 * i + 2)] = vec[i].categories;
+  }
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("regions", regions);
+  r.Set("walkEnd", U64(env, arg.walk_end));
+  return r;
+}
+
+// preadU64(fd, offset, count) -> BigUint64Array (pagemap entries at a 64-bit offset).
+Napi::Value PreadU64(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Int(info[0]);
+  uint64_t off;
+  if (!ToU64(info[1], &off)) return ThrowType(env, "preadU64(fd, offset, count)");
+  size_t count = info[2].As<Napi::Number>().Int64Value();
+  Napi::BigUint64Array out = Napi::BigUint64Array::New(env, count);
+  uint8_t *p = reinterpret_cast<uint8_t *>(out.ArrayBuffer().Data()) + out.ByteOffset();
+  size_t want = count * 8, got = 0;
+  while (got < want) {
+    ssize_t r = pread(fd, p + got, want - got, (off_t)(off + got));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return ThrowSys(env, "pread", errno);
+    }
+    if (r == 0) break;
+    got += r;
+  }
+  return out;
+}
+
+// pread/pwrite with 64-bit offsets (for /proc/PID/mem above 2^53 is not needed, but exact).
+Napi::Value Pread(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Int(info[0]);
+  uint8_t *data;
+  size_t len;
+  uint64_t off;
+  if (!ToBytes(info[1], &data, &len) || !ToU64(info[2], &off)) return ThrowType(env, "pread(fd, buf, offset)");
+  ssize_t r = pread(fd, data, len, (off_t)off);
+  if (r < 0) return ThrowSys(env, "pread", errno);
+  return Napi::Number::New(env, (double)r);
+}
+
+Napi::Value Pwrite(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Int(info[0]);
+  uint8_t *data;
+  size_t len;
+  uint64_t off;
+  if (!ToBytes(info[1], &data, &len) || !ToU64(info[2], &off)) return ThrowType(env, "pwrite(fd, buf, offset)");
+  ssize_t r = pwrite(fd, data, len, (off_t)off);
+  if (r < 0) return ThrowSys(env, "pwrite", errno);
+  return Napi::Number::New(env, (double)r);
+}
+
+Napi::Value PidfdOpen(const Napi::CallbackInfo &info) {
+  long r = syscall(SYS_pidfd_open, Int(info[0]), info.Length() > 1 ? Int(info[1]) : 0);
+  if (r < 0) return ThrowSys(info.Env(), "pidfd_open", errno);
+  return Napi::Number::New(info.Env(), r);
+}
+
+Napi::Value PidfdGetfd(const Napi::CallbackInfo &info) {
+  long r = syscall(SYS_pidfd_getfd, Int(info[0]), Int(info[1]), 0);
+  if (r < 0) return ThrowSys(info.Env(), "pidfd_getfd", errno);
+  return Napi::Number::New(info.Env(), r);
+}
+
+// kcmp(pid1, pid2, type, idx1, idx2) -> 0 equal, 1/2 ordered, 3 not equal.
+Napi::Value Kcmp(const Napi::CallbackInfo &info) {
+  uint64_t i1 = 0, i2 = 0;
+  ToU64(info[3], &i1);
+  ToU64(info[4], &i2);
+  long r = syscall(SYS_kcmp, Int(info[0]), Int(info[1]), Int(info[2]), i1, i2);
+  if (r < 0) return ThrowSys(info.Env(), "kcmp", errno);
+  return Napi::Number::New(info.Env(), r);
+}
+
+// tee(fdIn, fdOut, len, flags) -> bytes duplicated (pipe to pipe, nothing consumed).
+Napi::Value Tee(const Napi::CallbackInfo &info) {
+  ssize_t r = tee(Int(info[0]), Int(info[1]), info[2].As<Napi::Number>().Int64Value(),
+                  info.Length() > 3 ? Int(info[3]) : 0);
+  if (r < 0) return ThrowSys(info.Env(), "tee", errno);
+  return Napi::Number::New(info.Env(), (double)r);
+}
+
+Napi::Value Pipe2(const Napi::CallbackInfo &info) {
+  int fds[2];
+  if (pipe2(fds, info.Length() > 0 ? Int(info[0]) : 0) < 0) return ThrowSys(info.Env(), "pipe2", errno);
+  Napi::Array a = Napi::Array::New(info.Env(), 2);
+  a.Set((uint32_t)0, fds[0]);
+  a.Set((uint32_t)1, fds[1]);
+  return a;
+}
+
+// fcntl(fd, cmd, intArg) -> int result (F_GETFL, F_GETPIPE_SZ, F_SETPIPE_SZ, ...).
+Napi::Value Fcntl(const Napi::CallbackInfo &info) {
+  long arg = info.Length() > 2 ? info[2].As<Napi::Number>().Int64Value() : 0;
+  int r = fcntl(Int(info[0]), Int(info[1]), arg);
+  if (r < 0) return ThrowSys(info.Env(), "fcntl", errno);
+  return Napi::Number::New(info.Env(), r);
+}
+
+// ioctl(fd, request, buf?) -> int result; buf is passed by pointer and filled in place.
+Napi::Value Ioctl(const Napi::CallbackInfo &info) {
+  uint64_t req = 0;
+  ToU64(info[1], &req);
+  uint8_t *data = nullptr;
+  size_t len = 0;
+  long argInt = 0;
+  void *arg = nullptr;
+  if (info.Length() > 2 && ToBytes(info[2], &data, &len)) arg = data;
+  else if (info.Length() > 2 && info[2].IsNumber()) argInt = info[2].As<Napi::Number>().Int64Value(), arg = (void *)argInt;
+  int r = ioctl(Int(info[0]), (unsigned long)req, arg);
+  if (r < 0) return ThrowSys(info.Env(), "ioctl", errno);
+  return Napi::Number::New(info.Env(), r);
+}
+
+Napi::Value Close(const Napi::CallbackInfo &info) {
+  if (close(Int(info[0])) < 0) return ThrowSys(info.Env(), "close", errno);
+  return info.Env().Undefined();
+}
+
+// sendFds(sock, fds: number[], data?: Buffer) -> bytes sent (SCM_RIGHTS).
+Napi::Value SendFds(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int sock = Int(info[0]);
+  Napi::Array arr = info[1].As<Napi::Array>();
+  std::vector<int> fds(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) fds[i] = Int(arr.Get(i));
+  uint8_t one = 0;
+  uint8_t *data = &one;
+  size_t len = 1;
+  if (info.Length() > 2) ToBytes(info[2], &data, &len);
+  std::vector<uint8_t> cbuf(CMSG_SPACE(sizeof(int) * fds.size()));
+  struct iovec iov = {data, len};
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (!fds.empty()) {
+    mh.msg_control = cbuf.data();
+    mh.msg_controllen = cbuf.size();
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+  if (r < 0) return ThrowSys(env, "sendmsg", errno);
+  return Napi::Number::New(env, (double)r);
+}
+
+// recvFds(sock, maxFds, maxBytes) -> {fds: number[], data: Buffer}
+Napi::Value RecvFds(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int sock = Int(info[0]);
+  size_t maxfds = Int(info[1]);
+  size_t maxbytes = info.Length() > 2 ? Int(info[2]) : 1;
+  std::vector<uint8_t> data(maxbytes ? maxbytes : 1);
+  std::vector<uint8_t> cbuf(CMSG_SPACE(sizeof(int) * (maxfds ? maxfds : 1)));
+  struct iovec iov = {data.data(), data.size()};
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf.data();
+  mh.msg_controllen = cbuf.size();
+  ssize_t r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+  if (r < 0) return ThrowSys(env, "recvmsg", errno);
+  Napi::Array fds = Napi::Array::New(env);
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *p = reinterpret_cast<int *>(CMSG_DATA(c));
+    for (size_t i = 0; i < n; i++) fds.Set(fds.Length(), p[i]);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("fds", fds);
+  o.Set("data", Napi::Buffer<uint8_t>::Copy(env, data.data(), (size_t)r));
+  return o;
+}
+
+// netlinkQuery(protocol, request: Buffer) -> Buffer[] (each a whole nlmsghdr message), for
+// sock_diag dumps: sends one request and collects the replies up to NLMSG_DONE.
+Napi::Value NetlinkQuery(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int proto = Int(info[0]);
+  uint8_t *req;
+  size_t reqlen;
+  if (!ToBytes(info[1], &req, &reqlen)) return ThrowType(env, "netlinkQuery(protocol, request)");
+  int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
+  if (s < 0) return ThrowSys(env, "socket(AF_NETLINK)", errno);
+  struct sockaddr_nl nl;
+  memset(&nl, 0, sizeof nl);
+  nl.nl_family = AF_NETLINK;
+  if (sendto(s, req, reqlen, 0, (struct sockaddr *)&nl, sizeof nl) < 0) {
+    int e = errno;
+    close(s);
+    return ThrowSys(env, "sendto(netlink)", e);
+  }
+  Napi::Array out = Napi::Array::New(env);
+  std::vector<uint8_t> buf(1 << 16);
+  bool done = false;
+  while (!done) {
+    ssize_t r = recv(s, buf.data(), buf.size(), 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close(s);
+      return ThrowSys(env, "recv(netlink)", e);
+    }
+    if (r == 0) break;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf.data(); NLMSG_OK(h, (size_t)r); h = NLMSG_NEXT(h, r)) {
+      if (h->nlmsg_type == NLMSG_DONE) { done = true; break; }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        struct nlmsgerr *e = (struct nlmsgerr *)NLMSG_DATA(h);
+        if (e->error != 0) {
+          close(s);
+          return ThrowSys(env, "netlink", -e->error);
+        }
+        done = true;
+        break;
+      }
+      out.Set(out.Length(), Napi::Buffer<uint8_t>::Copy(env, (uint8_t *)h, h->nlmsg_len));
+    }
+  }
+  close(s);
+  return out;
+}
+
+Napi::Value ClockGettime(const Napi::CallbackInfo &info) {
+  struct timespec ts;
+  if (clock_gettime(Int(info[0]), &ts) < 0) return ThrowSys(info.Env(), "clock_gettime", errno);
+  return U64(info.Env(), (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec);
+}
+
+}  // namespace
+
+void InitSys(Napi::Env env, Napi::Object exports) {
+  exports.Set("readMemory", Napi::Function::New(env, ReadMemory));
+  exports.Set("writeMemory", Napi::Function::New(env, WriteMemory));
+  exports.Set("copyMemoryToFd", Napi::Function::New(env, CopyMemoryToFd));
+  exports.Set("pagemapScan", Napi::Function::New(env, PagemapScan));
+  exports.Set("preadU64", Napi::Function::New(env, PreadU64));
+  exports.Set("pread", Napi::Function::New(env, Pread));
+  exports.Set("pwrite", Napi::Function::New(env, Pwrite));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
+  exports.Set("pidfdGetfd", Napi::Function::New(env, PidfdGetfd));
+  exports.Set("kcmp", Napi::Function::New(env, Kcmp));
+  exports.Set("tee", Napi::Function::New(env, Tee));
+  exports.Set("pipe2", Napi::Function::New(env, Pipe2));
+  exports.Set("fcntl", Napi::Function::New(env, Fcntl));
+  exports.Set("ioctl", Napi::Function::New(env, Ioctl));
+  exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("sendFds", Napi::Function::New(env, SendFds));
+  exports.Set("recvFds", Napi::Function::New(env, RecvFds));
+  exports.Set("netlinkQuery", Napi::Function::New(env, NetlinkQuery));
+  exports.Set("clockGettime", Napi::Function::New(env, ClockGettime));
+}
+
+}  // namespace engine_native
