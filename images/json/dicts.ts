@@ -34,8 +34,11 @@ export const VALUE_DICTS: Record<string, Record<string, [number, string][]>> = {
   },
 };
 
-/** CRIU's real task states, for our own views (CRIT's labels above are wrong for 3 and 6). */
-export const TASK_STATES: Record<number, string> = { 1: 'alive', 2: 'dead', 3: 'stopped', 6: 'zombie' };
+/**
+ * CRIU's real task states, for our own views (CRIT's labels above are wrong for 3 and 6).
+ * CRIU records a zombie as TASK_DEAD (2); 6 is its internal zombie value.
+ */
+export const TASK_STATES: Record<number, string> = { 1: 'alive', 2: 'zombie', 3: 'stopped', 6: 'zombie' };
 
 const TWO32 = 4294967296;
 

@@ -43,3 +43,25 @@ export function pyBytesRepr(b: Uint8Array): string {
   }
   return out + q;
 }
+
+/**
+ * Any JS value as Python's json.dumps would print it (bigint exact, ", " / ": " separators,
+ * or indent 4 when pretty). For explorer and tool output; images go through the generated writers.
+ */
+export function pyJson(v: unknown, pretty = false, ind = ''): string {
+  if (v === null || v === undefined) return 'null';
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : String(v);
+  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'string') return pyString(v);
+  const in1 = ind + '    ';
+  if (Array.isArray(v)) {
+    if (!v.length) return '[]';
+    const items = v.map((x) => pyJson(x, pretty, in1));
+    return pretty ? `[\n${items.map((s) => in1 + s).join(',\n')}\n${ind}]` : `[${items.join(', ')}]`;
+  }
+  const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
+  if (!entries.length) return '{}';
+  const items = entries.map(([k, x]) => `${pyString(k)}: ${pyJson(x, pretty, in1)}`);
+  return pretty ? `{\n${items.map((s) => in1 + s).join(',\n')}\n${ind}}` : `{${items.join(', ')}}`;
+}

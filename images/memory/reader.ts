@@ -1,0 +1,272 @@
+// The bytes at any virtual address of a dumped task: private pages from pagemap-<pid> and
+// pages-<id>, shared anonymous, memfd and SysV memory from pagemap-shmem-<id>, pages kept in
+// a parent image (PE_PARENT) from the `parent` set at any depth. Every absent range says why.
+import type { ImageSet } from '../imageset';
+import type { Msg } from '../codec';
+import { PagemapIndex } from './pagemap-index';
+import { PageSource, openPageSource } from './pagesource';
+import { PE_PARENT, PE_LAZY, PE_PRESENT } from '../imageset';
+
+export const VMA_AREA_STACK = 0x2;
+export const VMA_AREA_VSYSCALL = 0x4;
+export const VMA_AREA_VDSO = 0x8;
+export const VMA_AREA_HEAP = 0x20;
+export const VMA_FILE_PRIVATE = 0x40;
+export const VMA_FILE_SHARED = 0x80;
+export const VMA_ANON_SHARED = 0x100;
+export const VMA_AREA_SYSVIPC = 0x400;
+export const VMA_AREA_SOCKET = 0x800;
+export const VMA_AREA_VVAR = 0x1000;
+export const VMA_AREA_MEMFD = 0x4000;
+
+export interface Vma {
+  index: number;
+  start: bigint;
+  end: bigint;
+  prot: number;
+  flags: number;
+  status: number;
+  shmid: number;
+  pgoff: bigint;
+  /** backing file path, if any */
+  file?: string;
+  msg: Msg;
+}
+
+export interface Span {
+  addr: bigint;
+  len: number;
+  /** the bytes, when the image holds them */
+  data?: Uint8Array;
+  /** why the image does not hold them */
+  absent?: string;
+  /** where the bytes came from, e.g. "pages-1.img+0x3000" or "parent/pages-1.img+0x0" */
+  origin?: string;
+}
+
+export class MemoryError extends Error {
+  constructor(message: string, public addr: bigint) {
+    super(message);
+  }
+}
+
+interface Store {
+  index: PagemapIndex;
+  source?: PageSource;
+  sourceName: string;
+}
+
+export class MemoryReader {
+  readonly vmas: Vma[];
+  private privateStore?: Store | null;
+  private shmemStores = new Map<string, Store | null>();
+  private parentReader?: MemoryReader | null;
+
+  constructor(private set: ImageSet, readonly pid: number) {
+    this.vmas = set.vmas(pid).map((v, index) => ({
+      index,
+      start: BigInt(v.start),
+      end: BigInt(v.end),
+      prot: Number(v.prot),
+      flags: Number(v.flags),
+      status: Number(v.status),
+      shmid: Number(v.shmid),
+      pgoff: BigInt(v.pgoff ?? 0),
+      file: fileOfVma(set, v),
+      msg: v,
+    }));
+  }
+
+  get pageSize(): number {
+    return this.set.pageSize;
+  }
+
+  vmaAt(addr: bigint): Vma | undefined {
+    let lo = 0;
+    let hi = this.vmas.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = this.vmas[mid];
+      if (v.start > addr) hi = mid - 1;
+      else if (v.end <= addr) lo = mid + 1;
+      else return v;
+    }
+    return undefined;
+  }
+
+  private nextVmaStart(addr: bigint): bigint | undefined {
+    for (const v of this.vmas) if (v.start > addr) return v.start;
+    return undefined;
+  }
+
+  private store(): Store | undefined {
+    if (this.privateStore === undefined) this.privateStore = loadStore(this.set, `pagemap-${this.pid}.img`);
+    return this.privateStore ?? undefined;
+  }
+
+  /** The shmem pagemap holding a shared VMA's pages, by CRIU's naming. */
+  shmemName(v: Vma): string | undefined {
+    if (v.status & VMA_AREA_MEMFD) {
+      const f = this.set.file(v.shmid);
+      const inode = f?.memfd?.inode_id;
+      if (inode === undefined) return undefined;
+      const ino = this.set.tryImage('memfd.img')?.entries.find((e) => Number(e.msg.inode_id) === Number(inode));
+      return ino ? `pagemap-shmem-${ino.msg.shmid}.img` : undefined;
+    }
+    if (v.status & (VMA_ANON_SHARED | VMA_AREA_SYSVIPC)) return `pagemap-shmem-${v.shmid}.img`;
+    return undefined;
+  }
+
+  private shmemStore(name: string): Store | undefined {
+    if (!this.shmemStores.has(name)) this.shmemStores.set(name, loadStore(this.set, name));
+    return this.shmemStores.get(name) ?? undefined;
+  }
+
+  private parent(): MemoryReader | undefined {
+    if (this.parentReader === undefined) {
+      const p = this.set.parent();
+      this.parentReader = p && p.has(`pagemap-${this.pid}.img`) ? p.memory(this.pid) : null;
+    }
+    return this.parentReader ?? undefined;
+  }
+
+  /** The spans covering [addr, addr+len): bytes where the image has them, reasons where not. */
+  read(addr: bigint, len: number): Span[] {
+    const out: Span[] = [];
+    const end = addr + BigInt(len);
+    let a = addr;
+    while (a < end) {
+      const v = this.vmaAt(a);
+      if (!v) {
+        const next = this.nextVmaStart(a);
+        const stop = next !== undefined && next < end ? next : end;
+        out.push({ addr: a, len: Number(stop - a), absent: 'not mapped in this task' });
+        a = stop;
+        continue;
+      }
+      const limit = v.end < end ? v.end : end;
+      a = this.readInVma(v, a, limit, out);
+    }
+    return out;
+  }
+
+  private readInVma(v: Vma, a: bigint, limit: bigint, out: Span[]): bigint {
+    const shm = this.shmemName(v);
+    if (shm) {
+      const st = this.shmemStore(shm);
+      const delta = v.pgoff - v.start; // object offset = address + delta
+      if (!st) {
+        out.push({ addr: a, len: Number(limit - a), absent: `shared memory contents missing (${shm} not in the image set)` });
+        return limit;
+      }
+      return this.fromStore(st, a, limit, delta, out, () => 'shared page never written (zero)', false);
+    }
+    if (v.status & (VMA_AREA_VVAR | VMA_AREA_VSYSCALL)) {
+      out.push({ addr: a, len: Number(limit - a), absent: v.status & VMA_AREA_VVAR ? 'vvar: kernel data, never dumped' : 'vsyscall page: kernel text, never dumped' });
+      return limit;
+    }
+    const st = this.store();
+    const why = () => (v.file && v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) ? `clean page of ${v.file} (restored from the file, not stored)` : 'never written (zero page, not stored)');
+    if (!st) {
+      out.push({ addr: a, len: Number(limit - a), absent: `no pagemap-${this.pid}.img in the image set` });
+      return limit;
+    }
+    return this.fromStore(st, a, limit, 0n, out, why, true);
+  }
+
+  /** Walks pagemap entries over [a, limit) (object offsets = address + delta). */
+  private fromStore(st: Store, a: bigint, limit: bigint, delta: bigint, out: Span[], missing: () => string, parentOk: boolean): bigint {
+    const idx = st.index;
+    let i = idx.firstAfter(a + delta);
+    while (a < limit) {
+      const o = a + delta;
+      if (i >= idx.length || idx.starts[i] > o) {
+        const nextAddr = i < idx.length ? idx.starts[i] - delta : limit;
+        const stop = nextAddr < limit ? nextAddr : limit;
+        out.push({ addr: a, len: Number(stop - a), absent: missing() });
+        a = stop;
+        continue;
+      }
+      const entryEnd = idx.ends[i] - delta;
+      const stop = entryEnd < limit ? entryEnd : limit;
+      const n = Number(stop - a);
+      const f = idx.flags[i];
+      if (f & PE_PRESENT) {
+        const off = idx.offsets[i] + Number(o - idx.starts[i]);
+        if (!st.source) {
+          out.push({ addr: a, len: n, absent: `${st.sourceName} is missing` });
+        } else {
+          const data = new Uint8Array(n);
+          try {
+            st.source.read(off, data, 0, n);
+            out.push({ addr: a, len: n, data, origin: `${st.sourceName}+0x${off.toString(16)}` });
+          } catch (e) {
+            out.push({ addr: a, len: n, absent: (e as Error).message });
+          }
+        }
+      } else if (f & PE_PARENT && parentOk) {
+        const p = this.parent();
+        if (!p) out.push({ addr: a, len: n, absent: 'in the parent image, but the set has no parent link' });
+        else for (const s of p.read(a, n)) out.push({ ...s, origin: s.origin ? `parent/${s.origin}` : undefined });
+      } else if (f & PE_LAZY) {
+        out.push({ addr: a, len: n, absent: 'lazy page: not in this image (served by the lazy-pages daemon at restore)' });
+      } else {
+        out.push({ addr: a, len: n, absent: `pagemap entry with flags ${f} holds no data` });
+      }
+      a = stop;
+      i++;
+    }
+    return a;
+  }
+
+  /** Exactly the bytes of [addr, addr+len); throws at the first byte the image lacks unless zeroFill. */
+  readBytes(addr: bigint, len: number, zeroFill = false): Uint8Array {
+    const buf = new Uint8Array(len);
+    for (const s of this.read(addr, len)) {
+      if (s.data) buf.set(s.data, Number(s.addr - addr));
+      else if (!zeroFill) throw new MemoryError(`0x${s.addr.toString(16)}: ${s.absent}`, s.addr);
+    }
+    return buf;
+  }
+
+  /** Pagemap-backed ranges (address runs the image holds bytes for), for search and stats. */
+  *presentRanges(): Generator<{ start: bigint; end: bigint }> {
+    for (const v of this.vmas) {
+      let run: { start: bigint; end: bigint } | undefined;
+      for (const s of this.read(v.start, Number(v.end - v.start))) {
+        if (!s.data) continue;
+        const e = s.addr + BigInt(s.len);
+        if (run && run.end === s.addr) run.end = e;
+        else {
+          if (run) yield run;
+          run = { start: s.addr, end: e };
+        }
+      }
+      if (run) yield run;
+    }
+  }
+
+  close(): void {
+    this.privateStore?.source?.close();
+    for (const s of this.shmemStores.values()) s?.source?.close();
+  }
+}
+
+function loadStore(set: ImageSet, pagemapName: string): Store | null {
+  if (!set.has(pagemapName)) return null;
+  const pm = set.pagemapFile(pagemapName);
+  const index = new PagemapIndex(pm.entries, set.pageSize, pm.pagesId);
+  const sourceName = `pages-${pm.pagesId}.img`;
+  const source = set.has(sourceName) ? openPageSource(set.path(sourceName)) : undefined;
+  return { index, source, sourceName };
+}
+
+function fileOfVma(set: ImageSet, v: Msg): string | undefined {
+  const status = Number(v.status);
+  if (!(status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED))) return undefined;
+  const f = set.file(Number(v.shmid));
+  if (!f) return undefined;
+  if (f.reg) return f.reg.name;
+  if (f.memfd) return 'memfd';
+  return undefined;
+}
