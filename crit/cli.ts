@@ -5,7 +5,7 @@ import { ImageError } from '../images/image';
 
 const VERSION = '0.1.0';
 
-const USAGE = `usage: crit [-h] [--version] {decode,encode,info,show,x} ...
+const USAGE = `usage: crit [-h] [--version] {decode,encode,info,show,x,xray} ...
 
 CRIU image tool: decode, encode and explore checkpoint images (a faster,
 exact successor of CRIU's CRIT, with the same JSON).
@@ -15,7 +15,8 @@ commands:
   encode   convert a criu image from JSON to binary
   info     show the kind and entry count of an image
   show     convert a criu image from binary to human-readable JSON
-  x        explore an images directory (ps, fds, mems, rss)
+  x        explore an images directory (ps, fds, mems, rss, sk, tree, gpu)
+  xray     hexdump, search and raw bytes of a dumped task's memory or GPU buffers
 
 Run 'crit COMMAND -h' for a command's options.`;
 
@@ -38,10 +39,30 @@ const SUB_USAGE: Record<string, string> = {
 
   in       criu image in binary format
   --nopl   do not show entry payload (if exists)`,
-  x: `usage: crit x [-h] [--json] dir {ps,fds,mems,rss}
+  x: `usage: crit x [-h] [--json] dir {ps,fds,mems,rss,sk,tree,gpu}
 
   dir      images directory
+  ps|fds|mems|rss   CRIT's explorers (same text)
+  sk       sockets with addresses and queued bytes
+  tree     process tree with threads, sessions, groups, argv and env read from memory
+  gpu      amdgpu buffer objects: handle, size, domains, GPU VA mappings, contents file
   --json   print the explorer's data as JSON instead of text`,
+  xray: `usage: crit xray [-h] dir --pid PID [--addr A [--len N] | --vma I] [options]
+
+  without --addr/--vma: the task's VMAs and how much of each the image holds
+  --addr A --len N     hexdump of [A, A+N) (N defaults to 256), annotated with VMAs,
+                       files and the pages the image does not hold (and why)
+  --vma I              hexdump of VMA number I
+  --raw                write the exact bytes to stdout; fails at the first byte the
+                       image does not hold unless --zero-fill
+  --search TEXT | --hex BYTES | --regex RE
+                       list matches (across page boundaries) with --context N bytes (16)
+  --strings [--min N]  printable strings of at least N bytes (6)
+  --gpu [--bo N]       the same for amdgpu buffer contents (see crit x DIR gpu)
+  --patch HEX --addr A change memory bytes in the pages file (atomically; -o OUT to write elsewhere)
+  --json               JSON instead of text
+  --color auto|always|never   (NO_COLOR and non-terminals turn colour off)
+  --page-size N        page size of the dumped machine (default 4096)`,
 };
 
 const HELP: OptSpec = { names: ['-h', '--help'], key: 'help' };
@@ -58,8 +79,19 @@ function run(argv: string[]): void {
   }
   const [cmd, ...rest] = argv;
   const usage = SUB_USAGE[cmd];
-  if (!usage) throw new UsageError(`argument command: invalid choice: '${cmd}' (choose from 'decode', 'encode', 'info', 'show', 'x')`, USAGE);
+  if (!usage) throw new UsageError(`argument command: invalid choice: '${cmd}' (choose from 'decode', 'encode', 'info', 'show', 'x', 'xray')`, USAGE);
   const help = () => { process.stdout.write(usage + '\n'); };
+  if (cmd === 'xray') {
+    const v = (names: string[], key: string): OptSpec => ({ names, key, value: true });
+    const p = parseArgs(rest, [HELP, v(['--pid', '-p'], 'pid'), v(['--addr', '-a'], 'addr'), v(['--len', '-n'], 'len'), v(['--vma'], 'vma'),
+      { names: ['--raw'], key: 'raw' }, { names: ['--zero-fill'], key: 'zeroFill' }, v(['--search', '-s'], 'search'), v(['--hex'], 'hex'), v(['--regex', '-r'], 'regex'),
+      v(['--context', '-c'], 'context'), { names: ['--strings'], key: 'strings' }, v(['--min'], 'min'), { names: ['--gpu'], key: 'gpu' }, v(['--bo'], 'bo'),
+      { names: ['--json'], key: 'json' }, v(['--color'], 'color'), v(['--page-size'], 'pageSize'), v(['--patch'], 'patch'), v(['-o', '--out'], 'out')], usage, 1);
+    if (p.opts.help) return help();
+    if (p.pos.length !== 1) throw new UsageError('the following arguments are required: dir', usage);
+    require('./commands/xray').xray(p.pos[0], p.opts);
+    return;
+  }
   switch (cmd) {
     case 'decode': {
       const p = parseArgs(rest, [HELP, { names: ['--pretty'], key: 'pretty' }, { names: ['-i', '--in'], key: 'in', value: true }, { names: ['-o', '--out'], key: 'out', value: true }], usage, 0);
@@ -113,7 +145,7 @@ export function main(argv: string[]): void {
       process.stderr.write(`${e.usage.split('\n')[0]}\ncrit: error: ${e.message}\n`);
       process.exit(2);
     }
-    const known = e instanceof ImageError || (e instanceof Error && ['CliError', 'JsonInputError', 'ExploreError'].includes(e.constructor.name));
+    const known = e instanceof ImageError || (e instanceof Error && ['CliError', 'JsonInputError', 'ExploreError', 'XrayError', 'MemoryError', 'ImageSetError', 'PageSourceError'].includes(e.constructor.name));
     if (known) {
       process.stderr.write(`crit: ${(e as Error).message}\n`);
       process.exit(1);

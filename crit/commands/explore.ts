@@ -18,7 +18,7 @@ export function explore(dir: string, what: string, opts: { json: boolean }): voi
   } catch (e) {
     throw new ExploreError((e as Error).message);
   }
-  const out = new TextSink(1);
+  const out = new TextSink(1, 'utf8');
   const line = (s: string) => out.write(s + '\n');
   try {
     switch (what) {

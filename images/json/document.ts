@@ -21,7 +21,8 @@ export interface DocOptions {
 /** Text output in large blocks; EPIPE surfaces as an error with code EPIPE so the CLI can exit quietly. */
 export class TextSink implements JsonOut {
   s = '';
-  constructor(public fd: number) {}
+  /** latin1 is exact and fast for JSON (pure ASCII); text for people needs utf8 */
+  constructor(public fd: number, private encoding: 'latin1' | 'utf8' = 'latin1') {}
   write(str: string): void {
     this.s += str;
     if (this.s.length >= 1 << 16) this.flush();
@@ -29,7 +30,7 @@ export class TextSink implements JsonOut {
   flush(): void {
     if (!this.s.length) return;
     // JSON text here is pure ASCII (Python's ensure_ascii), so latin1 is an exact, fast encoding
-    const data = Buffer.from(this.s, 'latin1');
+    const data = Buffer.from(this.s, this.encoding);
     this.s = '';
     writeAll(this.fd, data);
   }

@@ -42,6 +42,8 @@ export interface Span {
   absent?: string;
   /** where the bytes came from, e.g. "pages-1.img+0x3000" or "parent/pages-1.img+0x0" */
   origin?: string;
+  /** the image holds these bytes (set by layout(), which does not read them) */
+  present?: boolean;
 }
 
 export class MemoryError extends Error {
@@ -132,6 +134,15 @@ export class MemoryReader {
 
   /** The spans covering [addr, addr+len): bytes where the image has them, reasons where not. */
   read(addr: bigint, len: number): Span[] {
+    return this.walk(addr, len, true);
+  }
+
+  /** Like read(), but only says which ranges the image holds and where: no bytes are read. */
+  layout(addr: bigint, len: number): Span[] {
+    return this.walk(addr, len, false);
+  }
+
+  private walk(addr: bigint, len: number, fetch: boolean): Span[] {
     const out: Span[] = [];
     const end = addr + BigInt(len);
     let a = addr;
@@ -145,12 +156,12 @@ export class MemoryReader {
         continue;
       }
       const limit = v.end < end ? v.end : end;
-      a = this.readInVma(v, a, limit, out);
+      a = this.readInVma(v, a, limit, out, fetch);
     }
     return out;
   }
 
-  private readInVma(v: Vma, a: bigint, limit: bigint, out: Span[]): bigint {
+  private readInVma(v: Vma, a: bigint, limit: bigint, out: Span[], fetch: boolean): bigint {
     const shm = this.shmemName(v);
     if (shm) {
       const st = this.shmemStore(shm);
@@ -159,7 +170,7 @@ export class MemoryReader {
         out.push({ addr: a, len: Number(limit - a), absent: `shared memory contents missing (${shm} not in the image set)` });
         return limit;
       }
-      return this.fromStore(st, a, limit, delta, out, () => 'shared page never written (zero)', false);
+      return this.fromStore(st, a, limit, delta, out, () => 'shared page never written (zero)', false, fetch);
     }
     if (v.status & (VMA_AREA_VVAR | VMA_AREA_VSYSCALL)) {
       out.push({ addr: a, len: Number(limit - a), absent: v.status & VMA_AREA_VVAR ? 'vvar: kernel data, never dumped' : 'vsyscall page: kernel text, never dumped' });
@@ -171,11 +182,11 @@ export class MemoryReader {
       out.push({ addr: a, len: Number(limit - a), absent: `no pagemap-${this.pid}.img in the image set` });
       return limit;
     }
-    return this.fromStore(st, a, limit, 0n, out, why, true);
+    return this.fromStore(st, a, limit, 0n, out, why, true, fetch);
   }
 
   /** Walks pagemap entries over [a, limit) (object offsets = address + delta). */
-  private fromStore(st: Store, a: bigint, limit: bigint, delta: bigint, out: Span[], missing: () => string, parentOk: boolean): bigint {
+  private fromStore(st: Store, a: bigint, limit: bigint, delta: bigint, out: Span[], missing: () => string, parentOk: boolean, fetch: boolean): bigint {
     const idx = st.index;
     let i = idx.firstAfter(a + delta);
     while (a < limit) {
@@ -195,11 +206,14 @@ export class MemoryReader {
         const off = idx.offsets[i] + Number(o - idx.starts[i]);
         if (!st.source) {
           out.push({ addr: a, len: n, absent: `${st.sourceName} is missing` });
+        } else if (!fetch) {
+          if (off + n > st.source.size) out.push({ addr: a, len: n, absent: `${st.sourceName} is too short (needs bytes up to ${off + n}, has ${st.source.size})` });
+          else out.push({ addr: a, len: n, present: true, origin: `${st.sourceName}+0x${off.toString(16)}` });
         } else {
           const data = new Uint8Array(n);
           try {
             st.source.read(off, data, 0, n);
-            out.push({ addr: a, len: n, data, origin: `${st.sourceName}+0x${off.toString(16)}` });
+            out.push({ addr: a, len: n, data, present: true, origin: `${st.sourceName}+0x${off.toString(16)}` });
           } catch (e) {
             out.push({ addr: a, len: n, absent: (e as Error).message });
           }
@@ -207,7 +221,7 @@ export class MemoryReader {
       } else if (f & PE_PARENT && parentOk) {
         const p = this.parent();
         if (!p) out.push({ addr: a, len: n, absent: 'in the parent image, but the set has no parent link' });
-        else for (const s of p.read(a, n)) out.push({ ...s, origin: s.origin ? `parent/${s.origin}` : undefined });
+        else for (const s of p.walk(a, n, fetch)) out.push({ ...s, origin: s.origin ? `parent/${s.origin}` : undefined });
       } else if (f & PE_LAZY) {
         out.push({ addr: a, len: n, absent: 'lazy page: not in this image (served by the lazy-pages daemon at restore)' });
       } else {
@@ -233,8 +247,8 @@ export class MemoryReader {
   *presentRanges(): Generator<{ start: bigint; end: bigint }> {
     for (const v of this.vmas) {
       let run: { start: bigint; end: bigint } | undefined;
-      for (const s of this.read(v.start, Number(v.end - v.start))) {
-        if (!s.data) continue;
+      for (const s of this.layout(v.start, Number(v.end - v.start))) {
+        if (!s.present) continue;
         const e = s.addr + BigInt(s.len);
         if (run && run.end === s.addr) run.end = e;
         else {

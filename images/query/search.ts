@@ -1,0 +1,93 @@
+// Searching a task's memory: literal bytes or a regular expression, across page and entry
+// boundaries, reading the image in large blocks (the pages file is read once, sequentially).
+import type { MemoryReader } from '../memory/reader';
+
+export interface Match {
+  addr: bigint;
+  length: number;
+  /** bytes around the match (context before, the match, context after) */
+  context: Uint8Array;
+  contextStart: bigint;
+}
+
+const BLOCK = 8 << 20;
+
+export type Pattern = { kind: 'bytes'; bytes: Uint8Array } | { kind: 'regex'; re: RegExp };
+
+/** Every match in the ranges the image holds bytes for (absent pages break a run). */
+export function* searchMemory(mem: MemoryReader, pat: Pattern, context = 0, maxMatchLen = 4096): Generator<Match> {
+  const overlap = pat.kind === 'bytes' ? pat.bytes.length - 1 : maxMatchLen;
+  for (const r of mem.presentRanges()) {
+    let pos = r.start;
+    let carry = Buffer.alloc(0);
+    let carryStart = r.start;
+    while (pos < r.end) {
+      const n = Number(r.end - pos < BigInt(BLOCK) ? r.end - pos : BigInt(BLOCK));
+      const chunk = Buffer.from(mem.readBytes(pos, n));
+      const buf = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+      const base = carry.length ? carryStart : pos;
+      const isLast = pos + BigInt(n) >= r.end;
+      // matches must start before the overlap tail unless this is the run's last block
+      const limit = isLast ? buf.length : buf.length - overlap;
+      for (const [off, len] of findAll(buf, pat, limit)) {
+        const cs = Math.max(0, off - context);
+        const ce = Math.min(buf.length, off + len + context);
+        yield { addr: base + BigInt(off), length: len, context: Uint8Array.from(buf.subarray(cs, ce)), contextStart: base + BigInt(cs) };
+      }
+      const keep = Math.min(overlap, buf.length);
+      carry = isLast ? Buffer.alloc(0) : Buffer.from(buf.subarray(buf.length - keep));
+      carryStart = base + BigInt(buf.length - keep);
+      pos += BigInt(n);
+    }
+  }
+}
+
+function* findAll(buf: Buffer, pat: Pattern, limit: number): Generator<[number, number]> {
+  if (pat.kind === 'bytes') {
+    if (!pat.bytes.length) return;
+    let i = buf.indexOf(pat.bytes, 0);
+    while (i >= 0 && i < limit) {
+      yield [i, pat.bytes.length];
+      i = buf.indexOf(pat.bytes, i + 1);
+    }
+    return;
+  }
+  // latin1 maps each byte to one UTF-16 unit, so string offsets are byte offsets
+  const text = buf.toString('latin1');
+  const re = new RegExp(pat.re.source, pat.re.flags.includes('g') ? pat.re.flags : pat.re.flags + 'g');
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(text)) && m.index < limit) {
+    yield [m.index, m[0].length];
+    if (m[0].length === 0) re.lastIndex++;
+  }
+}
+
+export interface StringHit {
+  addr: bigint;
+  text: string;
+}
+
+/** Printable ASCII runs of at least minLen bytes (like strings(1)). */
+export function* memoryStrings(mem: MemoryReader, minLen = 6): Generator<StringHit> {
+  for (const r of mem.presentRanges()) {
+    let pos = r.start;
+    let cur = '';
+    let curStart = pos;
+    while (pos < r.end) {
+      const n = Number(r.end - pos < BigInt(BLOCK) ? r.end - pos : BigInt(BLOCK));
+      const chunk = mem.readBytes(pos, n);
+      for (let i = 0; i < chunk.length; i++) {
+        const c = chunk[i];
+        if ((c >= 0x20 && c < 0x7f) || c === 0x09) {
+          if (!cur) curStart = pos + BigInt(i);
+          cur += String.fromCharCode(c);
+        } else {
+          if (cur.length >= minLen) yield { addr: curStart, text: cur };
+          cur = '';
+        }
+      }
+      pos += BigInt(n);
+    }
+    if (cur.length >= minLen) yield { addr: curStart, text: cur };
+  }
+}
