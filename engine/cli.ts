@@ -3,8 +3,9 @@ import { dump } from './dump';
 import { makeLog } from './log';
 import { EngineError } from './errors';
 import { isNativeError } from '../native';
+import { restoreCommand, RESTORE_USAGE } from './restore/cli';
 
-const USAGE = 'usage: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]';
+const USAGE = 'usage: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]\n' + RESTORE_USAGE;
 
 interface DumpArgs {
   pid?: number;
@@ -59,6 +60,8 @@ export function main(argv: string[]): number {
         `dumped ${stats.tasks} tasks / ${stats.threads} threads: ${stats.pagesWritten} pages, frozen ${(stats.frozenUs / 1000).toFixed(1)} ms, ` +
           `memwrite ${(stats.memwriteUs / 1000).toFixed(1)} ms`,
       );
+    } else if (cmd === 'restore') {
+      code = restoreCommand(rest);
     } else if (cmd === '-h' || cmd === '--help' || cmd === undefined) {
       process.stdout.write(USAGE + '\n');
       code = cmd === undefined ? 2 : 0;

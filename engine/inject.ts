@@ -7,7 +7,7 @@ import { EngineError } from './errors';
 
 export const SYS = {
   mmap: 9, munmap: 11, rt_sigaction: 13, getitimer: 36, getpriority: 140, prctl: 157, sigaltstack: 131,
-  brk: 12, timer_gettime: 223, timer_getoverrun: 225, get_robust_list: 274, getpid: 39,
+  brk: 12, timer_gettime: 224, timer_getoverrun: 225, get_robust_list: 274, getpid: 39,
 } as const;
 
 export const PR = {

@@ -67,12 +67,20 @@ export interface Tracer {
   getRseqConfig(tid: number): RseqConfig;
   peekSiginfo(tid: number, shared: boolean): Buffer[];
   getSeccompFilter(tid: number, index: number): Buffer | null;
+  /** PTRACE_GET_THREAD_AREA: the 16-byte struct user_desc of GDT TLS slot `index` (12..14 on x86-64) */
+  getThreadArea(tid: number, index: number): Buffer;
   /**
    * Runs syscalls in the stopped thread `tid` by single-stepping the `syscall` instruction at
    * `gadget` with rewritten registers; signals are blocked meanwhile; registers and sigmask are
    * restored afterwards.
    */
   inject(tid: number, gadget: bigint, calls: InjectedCall[], opts?: { stopOnError?: boolean; timeoutMs?: number }): InjectOutcome;
+  /**
+   * Forks and execs a stub from the tracer thread (clone3 with set_tid = pid, or as PID 1 of a
+   * new PID namespace), stopped and traced (TRACECLONE|TRACEFORK|EXITKILL); keepFd is inherited
+   * as keepAs. Returns its PID; EEXIST when the PID is taken.
+   */
+  spawnStub(opts: { pid?: number; newPidns?: boolean; keepFd?: number; keepAs?: number; timeoutMs?: number }): number;
   close(): void;
 }
 
@@ -109,6 +117,26 @@ export interface NativeAddon {
   netlinkQuery(protocol: number, request: Uint8Array): Buffer[];
   /** clock_gettime(clockid) in nanoseconds */
   clockGettime(clockid: number): bigint;
+  /** socketpair(domain = AF_UNIX, type = SOCK_DGRAM) */
+  socketPair(domain?: number, type?: number): [number, number];
+  /** XCR0: the XSAVE features enabled for user state */
+  xcr0(): bigint;
+  /** prctl(PR_SET_CHILD_SUBREAPER) for the engine itself */
+  setChildSubreaper(on: boolean): void;
+  /** lseek(fd, offset, whence); SEEK_DATA = 3, SEEK_HOLE = 4 (ENXIO past the last data) */
+  lseek(fd: number, offset: bigint | number, whence: number): bigint;
+  /** getsockopt(fd, level, name) with a len-byte buffer (default 4); returns optlen bytes */
+  getsockopt(fd: number, level: number, name: number, len?: number): Buffer;
+  /** setsockopt with an int or a raw value */
+  setsockopt(fd: number, level: number, name: number, value: number | Uint8Array): void;
+  /** recvmsg; with MSG_PEEK nothing is consumed. SCM_RIGHTS fds in cmsgs belong to the caller. */
+  recvmsg(fd: number, maxBytes: number, flags: number, maxControl?: number): {
+    bytes: number; data: Buffer; msgFlags: number; cmsgs: { level: number; type: number; data: Buffer }[];
+  };
+  /** open_by_handle_at(mountFd, {type, handle}, flags) -> fd */
+  openByHandleAt(mountFd: number, handleType: number, handle: Uint8Array, flags: number): number;
+  /** fcntl(F_GETOWN_EX): type F_OWNER_TID 0 / PID 1 / PGRP 2, and the owner's id (0 = none) */
+  getOwnerEx(fd: number): { type: number; pid: number };
 }
 
 export const NT_PRSTATUS = 1;

@@ -90,10 +90,16 @@ export function fpregsEntry(xstate: Buffer): Msg {
   return entry;
 }
 
-/** The three GDT TLS slots of a 64-bit task that never used set_thread_area: all empty. */
-export function emptyTlsEntries(): Msg[] {
-  return [12, 13, 14].map((n) => ({
-    entry_number: n, base_addr: 0, limit: 0, seg_32bit: false, contents_h: false, contents_l: false,
-    read_exec_only: true, limit_in_pages: false, seg_not_present: true, usable: false,
-  }));
+/** The GDT entries a thread can set with set_thread_area (GDT_ENTRY_TLS_MIN..MAX). */
+export const TLS_SLOTS = [12, 13, 14];
+
+/** struct user_desc (PTRACE_GET_THREAD_AREA) -> user_desc_t; an unused slot reads as not present. */
+export function tlsEntry(desc: Buffer): Msg {
+  const bits = desc.readUInt32LE(12);
+  return {
+    entry_number: desc.readUInt32LE(0), base_addr: desc.readUInt32LE(4), limit: desc.readUInt32LE(8),
+    seg_32bit: (bits & 1) !== 0, contents_h: (bits & 4) !== 0, contents_l: (bits & 2) !== 0,
+    read_exec_only: (bits & 8) !== 0, limit_in_pages: (bits & 16) !== 0, seg_not_present: (bits & 32) !== 0,
+    usable: (bits & 64) !== 0,
+  };
 }

@@ -1,6 +1,6 @@
 // core-<tid>.img: per-thread registers and thread_core, plus task_core (tc) on the leader.
 import type { Msg } from '../../images/codec';
-import { fpregsEntry, gpRegsEntry, restartFixup, emptyTlsEntries } from '../arch/x86_64';
+import { fpregsEntry, gpRegsEntry, restartFixup, tlsEntry } from '../arch/x86_64';
 import type { ThreadRegs, ThreadInside } from './thread';
 import type { ProcessInside } from './process';
 import { hexField, numsField, numField, Status } from '../proc/status';
@@ -34,6 +34,8 @@ export interface ThreadFacts {
   nice: number;
   policy: number;
   rtPrio: number;
+  /** position of the thread's newest filter in seccomp.img */
+  seccompFilter?: number;
 }
 
 function signalQueue(infos: Buffer[]): Msg {
@@ -56,6 +58,7 @@ export function threadCore(t: ThreadFacts, isLeader: boolean, cgSet: number): Ms
   tc.creds = credsEntry(t.status, t.inside.secureBits);
   const seccomp = numField(t.status, 'Seccomp');
   if (seccomp) tc.seccomp_mode = seccomp;
+  if (t.seccompFilter !== undefined) tc.seccomp_filter = t.seccompFilter;
   tc.comm = t.comm;
   if (t.regs.rseq) tc.rseq_entry = { rseq_abi_pointer: t.regs.rseq.pointer, rseq_abi_size: t.regs.rseq.size, signature: t.regs.rseq.signature };
   tc.cg_set = cgSet;
@@ -67,7 +70,7 @@ export function threadInfo(t: ThreadFacts): Msg {
     clear_tid_addr: t.inside.clearTidAddr,
     gpregs: gpRegsEntry(restartFixup(t.regs.gp)),
     fpregs: fpregsEntry(t.regs.xstate),
-    tls: emptyTlsEntries(),
+    tls: t.regs.tls.map(tlsEntry),
   };
 }
 

@@ -6,6 +6,36 @@ import { native, KCMP_FILE } from '../../native';
 import { UnsupportedError, EngineError } from '../errors';
 import { readProc, readLinkProc, procPath } from '../proc/read';
 import type { NewEntry } from '../../images/files';
+import { ShmemTable } from './shmem';
+import { UnixSockets } from './unix';
+import { inotifyWdEntries } from './fsnotify';
+import { TtyTable, CttyOwner, isPtyDevice, major } from './tty';
+
+/** What dumping an fd may need from its task beyond /proc. */
+export interface TaskFdContext {
+  netNsId: number;
+  /** real and effective uid of the task (fown_entry records them for an owned file) */
+  uid: number;
+  euid: number;
+  /** a pidfd of the task (opened once, closed by the caller) */
+  pidfd(): number;
+}
+
+const SOL_SOCKET = 1, SO_DOMAIN = 39, AF_UNIX = 1;
+const F_GETSIG = 11;
+
+/** The SIGIO owner of the task's fd (F_GETOWN_EX / F_GETSIG on a duplicate); zeros when none, as CRIU. */
+export function fownOf(ctx: TaskFdContext, fd: number): Msg {
+  const n = native();
+  const dup = n.pidfdGetfd(ctx.pidfd(), fd);
+  try {
+    const owner = n.getOwnerEx(dup);
+    if (owner.pid === 0) return zeroFown();
+    return { uid: ctx.uid, euid: ctx.euid, signum: n.fcntl(dup, F_GETSIG), pid_type: owner.type, pid: owner.pid };
+  } finally {
+    n.close(dup);
+  }
+}
 
 export const O_WRONLY = 0o1;
 export const O_RDWR = 0o2;
@@ -93,20 +123,31 @@ export class FileTable {
   private mapped = new Map<string, number>();
   readonly pipesData: NewEntry[] = [];
   private pipesDumped = new Set<number>();
+  readonly shmem = new ShmemTable();
+  readonly unix = new UnixSockets();
+  readonly ttys: TtyTable;
+
+  /**
+   * allocPagesId hands out pages-<id>.img numbers in CRIU's order (shared with the task pagemaps);
+   * cttys maps a controlling terminal to its session and foreground group within the tree.
+   */
+  constructor(private allocPagesId: () => number, cttys: () => Map<number, CttyOwner> = () => new Map()) {
+    this.ttys = new TtyTable(cttys);
+  }
 
   allocId(): number {
     return this.nextId++;
   }
 
   /** A REG entry for a path seen through `via` (a /proc link that stats the open object). */
-  private regEntry(id: number, name: string, via: string, flags: number, pos: bigint, withBuildId: boolean): Msg {
+  private regEntry(id: number, name: string, via: string, flags: number, pos: bigint, withBuildId: boolean, fown: Msg = zeroFown()): Msg {
     let st: fs.Stats;
     try {
       st = fs.statSync(via);
     } catch (e) {
       throw new EngineError(`cannot stat ${via}: ${(e as Error).message}`);
     }
-    const reg: Msg = { id, flags, pos, fown: zeroFown(), name };
+    const reg: Msg = { id, flags, pos, fown, name };
     if ((st.mode & S_IFMT) === S_IFREG && !(flags & O_APPEND)) reg.size = st.size;
     reg.mode = st.mode;
     if (withBuildId && (st.mode & S_IFMT) === S_IFREG) {
@@ -125,6 +166,19 @@ export class FileTable {
     const id = this.allocId();
     const via = procPath(pid, 'map_files', `${start.toString(16)}-${end.toString(16)}`);
     this.entries.push({ type: 1, id, reg: this.regEntry(id, name, via, shared ? O_RDWR : 0, 0n, true) });
+    this.mapped.set(key, id);
+    return id;
+  }
+
+  /** The MEMFD file of a shmem-backed mapping (memfd or anonymous shared), one per inode. */
+  memfdMapping(pid: number, name: string, start: bigint, end: bigint, inode: number, shared: boolean): number {
+    const key = `memfd:${inode}:${shared ? 's' : 'p'}`;
+    const known = this.mapped.get(key);
+    if (known !== undefined) return known;
+    const via = procPath(pid, 'map_files', `${start.toString(16)}-${end.toString(16)}`);
+    const obj = this.shmem.object(pid, via, name, inode, this.allocPagesId);
+    const id = this.allocId();
+    this.entries.push({ type: 18, id, memfd: { id, flags: 0, pos: 0n, fown: zeroFown(), inode_id: obj.inodeId } });
     this.mapped.set(key, id);
     return id;
   }
@@ -165,38 +219,85 @@ export class FileTable {
   }
 
   /** Dumps one fd; returns its fdinfo_entry. */
-  dumpFd(pid: number, fd: number): Msg {
+  dumpFd(pid: number, fd: number, ctx: TaskFdContext): Msg {
     const link = readLinkProc(pid, 'fd', String(fd));
     const info = parseFdinfo(readProc(pid, 'fdinfo', String(fd)));
     const cloexec = (info.flags & O_CLOEXEC) !== 0 ? 1 : 0;
     const flags = info.flags & ~O_CLOEXEC;
     const known = this.shared(pid, fd, link);
-    const kind = fileKind(link);
+    let kind = fileKind(link);
+    // a memfd lives on the internal shmem mount; a real file may be named /memfd:...
+    if (kind.name === 'memfd' && fs.statSync(procPath(pid, 'fd', String(fd))).dev !== 1) kind = { name: 'reg', type: 1 };
+    let st: fs.Stats | undefined;
+    if (kind.name === 'reg') {
+      st = fs.statSync(procPath(pid, 'fd', String(fd)));
+      if (st.isCharacterDevice() && isPtyDevice(st.rdev)) kind = { name: 'tty', type: 11 };
+      else if (st.isCharacterDevice() && [4, 5].includes(major(st.rdev)))
+        throw new UnsupportedError(`task ${pid} fd ${fd}: terminal ${link} is not a pseudo-terminal (unsupported)`);
+    }
     if (known !== undefined) return { id: known, flags: cloexec, type: kind.type, fd };
     const id = this.allocId();
     this.remember(pid, fd, link, id);
+    const fown = fownOf(ctx, fd);
     switch (kind.name) {
+      case 'memfd': {
+        const via = procPath(pid, 'fd', String(fd));
+        const obj = this.shmem.object(pid, via, link, info.ino || fs.statSync(via).ino, this.allocPagesId);
+        this.entries.push({ type: 18, id, memfd: { id, flags, pos: info.pos, fown, inode_id: obj.inodeId } });
+        break;
+      }
+      case 'socket': {
+        const ino = Number(/\[(\d+)\]/.exec(link)![1]);
+        const dupFd = () => native().pidfdGetfd(ctx.pidfd(), fd);
+        const probe = dupFd();
+        let domain: number;
+        try {
+          domain = native().getsockopt(probe, SOL_SOCKET, SO_DOMAIN, 4).readInt32LE(0);
+        } finally {
+          native().close(probe);
+        }
+        if (domain !== AF_UNIX) throw new UnsupportedError(`task ${pid} fd ${fd}: unsupported socket family ${domain} (${link})`);
+        this.entries.push(...this.unix.dump(id, ino, flags, { pid, fd, netNsId: ctx.netNsId, fown, dupFd }));
+        break;
+      }
+      case 'tty': {
+        const dup = native().pidfdGetfd(ctx.pidfd(), fd);
+        let infoId: number;
+        try {
+          infoId = this.ttys.info(dup, st!, `task ${pid} fd ${fd}`);
+        } finally {
+          native().close(dup);
+        }
+        // CRIU writes the path as a REG entry of its own, then the TTY entry that points at it
+        const regId = this.allocId();
+        this.entries.push({ type: 1, id: regId, reg: this.regEntry(regId, link, procPath(pid, 'fd', String(fd)), flags, 0n, false, fown) });
+        this.entries.push({ type: 11, id, tty: { id, tty_info_id: infoId, flags, fown, regf_id: regId } });
+        break;
+      }
       case 'reg':
         if (link.endsWith(' (deleted)')) throw new UnsupportedError(`task ${pid} fd ${fd}: unlinked file ${link} (ghost files are not supported)`);
-        this.entries.push({ type: 1, id, reg: this.regEntry(id, link, procPath(pid, 'fd', String(fd)), flags, info.pos, false) });
+        this.entries.push({ type: 1, id, reg: this.regEntry(id, link, procPath(pid, 'fd', String(fd)), flags, info.pos, false, fown) });
         break;
       case 'pipe': {
         const pipeId = Number(/\[(\d+)\]/.exec(link)![1]);
-        this.entries.push({ type: 2, id, pipe: { id, pipe_id: pipeId, flags, fown: zeroFown() } });
+        this.entries.push({ type: 2, id, pipe: { id, pipe_id: pipeId, flags, fown } });
         this.dumpPipeData(pid, fd, pipeId, flags);
         break;
       }
       case 'eventfd':
-        this.entries.push({ type: 6, id, efd: { id, flags, fown: zeroFown(), counter: BigInt('0x' + (info.fields.get('eventfd-count') ?? '0')) } });
+        this.entries.push({ type: 6, id, efd: { id, flags, fown, counter: BigInt('0x' + (info.fields.get('eventfd-count') ?? '0')) } });
         break;
       case 'signalfd':
-        this.entries.push({ type: 9, id, sgfd: { id, flags, fown: zeroFown(), sigmask: BigInt('0x' + (info.fields.get('sigmask') ?? '0')) } });
+        this.entries.push({ type: 9, id, sgfd: { id, flags, fown, sigmask: BigInt('0x' + (info.fields.get('sigmask') ?? '0')) } });
         break;
       case 'timerfd':
-        this.entries.push({ type: 17, id, tfd: timerfdEntry(id, flags, info) });
+        this.entries.push({ type: 17, id, tfd: timerfdEntry(id, flags, info, fown) });
+        break;
+      case 'inotify':
+        this.entries.push({ type: 8, id, ify: { id, flags, fown, wd: inotifyWdEntries(info.lines, `task ${pid} fd ${fd}`) } });
         break;
       case 'eventpoll':
-        this.entries.push({ type: 7, id, epfd: { id, flags, fown: zeroFown(), tfd: epollTargets(info) } });
+        this.entries.push({ type: 7, id, epfd: { id, flags, fown, tfd: epollTargets(info) } });
         break;
       default:
         throw new UnsupportedError(`task ${pid} fd ${fd}: unsupported file kind ${link}`);
@@ -255,7 +356,7 @@ export function fileKind(link: string): Kind {
   return { name: 'other', type: 0 };
 }
 
-function timerfdEntry(id: number, flags: number, info: FdInfo): Msg {
+function timerfdEntry(id: number, flags: number, info: FdInfo, fown: Msg): Msg {
   const f = info.fields;
   const pair = (s: string | undefined): [bigint, bigint] => {
     const m = /\(\s*(\d+),\s*(\d+)\)/.exec(s ?? '');
@@ -264,8 +365,8 @@ function timerfdEntry(id: number, flags: number, info: FdInfo): Msg {
   const [vsec, vnsec] = pair(f.get('it_value'));
   const [isec, insec] = pair(f.get('it_interval'));
   return {
-    id, flags, fown: zeroFown(), clockid: Number(f.get('clockid') ?? 0), ticks: BigInt(f.get('ticks') ?? '0'),
-    settime_flags: Number(f.get('settime flags') ?? 0), vsec, vnsec, isec, insec,
+    id, flags, fown, clockid: Number(f.get('clockid') ?? 0), ticks: BigInt(f.get('ticks') ?? '0'),
+    settime_flags: parseInt(f.get('settime flags') ?? '0', 8), vsec, vnsec, isec, insec,
   };
 }
 

@@ -17,6 +17,9 @@ import { readThreadRegs, readThreadInside, ThreadRegs } from './thread';
 import { readProcessInside } from './process';
 import { TaskIds } from './ids';
 import { FileTable } from './files';
+import type { CttyOwner } from './tty';
+import { SeccompTable } from './seccomp';
+import { CgroupSets } from './cgroup';
 import { planVmas, mmEntry } from './mm';
 import { planPages, pagemapEntries, writePages, PagePlan } from './pages';
 import { threadCore, threadInfo, taskCore, zombieCore, parseLimits, ThreadFacts, TASK_ALIVE, TASK_STOPPED } from './core';
@@ -41,6 +44,8 @@ export interface DumpStats {
   pagesScanned: number;
   pagesWritten: number;
   pagesLazy: number;
+  shpagesScanned: number;
+  shpagesWritten: number;
   tasks: number;
   threads: number;
 }
@@ -77,22 +82,32 @@ export function dump(opts: DumpOptions): DumpStats {
   const addon = native();
   const tracer: Tracer = new addon.Tracer();
   const remotes: RemoteSyscalls[] = [];
+  const closers: (() => void)[] = [];
   let tree: FrozenTree | undefined;
   const t0 = nowUs();
   let tFrozen = t0;
   try {
     tree = freezeTree(tracer, opts.pid, log);
     tFrozen = nowUs();
-    const stats = collectAndWrite(tracer, tree, opts, tmp, remotes);
+    // frozen: state and page contents; the images are encoded once the tree may run again
+    const { stats, writeImages } = collect(tracer, tree, opts, tmp, remotes, closers);
     stats.freezingUs = tFrozen - t0;
+    if (opts.leaveRunning) {
+      finish(tracer, tree, true);
+      stats.frozenUs = nowUs() - tFrozen;
+    }
+    writeImages();
+    fsyncPages(tmp);
     // images complete and fsynced: put them in place before anything irreversible
     fsyncDir(tmp);
     if (fs.existsSync(dir)) fs.rmdirSync(dir);
     fs.renameSync(tmp, dir);
     fsyncDir(path.dirname(dir));
-    finish(tracer, tree, opts.leaveRunning);
-    stats.frozenUs = nowUs() - tFrozen;
-    rewriteStats(dir, stats);
+    if (!opts.leaveRunning) {
+      finish(tracer, tree, false);
+      stats.frozenUs = nowUs() - tFrozen;
+      rewriteStats(dir, stats);
+    }
     return stats;
   } catch (e) {
     for (const r of remotes) {
@@ -106,6 +121,7 @@ export function dump(opts: DumpOptions): DumpStats {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw translate(e);
   } finally {
+    for (const c of closers) c();
     tracer.close();
   }
 }
@@ -141,12 +157,16 @@ function finish(tracer: Tracer, tree: FrozenTree, leaveRunning: boolean): void {
   thawTree(tracer, tree);
 }
 
-function collectAndWrite(tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tmp: string, remotes: RemoteSyscalls[]): DumpStats {
+/** Collects every task's state and copies the pages (tree frozen); returns the image writer. */
+function collect(
+  tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tmp: string, remotes: RemoteSyscalls[], closers: (() => void)[],
+): { stats: DumpStats; writeImages: () => void } {
   const { log } = opts;
+  const addon = native();
   const inTree = new Set(tree.processes.map((p) => p.pid));
   const stats: DumpStats = {
     freezingUs: 0, frozenUs: 0, memdumpUs: 0, memwriteUs: 0, pagesScanned: 0, pagesWritten: 0, pagesLazy: 0,
-    tasks: tree.processes.length, threads: 0,
+    shpagesScanned: 0, shpagesWritten: 0, tasks: tree.processes.length, threads: 0,
   };
 
   // 1. registers of every thread, before any injection changes them
@@ -158,11 +178,14 @@ function collectAndWrite(tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tm
 
   const ids = new TaskIds();
   const rootIds = ids.idsOf(process.pid); // the dumper's own objects take id 1 (as in CRIU)
-  const files = new FileTable();
+  let pagesId = 1;
+  const files = new FileTable(() => pagesId++, () => cttyOwners(dumps));
+  closers.push(() => files.shmem.close());
+  const seccomp = new SeccompTable();
+  const cgroups = new CgroupSets();
   const pstree: NewEntry[] = [];
   const images: [string, string, NewEntry[]][] = [];
   const pageJobs: { pid: number; plan: PagePlan; file: string }[] = [];
-  let pagesId = 1;
 
   for (const d of dumps) {
     const pid = d.proc.pid;
@@ -183,10 +206,12 @@ function collectAndWrite(tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tm
     const threads: ThreadFacts[] = d.threads.map((regs) => {
       const statText = readProc(pid, 'task', String(regs.tid), 'stat');
       const f = statText.slice(statText.lastIndexOf(')') + 2).split(/\s+/);
+      const status = readStatus(pid, regs.tid);
       return {
         regs,
         inside: readThreadInside(remote, regs.tid),
-        status: readStatus(pid, regs.tid),
+        status,
+        seccompFilter: status.get('Seccomp')?.trim() === '2' ? seccomp.thread(tracer, regs.tid) : undefined,
         comm: readProc(pid, 'task', String(regs.tid), 'comm').replace(/\n$/, ''),
         nice: Number(f[19 - 3]),
         policy: Number(f[41 - 3]),
@@ -202,7 +227,14 @@ function collectAndWrite(tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tm
     const exeId = files.exeFile(pid, exePath, vmas);
     const planned = planVmas(pid, vmas, files);
     const fdinfo: NewEntry[] = [];
-    for (const fd of fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b)) fdinfo.push({ msg: files.dumpFd(pid, fd) });
+    let pidfd = -1;
+    const uids = (readStatus(pid).get('Uid') ?? '0 0').split(/\s+/).map(Number);
+    const fdCtx = { netNsId: taskIds.net_ns_id, uid: uids[0], euid: uids[1], pidfd: () => (pidfd >= 0 ? pidfd : (pidfd = addon.pidfdOpen(pid))) };
+    try {
+      for (const fd of fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b)) fdinfo.push({ msg: files.dumpFd(pid, fd, fdCtx) });
+    } finally {
+      if (pidfd >= 0) addon.close(pidfd);
+    }
     const cwdId = files.fsDir(pid, 'cwd');
     const rootId = files.fsDir(pid, 'root');
     const status = readStatus(pid);
@@ -216,6 +248,7 @@ function collectAndWrite(tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tm
     const myPagesId = pagesId++;
     pageJobs.push({ pid, plan, file: path.join(tmp, `pages-${myPagesId}.img`) });
 
+    const cgSet = cgroups.setOf(pid);
     const leader = threads[0];
     const task = taskCore({
       state: d.proc.state === 'T' ? TASK_STOPPED : TASK_ALIVE,
@@ -232,7 +265,7 @@ function collectAndWrite(tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tm
     threads.forEach((t, i) => {
       const core: Msg = { mtype: 1, thread_info: threadInfo(t) };
       if (i === 0) core.tc = task;
-      core.thread_core = threadCore(t, i === 0, 1);
+      core.thread_core = threadCore(t, i === 0, cgSet);
       images.push([`core-${t.regs.tid}.img`, 'CORE', [{ msg: core }]]);
     });
     images.push([`ids-${pid}.img`, 'IDS', [{ msg: taskIds }]]);
@@ -244,30 +277,70 @@ function collectAndWrite(tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tm
     log.debug(`task ${pid}: ${threads.length} threads, ${planned.length} VMAs, ${plan.pagesToWrite} pages, ${fdinfo.length} fds`);
   }
 
-  // 4. page contents (the bulk of the frozen time)
+  files.unix.finish();
+  files.ttys.finish(opts.shellJob);
+
+  // 4. page contents (the bulk of the frozen time): shared memory objects, then the tasks
   const tw = nowUs();
   let written = 0;
+  const shmem = files.shmem;
+  stats.shpagesScanned = shmem.pagesScanned;
+  stats.shpagesWritten = shmem.pagesToWrite;
+  for (const o of shmem.objects) {
+    shmem.writePages(o, path.join(tmp, `pages-${o.pagesId}.img`));
+    images.push([`pagemap-shmem-${o.ino}.img`, 'PAGEMAP', shmem.pagemap(o)]);
+  }
+  shmem.close();
   for (const j of pageJobs) {
     written += writePages(j.pid, j.plan, j.file) / 4096;
     opts.progress?.(written, stats.pagesWritten);
   }
   stats.memwriteUs = nowUs() - tw;
+  if (shmem.objects.length) images.push(['memfd.img', 'MEMFD_INODE', shmem.memfdEntries()]);
 
-  // 5. the images
-  for (const [name, magic, entries] of images) writeImage(path.join(tmp, name), magic, entries);
-  writeImage(path.join(tmp, 'pstree.img'), 'PSTREE', pstree);
-  writeImage(path.join(tmp, 'files.img'), 'FILES', files.entries.map((msg) => ({ msg })));
-  if (files.pipesData.length) writeImage(path.join(tmp, 'pipes-data.img'), 'PIPES_DATA', files.pipesData);
-  writeImage(path.join(tmp, 'seccomp.img'), 'SECCOMP', [{ msg: {} }]);
-  writeImage(path.join(tmp, 'timens-0.img'), 'TIMENS', [{ msg: timensNow() }]);
-  writeImage(path.join(tmp, 'inventory.img'), 'INVENTORY', [{
-    msg: {
-      img_version: 2, fdinfo_per_id: true, root_ids: rootIds, ns_per_id: true, root_cg_set: 1, lsmtype: 0,
-      network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUUID(),
-    },
-  }]);
-  writeImage(path.join(tmp, 'stats-dump'), 'STATS', [{ msg: statsEntry(stats) }]);
-  return stats;
+  const timens = timensNow();
+
+  // 5. the images (after the tree is resumed under --leave-running)
+  const writeImages = () => {
+    for (const [name, magic, entries] of images) writeImage(path.join(tmp, name), magic, entries);
+    writeImage(path.join(tmp, 'pstree.img'), 'PSTREE', pstree);
+    writeImage(path.join(tmp, 'files.img'), 'FILES', files.entries.map((msg) => ({ msg })));
+    if (files.pipesData.length) writeImage(path.join(tmp, 'pipes-data.img'), 'PIPES_DATA', files.pipesData);
+    if (files.ttys.infos.length) writeImage(path.join(tmp, 'tty-info.img'), 'TTY_INFO', files.ttys.infos.map((msg) => ({ msg })));
+    if (files.unix.queues.length) writeImage(path.join(tmp, 'sk-queues.img'), 'SK_QUEUES', files.unix.queues);
+    writeImage(path.join(tmp, 'seccomp.img'), 'SECCOMP', [{ msg: seccomp.entry() }]);
+    const cg = cgroups.entry();
+    if (cg) writeImage(path.join(tmp, 'cgroup.img'), 'CGROUP', [{ msg: cg }]);
+    writeImage(path.join(tmp, 'timens-0.img'), 'TIMENS', [{ msg: timens }]);
+    writeImage(path.join(tmp, 'inventory.img'), 'INVENTORY', [{
+      msg: {
+        img_version: 2, fdinfo_per_id: true, root_ids: rootIds, ns_per_id: true, root_cg_set: 1, lsmtype: 0,
+        network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUUID(),
+      },
+    }]);
+    writeImage(path.join(tmp, 'stats-dump'), 'STATS', [{ msg: statsEntry(stats) }]);
+  };
+  return { stats, writeImages };
+}
+
+/** Pages files are written without fsync while the tree is frozen; one pass at the end. */
+function fsyncPages(dir: string): void {
+  for (const n of fs.readdirSync(dir)) {
+    if (!/^pages-\d+\.img$/.test(n)) continue;
+    const fd = fs.openSync(path.join(dir, n), 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+/** Controlling terminals of the tree's tasks: tty rdev -> session and foreground group. */
+function cttyOwners(dumps: ProcessDump[]): Map<number, CttyOwner> {
+  const m = new Map<number, CttyOwner>();
+  for (const d of dumps) if (d.stat.ttyNr && !m.has(d.stat.ttyNr)) m.set(d.stat.ttyNr, { sid: d.stat.sid, pgrp: Math.max(0, d.stat.tpgid) });
+  return m;
 }
 
 function personality(pid: number): number {
@@ -295,8 +368,8 @@ function statsEntry(s: DumpStats): Msg {
     dump: {
       freezing_time: s.freezingUs, frozen_time: s.frozenUs, memdump_time: s.memdumpUs, memwrite_time: s.memwriteUs,
       pages_scanned: s.pagesScanned, pages_skipped_parent: 0, pages_written: s.pagesWritten, irmap_resolve: 0,
-      pages_lazy: s.pagesLazy, page_pipes: 0, page_pipe_bufs: 0, shpages_scanned: 0, shpages_skipped_parent: 0,
-      shpages_written: 0,
+      pages_lazy: s.pagesLazy, page_pipes: 0, page_pipe_bufs: 0, shpages_scanned: s.shpagesScanned, shpages_skipped_parent: 0,
+      shpages_written: s.shpagesWritten,
     },
   };
 }

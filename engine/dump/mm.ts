@@ -4,6 +4,7 @@ import type { Vma } from '../proc/maps';
 import type { ProcStat } from '../proc/stat';
 import type { FileTable } from './files';
 import { UnsupportedError } from '../errors';
+import { SHMEM_DEV } from './shmem';
 
 export const VMA = {
   REGULAR: 0x1, STACK: 0x2, VSYSCALL: 0x4, VDSO: 0x8, HEAP: 0x20, FILE_PRIVATE: 0x40, FILE_SHARED: 0x80,
@@ -32,8 +33,7 @@ export interface PlannedVma {
 }
 
 function isShmemDev(dev: string): boolean {
-  // the internal shmem mount of anonymous shared memory and memfd
-  return dev === '00:01';
+  return dev === SHMEM_DEV;
 }
 
 export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma[] {
@@ -69,7 +69,12 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
       flags |= MAP_ANON;
       status = VMA.REGULAR | VMA.ANON_PRIVATE | (v.name === '[heap]' ? VMA.HEAP : 0);
     } else if (isShmemDev(v.dev)) {
-      throw new UnsupportedError(`task ${pid}: shared memory mapping ${v.name} at 0x${v.start.toString(16)} (shmem/memfd mappings are not supported yet)`);
+      if (v.name.startsWith('/SYSV')) throw new UnsupportedError(`task ${pid}: System V shared memory at 0x${v.start.toString(16)} is not supported`);
+      // memfd and anonymous shared memory: the file is a memfd entry, the pages go to pagemap-shmem
+      shmid = files.memfdMapping(pid, v.name, v.start, v.end, v.inode, v.shared);
+      status = VMA.REGULAR | VMA.MEMFD | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
+      fdflags = v.shared && v.write ? 2 : 0;
+      policy = v.shared ? 'none' : 'file-private';
     } else if (v.name.startsWith('/')) {
       shmid = files.mappedFile(pid, v.name, v.start, v.end, v.dev, v.inode, v.shared);
       status = VMA.REGULAR | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);

@@ -101,8 +101,7 @@ export function writePages(pid: number, plan: PagePlan, file: string): number {
       flush();
       total += copyViaProcMem(pid, r.vaddr, Number(len), out);
     }
-    flush();
-    fs.fsyncSync(out);
+    flush(); // fsynced later, once the tree runs again
   } catch (e) {
     if (isNativeError(e) && e.code === 'ESRCH') throw new EngineError(`task ${pid} exited during the memory dump`, 'ESRCH');
     if (isNativeError(e) && e.code === 'ENOSPC') throw new EngineError(`no space left on device while writing ${file}`, 'ENOSPC');

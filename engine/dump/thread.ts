@@ -2,7 +2,7 @@
 // injection, which would change registers) and what only the thread itself can tell.
 import type { Tracer } from '../../native';
 import { NT_PRSTATUS, NT_X86_XSTATE, isNativeError } from '../../native';
-import { parseGpRegs, GpRegs } from '../arch/x86_64';
+import { parseGpRegs, GpRegs, TLS_SLOTS } from '../arch/x86_64';
 import { RemoteSyscalls, SYS, PR, isErr } from '../inject';
 import { EngineError } from '../errors';
 
@@ -14,6 +14,8 @@ export interface ThreadRegs {
   rseq?: { pointer: bigint; size: number; signature: number };
   /** raw 128-byte siginfo_t of signals queued to this thread */
   pendingPrivate: Buffer[];
+  /** struct user_desc of the GDT TLS slots 12..14 */
+  tls: Buffer[];
 }
 
 export interface ThreadInside {
@@ -35,7 +37,8 @@ export function readThreadRegs(tracer: Tracer, tid: number): ThreadRegs {
   } catch (e) {
     if (!(isNativeError(e) && (e.code === 'EIO' || e.code === 'EINVAL'))) throw e;
   }
-  return { tid, gp, xstate, sigmask, rseq, pendingPrivate: tracer.peekSiginfo(tid, false) };
+  const tls = TLS_SLOTS.map((i) => tracer.getThreadArea(tid, i));
+  return { tid, gp, xstate, sigmask, rseq, pendingPrivate: tracer.peekSiginfo(tid, false), tls };
 }
 
 /** One injected batch per thread; out-parameters land in the process's scratch page. */

@@ -9,6 +9,8 @@ export interface ProcStat {
   pgid: number;
   sid: number;
   ttyNr: number;
+  /** foreground process group of the controlling terminal (-1 without one) */
+  tpgid: number;
   /** PF_* task flags */
   flags: number;
   numThreads: number;
@@ -42,6 +44,7 @@ export function parseStat(text: string): ProcStat {
     pgid: n(5),
     sid: n(6),
     ttyNr: n(7),
+    tpgid: n(8),
     flags: n(9),
     numThreads: n(20),
     exitSignal: n(38),

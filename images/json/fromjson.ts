@@ -49,7 +49,10 @@ function intConv(f: FieldDesc): Conv {
   const o = f.opts || {};
   const flagDict = o.flags ? FLAG_DICTS[o.flags] || [] : undefined;
   const labels = o.dict ? VALUE_DICTS[o.dict]?.[f.name] : undefined;
+  const lo = Number(range[0]), hi = Number(range[1]);
   return (v, path) => {
+    // fast path: a plain safe integer within range needs no BigInt
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v >= lo && v <= hi) return v;
     let b: bigint;
     if (typeof v === 'number') {
       if (!Number.isFinite(v)) throw new JsonConvertError(path, `${v} is not an integer`);

@@ -19,6 +19,12 @@ export class JsonParser {
   constructor(public text: string, public base = 0, public baseLine = 1, public baseCol = 1) {}
 
   error(msg: string, at = this.pos): never {
+    if (at >= this.text.length || this.pos >= this.text.length) {
+      // the text ended: a streaming caller will read more and retry, so skip the line count
+      const e = new JsonSyntaxError(msg, this.base + at, 0, 0);
+      e.truncated = true;
+      throw e;
+    }
     let line = this.baseLine, col = this.baseCol;
     for (let i = 0; i < at && i < this.text.length; i++) {
       if (this.text.charCodeAt(i) === 10) { line++; col = 1; } else col++;

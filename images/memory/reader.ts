@@ -243,6 +243,29 @@ export class MemoryReader {
     return buf;
   }
 
+  /**
+   * Fills buf[at..at+len) with the bytes at addr straight from the page sources (no
+   * intermediate copies); throws at the first byte the image lacks. For bulk scans.
+   */
+  readInto(addr: bigint, buf: Uint8Array, at: number, len: number): void {
+    for (const s of this.layout(addr, len)) {
+      if (!s.present) throw new MemoryError(`0x${s.addr.toString(16)}: ${s.absent}`, s.addr);
+      const dst = at + Number(s.addr - addr);
+      if (s.origin && !s.origin.startsWith('parent/')) {
+        const st = this.sourceOf(s.origin);
+        if (st) { st.read(Number(s.origin.slice(s.origin.indexOf('+') + 1)), buf, dst, s.len); continue; }
+      }
+      buf.set(this.readBytes(s.addr, s.len), dst);
+    }
+  }
+
+  private sourceOf(origin: string): PageSource | undefined {
+    const name = origin.slice(0, origin.indexOf('+'));
+    if (this.privateStore && this.privateStore.sourceName === name) return this.privateStore.source;
+    for (const st of this.shmemStores.values()) if (st && st.sourceName === name) return st.source;
+    return undefined;
+  }
+
   /** Pagemap-backed ranges (address runs the image holds bytes for), for search and stats. */
   *presentRanges(): Generator<{ start: bigint; end: bigint }> {
     for (const v of this.vmas) {

@@ -16,36 +16,41 @@ export type Pattern = { kind: 'bytes'; bytes: Uint8Array } | { kind: 'regex'; re
 
 /** Every match in the ranges the image holds bytes for (absent pages break a run). */
 export function* searchMemory(mem: MemoryReader, pat: Pattern, context = 0, maxMatchLen = 4096): Generator<Match> {
-  const overlap = pat.kind === 'bytes' ? pat.bytes.length - 1 : maxMatchLen;
+  const overlap = pat.kind === 'bytes' ? Math.max(0, pat.bytes.length - 1) : maxMatchLen;
+  // one reused buffer: [carried tail of the previous block | next block]
+  const buf = Buffer.allocUnsafe(BLOCK + overlap + context * 2);
   for (const r of mem.presentRanges()) {
     let pos = r.start;
-    let carry = Buffer.alloc(0);
-    let carryStart = r.start;
+    let carry = 0;
+    let reported = r.start; // matches starting below this address were already yielded
     while (pos < r.end) {
       const n = Number(r.end - pos < BigInt(BLOCK) ? r.end - pos : BigInt(BLOCK));
-      const chunk = Buffer.from(mem.readBytes(pos, n));
-      const buf = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-      const base = carry.length ? carryStart : pos;
+      mem.readInto(pos, buf, carry, n);
+      const filled = carry + n;
+      const base = pos - BigInt(carry);
       const isLast = pos + BigInt(n) >= r.end;
-      // matches must start before the overlap tail unless this is the run's last block
-      const limit = isLast ? buf.length : buf.length - overlap;
-      for (const [off, len] of findAll(buf, pat, limit)) {
+      // matches must start before the kept tail unless this is the run's last block
+      const limit = isLast ? filled : filled - overlap;
+      const view = buf.subarray(0, filled);
+      const from = Number(reported - base);
+      for (const [off, len] of findAll(view, pat, limit, from)) {
         const cs = Math.max(0, off - context);
-        const ce = Math.min(buf.length, off + len + context);
-        yield { addr: base + BigInt(off), length: len, context: Uint8Array.from(buf.subarray(cs, ce)), contextStart: base + BigInt(cs) };
+        const ce = Math.min(filled, off + len + context);
+        yield { addr: base + BigInt(off), length: len, context: Uint8Array.from(view.subarray(cs, ce)), contextStart: base + BigInt(cs) };
       }
-      const keep = Math.min(overlap, buf.length);
-      carry = isLast ? Buffer.alloc(0) : Buffer.from(buf.subarray(buf.length - keep));
-      carryStart = base + BigInt(buf.length - keep);
+      reported = base + BigInt(limit);
+      const keep = isLast ? 0 : Math.min(overlap + context, filled);
+      buf.copyWithin(0, filled - keep, filled);
+      carry = keep;
       pos += BigInt(n);
     }
   }
 }
 
-function* findAll(buf: Buffer, pat: Pattern, limit: number): Generator<[number, number]> {
+function* findAll(buf: Buffer, pat: Pattern, limit: number, from = 0): Generator<[number, number]> {
   if (pat.kind === 'bytes') {
     if (!pat.bytes.length) return;
-    let i = buf.indexOf(pat.bytes, 0);
+    let i = buf.indexOf(pat.bytes, from);
     while (i >= 0 && i < limit) {
       yield [i, pat.bytes.length];
       i = buf.indexOf(pat.bytes, i + 1);
@@ -55,6 +60,7 @@ function* findAll(buf: Buffer, pat: Pattern, limit: number): Generator<[number, 
   // latin1 maps each byte to one UTF-16 unit, so string offsets are byte offsets
   const text = buf.toString('latin1');
   const re = new RegExp(pat.re.source, pat.re.flags.includes('g') ? pat.re.flags : pat.re.flags + 'g');
+  re.lastIndex = from;
   let m: RegExpExecArray | null;
   while ((m = re.exec(text)) && m.index < limit) {
     yield [m.index, m[0].length];

@@ -70,6 +70,7 @@ bool ToBytes(const Napi::Value &v, uint8_t **data, size_t *len) {
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   engine_native::InitTracer(env, exports);
   engine_native::InitSys(env, exports);
+  engine_native::InitRestore(env, exports);
   return exports;
 }
 

@@ -390,6 +390,97 @@ Napi::Value ClockGettime(const Napi::CallbackInfo &info) {
   return U64(info.Env(), (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec);
 }
 
+// lseek(fd, offset, whence) -> new offset as a BigInt (SEEK_DATA/SEEK_HOLE find the populated
+// ranges of a shmem/tmpfs file; ENXIO past the last data).
+Napi::Value Lseek(const Napi::CallbackInfo &info) {
+  int64_t off = 0;
+  if (!ToI64(info[1], &off)) return ThrowType(info.Env(), "lseek(fd, offset, whence)");
+  off_t r = lseek(Int(info[0]), (off_t)off, Int(info[2]));
+  if (r < 0) return ThrowSys(info.Env(), "lseek", errno);
+  return I64(info.Env(), (int64_t)r);
+}
+
+// getsockopt(fd, level, name, len) -> Buffer of the option value (optlen bytes).
+Napi::Value Getsockopt(const Napi::CallbackInfo &info) {
+  std::vector<uint8_t> buf(info.Length() > 3 ? Int(info[3]) : 4);
+  socklen_t len = buf.size();
+  if (getsockopt(Int(info[0]), Int(info[1]), Int(info[2]), buf.data(), &len) < 0)
+    return ThrowSys(info.Env(), "getsockopt", errno);
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), buf.data(), len);
+}
+
+// setsockopt(fd, level, name, value: number (int) | Buffer).
+Napi::Value Setsockopt(const Napi::CallbackInfo &info) {
+  uint8_t *data;
+  size_t len;
+  int v = 0;
+  if (!ToBytes(info[3], &data, &len)) {
+    v = Int(info[3]);
+    data = reinterpret_cast<uint8_t *>(&v);
+    len = sizeof v;
+  }
+  if (setsockopt(Int(info[0]), Int(info[1]), Int(info[2]), data, len) < 0)
+    return ThrowSys(info.Env(), "setsockopt", errno);
+  return info.Env().Undefined();
+}
+
+// recvmsg(fd, maxBytes, flags, maxControl?) -> {bytes, data, msgFlags, cmsgs: {level, type, data}[]}
+// (with MSG_PEEK: queued data is copied, not consumed; SCM_RIGHTS fds, if any, are the caller's to close).
+Napi::Value Recvmsg(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::vector<uint8_t> data(info[1].As<Napi::Number>().Int64Value() + 1);
+  std::vector<uint8_t> cbuf(info.Length() > 3 ? Int(info[3]) : 256);
+  struct iovec iov = {data.data(), data.size() - 1};
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf.data();
+  mh.msg_controllen = cbuf.size();
+  ssize_t r = recvmsg(Int(info[0]), &mh, Int(info[2]) | MSG_CMSG_CLOEXEC);
+  if (r < 0) return ThrowSys(env, "recvmsg", errno);
+  Napi::Array cmsgs = Napi::Array::New(env);
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("level", c->cmsg_level);
+    o.Set("type", c->cmsg_type);
+    o.Set("data", Napi::Buffer<uint8_t>::Copy(env, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0)));
+    cmsgs.Set(cmsgs.Length(), o);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("bytes", Napi::Number::New(env, (double)r));
+  o.Set("data", Napi::Buffer<uint8_t>::Copy(env, data.data(), r < (ssize_t)iov.iov_len ? r : iov.iov_len));
+  o.Set("msgFlags", mh.msg_flags);
+  o.Set("cmsgs", cmsgs);
+  return o;
+}
+
+// openByHandleAt(mountFd, handleType, handle: Buffer, flags) -> fd (needs CAP_DAC_READ_SEARCH);
+// resolves an inotify/fanotify watch's file handle to an open file.
+Napi::Value OpenByHandleAt(const Napi::CallbackInfo &info) {
+  uint8_t *data;
+  size_t len;
+  if (!ToBytes(info[2], &data, &len)) return ThrowType(info.Env(), "openByHandleAt(mountFd, type, handle, flags)");
+  std::vector<uint8_t> fh(sizeof(struct file_handle) + len);
+  struct file_handle *h = reinterpret_cast<struct file_handle *>(fh.data());
+  h->handle_bytes = len;
+  h->handle_type = Int(info[1]);
+  memcpy(h->f_handle, data, len);
+  int fd = open_by_handle_at(Int(info[0]), h, Int(info[3]));
+  if (fd < 0) return ThrowSys(info.Env(), "open_by_handle_at", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// getOwnerEx(fd) -> {type, pid}: fcntl(F_GETOWN_EX), the SIGIO owner of an open file.
+Napi::Value GetOwnerEx(const Napi::CallbackInfo &info) {
+  struct f_owner_ex o = {F_OWNER_TID, 0};
+  if (fcntl(Int(info[0]), F_GETOWN_EX, &o) < 0) return ThrowSys(info.Env(), "fcntl(F_GETOWN_EX)", errno);
+  Napi::Object r = Napi::Object::New(info.Env());
+  r.Set("type", (int)o.type);
+  r.Set("pid", (int)o.pid);
+  return r;
+}
+
 }  // namespace
 
 void InitSys(Napi::Env env, Napi::Object exports) {
@@ -412,6 +503,12 @@ void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("recvFds", Napi::Function::New(env, RecvFds));
   exports.Set("netlinkQuery", Napi::Function::New(env, NetlinkQuery));
   exports.Set("clockGettime", Napi::Function::New(env, ClockGettime));
+  exports.Set("lseek", Napi::Function::New(env, Lseek));
+  exports.Set("getsockopt", Napi::Function::New(env, Getsockopt));
+  exports.Set("setsockopt", Napi::Function::New(env, Setsockopt));
+  exports.Set("recvmsg", Napi::Function::New(env, Recvmsg));
+  exports.Set("openByHandleAt", Napi::Function::New(env, OpenByHandleAt));
+  exports.Set("getOwnerEx", Napi::Function::New(env, GetOwnerEx));
 }
 
 }  // namespace engine_native

@@ -3,6 +3,7 @@
 // posted to that thread and the JS thread waits for the answer (calls are synchronous;
 // a dump is a sequence of dependent steps, and a single tracer keeps ordering trivial).
 #include "common.h"
+#include "restore.h"
 
 #include <linux/elf.h>
 #include <linux/ptrace.h>
@@ -205,7 +206,9 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
                            InstanceMethod("getRseqConfig", &Tracer::GetRseqConfig),
                            InstanceMethod("peekSiginfo", &Tracer::PeekSiginfo),
                            InstanceMethod("getSeccompFilter", &Tracer::GetSeccompFilter),
+                           InstanceMethod("getThreadArea", &Tracer::GetThreadArea),
                            InstanceMethod("inject", &Tracer::InjectJs),
+                           InstanceMethod("spawnStub", &Tracer::SpawnStubJs),
                            InstanceMethod("close", &Tracer::Close),
                        });
   }
@@ -497,6 +500,21 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     return Napi::Buffer<uint8_t>::Copy(env, buf.data(), buf.size());
   }
 
+  // getThreadArea(tid, index) -> the 16-byte struct user_desc of a GDT TLS slot (x86).
+  Napi::Value GetThreadArea(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    pid_t tid;
+    if (!Tid(info, 0, &tid) || Closed(env)) return env.Undefined();
+    long index = info[1].As<Napi::Number>().Int32Value();
+    uint32_t desc[4] = {0, 0, 0, 0};
+    SysError err;
+    Run([&] {
+      if (Ptrace(25 /* PTRACE_GET_THREAD_AREA */, tid, (void *)index, desc) < 0) err.set("ptrace(GET_THREAD_AREA)");
+    });
+    if (err.failed()) return ThrowSys(env, err);
+    return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t *>(desc), sizeof desc);
+  }
+
   // inject(tid, gadget, calls: {nr, args?: (number|bigint)[]}[], {stopOnError?, timeoutMs?})
   //   -> {results: bigint[], signals: number[], events: number[], eventMsgs: bigint[]}
   Napi::Value InjectJs(const Napi::CallbackInfo &info) {
@@ -544,6 +562,29 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     o.Set("events", events);
     o.Set("eventMsgs", msgs);
     return o;
+  }
+
+  // spawnStub({pid?, newPidns?, keepFd?, keepAs?, timeoutMs?}) -> pid of a stopped, traced stub
+  // (restore.cc); forked from this thread so that the thread is its tracer.
+  Napi::Value SpawnStubJs(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (Closed(env)) return env.Undefined();
+    StubSpec spec;
+    int timeout = 5000;
+    if (info.Length() > 0 && info[0].IsObject()) {
+      Napi::Object o = info[0].As<Napi::Object>();
+      auto num = [&](const char *k, int d) { return o.Has(k) && o.Get(k).IsNumber() ? o.Get(k).As<Napi::Number>().Int32Value() : d; };
+      spec.want = num("pid", 0);
+      spec.new_pidns = o.Has("newPidns") && o.Get("newPidns").ToBoolean().Value();
+      spec.keep_fd = num("keepFd", -1);
+      spec.keep_as = num("keepAs", -1);
+      timeout = num("timeoutMs", 5000);
+    }
+    SysError err;
+    pid_t pid = 0;
+    Run([&] { SpawnStub(spec, timeout, &pid, &err); });
+    if (err.failed()) return ThrowSys(env, err);
+    return Napi::Number::New(env, pid);
   }
 
   Napi::Value Close(const Napi::CallbackInfo &info) {

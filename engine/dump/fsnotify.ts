@@ -1,0 +1,88 @@
+// inotify watches from fdinfo ("inotify wd:.. ino:.. sdev:.. mask:.. ignored_mask:.. fhandle-bytes:..
+// fhandle-type:.. f_handle:.."), each with its file handle and, as CRIU records it, the watched
+// path (resolved with open_by_handle_at on the watched filesystem).
+import * as fs from 'fs';
+import type { Msg } from '../../images/codec';
+import { native } from '../../native';
+import { UnsupportedError } from '../errors';
+
+const O_PATH = 0o10000000;
+/** fh_entry.handle always has at least this many u64 words */
+const FH_MIN_WORDS = 16;
+
+export interface InotifyWatch {
+  wd: number;
+  ino: bigint;
+  sdev: number;
+  mask: number;
+  ignoredMask: number;
+  handleBytes: number;
+  handleType: number;
+  handle: Buffer;
+}
+
+export function parseInotify(lines: string[]): InotifyWatch[] {
+  const out: InotifyWatch[] = [];
+  for (const line of lines) {
+    if (!line.startsWith('inotify ')) continue;
+    const f = new Map<string, string>();
+    for (const m of line.slice(8).matchAll(/(\S+?):(\S+)/g)) f.set(m[1], m[2]);
+    out.push({
+      wd: Number(f.get('wd')), ino: BigInt('0x' + f.get('ino')), sdev: parseInt(f.get('sdev') ?? '0', 16),
+      mask: parseInt(f.get('mask') ?? '0', 16), ignoredMask: parseInt(f.get('ignored_mask') ?? '0', 16),
+      handleBytes: parseInt(f.get('fhandle-bytes') ?? '0', 16), handleType: parseInt(f.get('fhandle-type') ?? '0', 16),
+      handle: Buffer.from(f.get('f_handle') ?? '', 'hex'),
+    });
+  }
+  return out;
+}
+
+/** The kernel's s_dev (major << 20 | minor) -> "major:minor" as mountinfo prints it. */
+function devString(sdev: number): string {
+  return `${Math.floor(sdev / 2 ** 20)}:${sdev % 2 ** 20}`;
+}
+
+/** A mount point of the filesystem with this s_dev, from the engine's mountinfo. */
+function mountPointOf(sdev: number): string | undefined {
+  const want = devString(sdev);
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f[2] === want) return f[4].replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+  }
+  return undefined;
+}
+
+function resolvePath(w: InotifyWatch, where: string): string {
+  const mnt = mountPointOf(w.sdev);
+  if (!mnt) throw new UnsupportedError(`${where}: inotify watch ${w.wd} on a filesystem (${devString(w.sdev)}) not mounted here`);
+  const n = native();
+  const mfd = fs.openSync(mnt, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY); // an O_PATH fd is refused here
+  try {
+    let fd: number;
+    try {
+      fd = n.openByHandleAt(mfd, w.handleType, w.handle.subarray(0, w.handleBytes), O_PATH);
+    } catch (e) {
+      throw new UnsupportedError(`${where}: inotify watch ${w.wd}: the watched file is gone (${(e as Error).message})`);
+    }
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`);
+    } finally {
+      n.close(fd);
+    }
+  } finally {
+    fs.closeSync(mfd);
+  }
+}
+
+export function inotifyWdEntries(lines: string[], where: string): Msg[] {
+  return parseInotify(lines).map((w) => {
+    const words: bigint[] = [];
+    const padded = Buffer.alloc(Math.max(FH_MIN_WORDS * 8, Math.ceil(w.handleBytes / 8) * 8));
+    w.handle.copy(padded);
+    for (let o = 0; o < padded.length; o += 8) words.push(padded.readBigUInt64LE(o));
+    return {
+      id: 0, i_ino: w.ino, mask: w.mask, ignored_mask: w.ignoredMask, s_dev: w.sdev, wd: w.wd,
+      f_handle: { bytes: w.handleBytes, type: w.handleType, handle: words, path: resolvePath(w, where) },
+    };
+  });
+}

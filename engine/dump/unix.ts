@@ -1,0 +1,184 @@
+// Unix sockets: unix_sk_entry from sock_diag and the socket options (read on a pidfd_getfd
+// duplicate), queued data into sk-queues.img copied with MSG_PEEK without consuming it.
+// Like CRIU, an entry whose peer has not been dumped yet is held back and written right after
+// its peer, and a connection still waiting in a listener's queue names the listener as peer.
+import * as fs from 'fs';
+import type { Msg } from '../../images/codec';
+import type { NewEntry } from '../../images/files';
+import { native, isNativeError } from '../../native';
+import { collectUnixSockets, UnixDiag } from './netlink';
+import { UnsupportedError } from '../errors';
+
+const SOL_SOCKET = 1;
+const SO = {
+  REUSEADDR: 2, DONTROUTE: 5, BROADCAST: 6, SNDBUF: 7, RCVBUF: 8, KEEPALIVE: 9, OOBINLINE: 10, NO_CHECK: 11,
+  PRIORITY: 12, REUSEPORT: 15, PASSCRED: 16, RCVLOWAT: 18, RCVTIMEO: 20, SNDTIMEO: 21, PASSSEC: 34, MARK: 36,
+  PEEK_OFF: 42, BUF_LOCK: 72,
+} as const;
+const SCM_RIGHTS = 1;
+const MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20;
+const TCP_LISTEN = 10;
+const SOCK_STREAM = 1;
+/** the largest datagram we expect; a longer one is reported, never silently cut */
+const PEEK_BUF = 1 << 20;
+
+export interface SocketContext {
+  pid: number;
+  fd: number;
+  netNsId: number;
+  fown: Msg;
+  /** a duplicate of the task's fd in the engine (pidfd_getfd) */
+  dupFd(): number;
+}
+
+/** sk_opts_entry as CRIU fills it for a unix socket. */
+export function socketOpts(sock: number): Msg {
+  const n = native();
+  const int = (name: number) => n.getsockopt(sock, SOL_SOCKET, name, 4).readInt32LE(0);
+  const tv = (name: number) => {
+    const b = n.getsockopt(sock, SOL_SOCKET, name, 16);
+    return [b.readBigUInt64LE(0), b.readBigUInt64LE(8)];
+  };
+  const [sndS, sndU] = tv(SO.SNDTIMEO);
+  const [rcvS, rcvU] = tv(SO.RCVTIMEO);
+  const o: Msg = {
+    so_sndbuf: int(SO.SNDBUF), so_rcvbuf: int(SO.RCVBUF), so_snd_tmo_sec: sndS, so_snd_tmo_usec: sndU,
+    so_rcv_tmo_sec: rcvS, so_rcv_tmo_usec: rcvU, reuseaddr: int(SO.REUSEADDR) !== 0, so_priority: int(SO.PRIORITY),
+    so_rcvlowat: int(SO.RCVLOWAT),
+  };
+  const mark = int(SO.MARK);
+  if (mark) o.so_mark = mark;
+  Object.assign(o, {
+    so_passcred: int(SO.PASSCRED) !== 0, so_passsec: int(SO.PASSSEC) !== 0, so_dontroute: int(SO.DONTROUTE) !== 0,
+    so_no_check: int(SO.NO_CHECK) !== 0, so_reuseport: int(SO.REUSEPORT) !== 0, so_broadcast: int(SO.BROADCAST) !== 0,
+    so_keepalive: int(SO.KEEPALIVE) !== 0, so_oobinline: int(SO.OOBINLINE), so_buf_lock: int(SO.BUF_LOCK),
+  });
+  return o;
+}
+
+/**
+ * Copies the receive queue of `sock` without consuming it: MSG_PEEK with SO_PEEK_OFF advancing
+ * over each message, the socket's own peek offset put back afterwards. One chunk per datagram
+ * (a stream gives its bytes in as few chunks as the buffer allows).
+ */
+export function peekQueue(sock: number, type: number, where: string): Buffer[] {
+  const n = native();
+  const old = n.getsockopt(sock, SOL_SOCKET, SO.PEEK_OFF, 4).readInt32LE(0);
+  n.setsockopt(sock, SOL_SOCKET, SO.PEEK_OFF, 0);
+  const out: Buffer[] = [];
+  try {
+    for (;;) {
+      let r;
+      try {
+        r = n.recvmsg(sock, PEEK_BUF, MSG_PEEK | MSG_DONTWAIT | (type === SOCK_STREAM ? 0 : MSG_TRUNC));
+      } catch (e) {
+        if (isNativeError(e) && e.code === 'EAGAIN') break;
+        throw e;
+      }
+      for (const c of r.cmsgs) {
+        if (c.level === SOL_SOCKET && c.type === SCM_RIGHTS) {
+          for (let i = 0; i + 4 <= c.data.length; i += 4) n.close(c.data.readInt32LE(i));
+          throw new UnsupportedError(`${where}: file descriptors in flight (SCM_RIGHTS) are not supported`);
+        }
+      }
+      if (r.bytes > r.data.length || r.msgFlags & MSG_TRUNC) throw new UnsupportedError(`${where}: a queued datagram of ${r.bytes} bytes is too large`);
+      if (r.bytes === 0) {
+        if (type === SOCK_STREAM) break; // end of stream
+        throw new UnsupportedError(`${where}: zero-length datagrams in the queue are not supported`);
+      }
+      out.push(r.data);
+    }
+  } finally {
+    n.setsockopt(sock, SOL_SOCKET, SO.PEEK_OFF, old);
+  }
+  return out;
+}
+
+interface Held {
+  peer: number;
+  entry: Msg;
+}
+
+export class UnixSockets {
+  private diag: Map<number, UnixDiag> | undefined;
+  /** client inode -> listener inode, for connections not accepted yet */
+  private pendingTo = new Map<number, number>();
+  private dumped = new Set<number>();
+  private held: Held[] = [];
+  readonly queues: NewEntry[] = [];
+
+  private sockets(): Map<number, UnixDiag> {
+    if (!this.diag) {
+      this.diag = collectUnixSockets();
+      for (const d of this.diag.values()) if (d.state === TCP_LISTEN) for (const c of d.icons) this.pendingTo.set(c, d.ino);
+    }
+    return this.diag;
+  }
+
+  /** The file entries to append now: this socket's (unless held back) and any it releases. */
+  dump(id: number, ino: number, flags: number, ctx: SocketContext): Msg[] {
+    const where = `task ${ctx.pid} fd ${ctx.fd}`;
+    const all = this.sockets();
+    const d = all.get(ino);
+    if (!d) throw new UnsupportedError(`${where}: unix socket ${ino} is not in the engine's network namespace`);
+    let peer = d.peer;
+    const listener = this.pendingTo.get(ino);
+    if (listener !== undefined) {
+      const embryo = all.get(peer);
+      if (embryo && embryo.rqueue > 0) throw new UnsupportedError(`${where}: data sent on a connection not accepted yet`);
+      peer = listener;
+    }
+    const usk: Msg = {
+      id, ino, type: d.type, state: d.state, flags, uflags: 0, backlog: d.wqueue, peer,
+      fown: ctx.fown,
+      opts: {}, name: new Uint8Array(d.name),
+    };
+    if (d.shutdown) usk.shutdown = d.shutdown;
+    if (d.name.length && d.name[0] !== 0) usk.file_perms = this.filePerms(d, where);
+    usk.ns_id = ctx.netNsId;
+    const sock = ctx.dupFd();
+    try {
+      usk.opts = socketOpts(sock);
+      if (d.state !== TCP_LISTEN) {
+        for (const data of peekQueue(sock, d.type, where)) this.queues.push({ msg: { id_for: id, length: data.length }, extra: { kind: 'blob', data } });
+      }
+    } finally {
+      native().close(sock);
+    }
+    const entry: Msg = { type: 5, id, usk };
+    this.dumped.add(ino);
+    if (peer !== 0 && !this.dumped.has(peer)) {
+      this.held.push({ peer, entry });
+      return [];
+    }
+    const out = [entry];
+    for (let i = 0; i < this.held.length; ) {
+      if (this.held[i].peer === ino) out.push(this.held.splice(i, 1)[0].entry);
+      else i++;
+    }
+    return out;
+  }
+
+  /** Sockets whose peer was never found belong to something outside the dumped tree. */
+  finish(): void {
+    if (this.held.length) {
+      const h = this.held[0];
+      throw new UnsupportedError(`unix socket ${h.entry.usk.ino} is connected to socket ${h.peer} outside the dumped tree`);
+    }
+  }
+
+  /** The bound file's mode and owner; it must still be the socket's own inode. */
+  private filePerms(d: UnixDiag, where: string): Msg {
+    const nul = d.name.indexOf(0);
+    const p = d.name.subarray(0, nul < 0 ? d.name.length : nul).toString();
+    if (!p.startsWith('/')) throw new UnsupportedError(`${where}: unix socket bound to a relative path ${p}`);
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(p);
+    } catch {
+      throw new UnsupportedError(`${where}: the file of unix socket ${p} was removed`);
+    }
+    if (d.vfs && st.ino !== d.vfs.ino) throw new UnsupportedError(`${where}: the file of unix socket ${p} was replaced`);
+    return { mode: st.mode, uid: st.uid, gid: st.gid };
+  }
+}

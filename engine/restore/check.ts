@@ -1,0 +1,138 @@
+// Checks before anything is created: the set is consistent, every file it needs is there with
+// its recorded size, this CPU can hold the saved FPU state, the vDSO matches, the PIDs are free.
+import * as fs from 'fs';
+import type { Msg } from '../../images/codec';
+import { native } from '../../native';
+import { readSmaps } from '../proc/maps';
+import { EngineError } from '../errors';
+import type { RestoreOptions } from './context';
+import { sleepMs } from './context';
+import { ImageSet, ImageError, TaskImage, big, num, VMA } from './imageset';
+import { dumpedSpecials, liveSpecials, checkSpecials } from './memory';
+import { isZombie, holder } from './tree';
+
+export function preflight(set: ImageSet, opts: RestoreOptions): void {
+  checkTree(set, opts);
+  if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000, true);
+  const live = liveSpecials(readSmaps(process.pid));
+  const ownVdso = Buffer.alloc(Number(live.vdso.end - live.vdso.start));
+  native().readMemory(process.pid, live.vdso.start, ownVdso);
+  const xcr0 = native().xcr0();
+  const needed = new Map<number, string>(); // file id -> who needs it
+  for (const t of set.tasks) {
+    if (isZombie(t)) continue;
+    checkPages(t);
+    const specials = dumpedSpecials(t);
+    checkSpecials(`mm-${t.pid}.img`, specials, live);
+    checkVdsoBytes(t, specials.vdso.start, ownVdso);
+    for (const [tid, core] of t.cores) {
+      const bv = big(core.thread_info.fpregs?.xsave?.xstate_bv);
+      if (bv & ~xcr0)
+        throw new ImageError(`core-${tid}.img`, 'thread_info.fpregs.xsave.xstate_bv', `0x${bv.toString(16)} uses XSAVE features this CPU does not enable (XCR0 0x${xcr0.toString(16)})`);
+    }
+    needed.set(num(t.mm!.exe_file_id), `exe of task ${t.pid}`);
+    needed.set(num(t.fs!.cwd_id), `cwd of task ${t.pid}`);
+    needed.set(num(t.fs!.root_id), `root of task ${t.pid}`);
+    for (const v of t.mm!.vmas as Msg[]) if (num(v.status) & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) needed.set(num(v.shmid), `mapping of task ${t.pid}`);
+    for (const fd of t.fdinfo!) if (set.files.get(num(fd.id))?.reg) needed.set(num(fd.id), `fd ${fd.fd} of task ${t.pid}`);
+  }
+  for (const [id, who] of needed) checkFile(id, set.files.get(id)!, who);
+  if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000);
+}
+
+function checkTree(set: ImageSet, opts: RestoreOptions): void {
+  const root = set.tasks[0];
+  for (const t of set.tasks.slice(1)) {
+    const parent = set.byPid.get(t.ppid);
+    if (!parent) throw new ImageError('pstree.img', `task ${t.pid}.ppid`, `parent ${t.ppid} is not in the tree`);
+    if (isZombie(parent)) throw new ImageError('pstree.img', `task ${t.pid}.ppid`, `parent ${t.ppid} is a zombie`);
+    if (t.sid !== parent.sid && t.sid !== t.pid)
+      throw new ImageError('pstree.img', `task ${t.pid}.sid`, `session ${t.sid} is neither its parent's nor its own (not supported)`);
+  }
+  const pids = new Set(set.tasks.map((t) => t.pid));
+  for (const t of set.tasks) {
+    const inside = pids.has(t.pgid) && set.byPid.get(t.pgid)!.sid === t.sid;
+    if (!inside && !(opts.shellJob || opts.pidns) && t.pgid !== root.pgid)
+      throw new ImageError('pstree.img', `task ${t.pid}.pgid`, `process group ${t.pgid} is outside the tree (use --shell-job)`);
+    if (!pids.has(t.sid) && !opts.shellJob && !opts.pidns)
+      throw new ImageError('pstree.img', `task ${t.pid}.sid`, `session ${t.sid} is outside the tree (use --shell-job)`);
+  }
+}
+
+function checkPages(t: TaskImage): void {
+  const pm = t.pagemap!;
+  const name = `pages-${pm.pagesId}.img`;
+  let size: number;
+  try {
+    size = fs.statSync(pm.pagesFile).size;
+  } catch {
+    throw new EngineError(`${name}: missing from the image set (needed by ${pm.image})`, 'EIMAGE');
+  }
+  if (BigInt(size) < pm.bytesNeeded) throw new ImageError(name, 'size', `truncated: ${pm.image} needs ${pm.bytesNeeded} bytes, the file has ${size}`);
+  if (BigInt(size) > pm.bytesNeeded) throw new ImageError(name, 'size', `${size} bytes, but ${pm.image} accounts for only ${pm.bytesNeeded}`);
+  const vmas = (t.mm!.vmas as Msg[]).map((v) => [big(v.start), big(v.end)] as const);
+  let j = 0;
+  for (const r of pm.runs) {
+    const end = r.vaddr + r.nrPages * 4096n;
+    // a run may span adjacent VMAs; each page must be inside one
+    let at = r.vaddr;
+    while (at < end) {
+      while (j < vmas.length && vmas[j][1] <= at) j++;
+      if (j >= vmas.length || vmas[j][0] > at) throw new ImageError(pm.image, `entry at 0x${r.vaddr.toString(16)}`, `page 0x${at.toString(16)} is outside every VMA of mm-${t.pid}.img`);
+      at = vmas[j][1] < end ? vmas[j][1] : end;
+    }
+  }
+}
+
+/** Our own vDSO is this kernel's; the dumped one must be byte-identical to it. */
+function checkVdsoBytes(t: TaskImage, vdsoStart: bigint, own: Buffer): void {
+  const pm = t.pagemap!;
+  const end = vdsoStart + BigInt(own.length);
+  const runs = pm.runs.filter((r) => r.vaddr < end && r.vaddr + r.nrPages * 4096n > vdsoStart);
+  if (!runs.length) return;
+  const fd = fs.openSync(pm.pagesFile, 'r');
+  try {
+    for (const r of runs) {
+      const lo = r.vaddr > vdsoStart ? r.vaddr : vdsoStart;
+      const hi = r.vaddr + r.nrPages * 4096n < end ? r.vaddr + r.nrPages * 4096n : end;
+      const buf = Buffer.alloc(Number(hi - lo));
+      fs.readSync(fd, buf, 0, buf.length, Number(r.fileOff + (lo - r.vaddr)));
+      if (!buf.equals(own.subarray(Number(lo - vdsoStart), Number(hi - vdsoStart))))
+        throw new ImageError(pm.image, 'vdso pages', 'the dumped vDSO differs from this kernel\'s (dumped on another kernel?)');
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function checkFile(id: number, f: Msg, who: string): void {
+  const reg = f.reg;
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(reg.name);
+  } catch (e) {
+    throw new ImageError('files.img', `id ${id}.name`, `${reg.name} (${who}): ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  if (reg.size !== undefined && st.isFile() && BigInt(st.size) !== big(reg.size))
+    throw new ImageError('files.img', `id ${id}.size`, `${reg.name} (${who}) is ${st.size} bytes, the image records ${reg.size}`);
+  if (reg.mode !== undefined && (num(reg.mode) & 0o170000) !== (st.mode & 0o170000))
+    throw new ImageError('files.img', `id ${id}.mode`, `${reg.name} (${who}) is no longer the same kind of file`);
+}
+
+/** PIDs and TIDs must be free; one held by a zombie is waited for (PID 1 may reap slowly). */
+function waitForPids(set: ImageSet, waitMs: number, runningOnly = false): void {
+  const ids: number[] = [];
+  for (const t of set.tasks) ids.push(...(isZombie(t) ? [t.pid] : t.threads));
+  const until = Date.now() + waitMs;
+  for (const id of ids) {
+    for (;;) {
+      const h = fs.existsSync(`/proc/${id}`) ? holder(id) : '';
+      if (!h) break;
+      if (!h.includes('zombie'))
+        throw new EngineError(`PID ${id} is in use (${h}); restore with --pidns to give the tree its own PID namespace`, 'EEXIST');
+      if (runningOnly) break;
+      if (Date.now() > until) throw new EngineError(`PID ${id} is still ${h} after ${waitMs / 1000} s`, 'EEXIST');
+      sleepMs(20);
+    }
+  }
+}

@@ -1,0 +1,44 @@
+// State shared by the restore steps: the tracer, the image set and every process created so far.
+import type { Tracer } from '../../native';
+import type { Log } from '../log';
+import type { ImageSet, TaskImage } from './imageset';
+import type { Remote } from './remote';
+
+export interface RestoreOptions {
+  dir: string;
+  detach: boolean;
+  shellJob: boolean;
+  pidns: boolean;
+  log: Log;
+  /** how long to wait for a PID still held by a zombie (ms) */
+  pidWaitMs?: number;
+}
+
+export interface Proc {
+  img: TaskImage;
+  /** PID in the engine's namespace */
+  host: number;
+  /** thread id in the image -> in the engine's namespace */
+  tids: Map<number, number>;
+  remote: Remote;
+}
+
+export interface Ctx {
+  tracer: Tracer;
+  set: ImageSet;
+  opts: RestoreOptions;
+  log: Log;
+  procs: Map<number, Proc>;
+  /** host PIDs of every process created, in creation order (killed on failure) */
+  created: number[];
+  /** image PIDs of the zombies made */
+  zombies: number[];
+  /** PID 1 of the new PID namespace (--pidns) */
+  init?: number;
+  /** the engine's end of the socket that carries fds into the stubs, and its number there */
+  transport: { engineFd: number; stubFd: number; number: number };
+}
+
+export function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}

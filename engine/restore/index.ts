@@ -1,0 +1,138 @@
+// engine restore: check the image set, build the tree from stubs, rebuild every task, set the
+// registers and let the tree run. A refused restore creates nothing; a failed one kills and
+// reaps every process it created.
+import * as fs from 'fs';
+import { native, Tracer, isNativeError } from '../../native';
+import { EngineError } from '../errors';
+import { parseStatus } from '../proc/status';
+import { credsEntry } from '../dump/core';
+import type { Ctx, RestoreOptions } from './context';
+import { loadImageSet } from './imageset';
+import { preflight } from './check';
+import { buildTree, creationOrder } from './tree';
+import { rebuildMemory, dropScratch } from './memory';
+import { FileRestorer } from './fds';
+import { restoreFs, restoreSignalsAndLimits, createThreads, restoreThreadState, restorePosixTimers, requeueSignals, restoreCreds } from './task';
+import { setThreadRegs } from './regs';
+import { TASK_STOPPED, num } from './imageset';
+import { PR_SET_DUMPABLE, NR, SIGSTOP } from './sys';
+
+export type { RestoreOptions } from './context';
+
+export interface RestoreStats {
+  /** start to the moment the last thread runs */
+  toRunningMs: number;
+  tasks: number;
+  threads: number;
+  injectedCalls: number;
+  /** PID of the restored root in the engine's namespace */
+  rootHost: number;
+  /** exit status of the root when not detached */
+  exitCode?: number;
+}
+
+export function restore(opts: RestoreOptions): RestoreStats {
+  const t0 = process.hrtime.bigint();
+  const ms = () => (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1);
+  const set = loadImageSet(opts.dir);
+  opts.log.debug(`images loaded at ${ms()} ms`);
+  preflight(set, opts);
+  opts.log.debug(`images of ${set.tasks.length} tasks checked at ${ms()} ms`);
+
+  const n = native();
+  const maxFd = Math.max(2, ...set.tasks.flatMap((t) => (t.fdinfo ?? []).map((f) => num(f.fd))));
+  const [engineFd, stubFd] = n.socketPair();
+  const tracer: Tracer = new n.Tracer();
+  const ctx: Ctx = {
+    tracer, set, opts, log: opts.log, procs: new Map(), created: [], zombies: [],
+    transport: { engineFd, stubFd, number: maxFd + 1 },
+  };
+  n.setChildSubreaper(true);
+  const files = new FileRestorer(ctx);
+  let stats: RestoreStats;
+  try {
+    try {
+      buildTree(ctx);
+      opts.log.debug(`tree built at ${ms()} ms`);
+    } finally {
+      n.close(stubFd);
+    }
+    const mine = credsEntry(parseStatus(fs.readFileSync('/proc/self/status', 'utf8')), 0);
+    const order = creationOrder(set.tasks).map((t) => ctx.procs.get(t.pid)).filter((p) => p !== undefined);
+    for (const p of order) {
+      rebuildMemory(ctx, p);
+      opts.log.debug(`task ${p.img.pid}: memory at ${ms()} ms`);
+      files.restore(p);
+      restoreFs(ctx, p);
+      restoreSignalsAndLimits(p);
+      createThreads(ctx, p);
+      restoreThreadState(p);
+      restorePosixTimers(p);
+      requeueSignals(p);
+      const dumpable = num(p.img.mm!.dumpable);
+      if (p.img.mm!.dumpable !== undefined && dumpable !== 1 && dumpable !== 2)
+        p.remote.one(p.host, 'prctl(PR_SET_DUMPABLE)', NR.prctl, PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+      restoreCreds(p, mine);
+      dropScratch(p);
+      opts.log.debug(`task ${p.img.pid}: done at ${ms()} ms`);
+    }
+    files.close();
+    for (const p of order) for (const [vtid, host] of p.tids) setThreadRegs(tracer, host, p.img.cores.get(vtid)!, p.img.leader.tc);
+    // everything is in place: let the whole tree go at once
+    for (const p of order) for (const host of p.tids.values()) tracer.detach(host, host === p.host && p.img.state === TASK_STOPPED ? SIGSTOP : 0);
+    if (ctx.init !== undefined) tracer.detach(ctx.init, 0);
+    const root = ctx.procs.get(set.tasks[0].pid)!;
+    stats = {
+      toRunningMs: Number(process.hrtime.bigint() - t0) / 1e6,
+      tasks: set.tasks.length,
+      threads: order.reduce((s, p) => s + p.tids.size, 0),
+      injectedCalls: order.reduce((s, p) => s + p.remote.calls, 0),
+      rootHost: root.host,
+    };
+    opts.log.debug(`restored ${stats.tasks} tasks / ${stats.threads} threads with ${stats.injectedCalls} injected calls in ${stats.toRunningMs.toFixed(1)} ms`);
+  } catch (e) {
+    files.close();
+    cleanup(ctx);
+    tracer.close();
+    n.close(engineFd);
+    throw translate(e);
+  }
+  n.close(engineFd);
+  if (!opts.detach) {
+    // like criu restore without -d: stay the tree's parent until the root ends
+    const st = tracer.wait(ctx.init ?? stats.rootHost, -1);
+    stats.exitCode = st.exited ? st.exitCode : 128 + st.termSig;
+  }
+  tracer.close();
+  return stats;
+}
+
+/** Kills every process this restore created and reaps them (the engine is their subreaper). */
+function cleanup(ctx: Ctx): void {
+  for (const host of [...ctx.created].reverse()) {
+    try {
+      process.kill(host, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  for (const host of ctx.created) {
+    for (let i = 0; i < 4; i++) {
+      try {
+        const st = ctx.tracer.wait(host, 2000);
+        if (st.exited || st.signaled) {
+          // a traced task is reported to us first; its reaping is a second wait
+          continue;
+        }
+      } catch {
+        break; // ECHILD: reaped, or never ours
+      }
+    }
+  }
+}
+
+function translate(e: unknown): unknown {
+  if (e instanceof EngineError) return e;
+  if (isNativeError(e)) return new EngineError(`restore failed: ${e.message}`, e.code);
+  return e;
+}

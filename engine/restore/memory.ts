@@ -1,0 +1,239 @@
+// The address space: the stub's own mappings torn down, [vvar]/[vvar_vclock]/[vdso] moved
+// together to their dumped place, every dumped VMA recreated, pages read into place by the
+// task itself (pread64 from the pages image: one copy, no bounce through the engine), then
+// the final protections and PR_SET_MM_MAP.
+import * as path from 'path';
+import type { Msg } from '../../images/codec';
+import { readSmaps, Vma } from '../proc/maps';
+import { EngineError } from '../errors';
+import type { Ctx, Proc } from './context';
+import { big, num, VMA, ImageError, TaskImage } from './imageset';
+import { Call, SCRATCH_SIZE } from './remote';
+import {
+  NR, AT_FDCWD, O_RDONLY, O_RDWR, O_CLOEXEC, PROT_READ, PROT_WRITE, MAP_FIXED, MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_FIXED,
+  MREMAP_MAYMOVE, PR_SET_MM, PR_SET_MM_MAP, u64s,
+} from './sys';
+
+const MAP_FIXED_NOREPLACE = 0x100000;
+const PAGE = 4096n;
+/** one pread64 moves at most this much (the kernel caps a read at 2 GiB - 4 KiB) */
+const MAX_READ = 1n << 30n;
+
+export interface Range {
+  start: bigint;
+  end: bigint;
+}
+
+/** The dumped special block: the VVAR area and the vDSO right after it. */
+export interface SpecialLayout {
+  vvar: Range;
+  vdso: Range;
+}
+
+export function dumpedSpecials(t: TaskImage): SpecialLayout {
+  const vmas = t.mm!.vmas as Msg[];
+  const vvar = vmas.find((v) => num(v.status) & VMA.VVAR);
+  const vdso = vmas.find((v) => num(v.status) & VMA.VDSO && !(num(v.status) & VMA.VVAR));
+  if (!vdso) throw new ImageError(`mm-${t.pid}.img`, 'vmas', 'no [vdso] area');
+  if (!vvar) throw new ImageError(`mm-${t.pid}.img`, 'vmas', 'no [vvar] area (dumped on a kernel without one?)');
+  return { vvar: { start: big(vvar.start), end: big(vvar.end) }, vdso: { start: big(vdso.start), end: big(vdso.end) } };
+}
+
+/** This kernel's special mappings in a task: [vvar] (+[vvar_vclock]) and [vdso]. */
+export function liveSpecials(vmas: Vma[]): { vvar: Range; vclock?: Range; vdso: Range } {
+  const v = vmas.find((m) => m.name === '[vvar]');
+  const c = vmas.find((m) => m.name === '[vvar_vclock]');
+  const d = vmas.find((m) => m.name === '[vdso]');
+  if (!v || !d) throw new EngineError('this kernel maps no [vvar]/[vdso]; cannot restore the vDSO');
+  return { vvar: { start: v.start, end: v.end }, vclock: c && { start: c.start, end: c.end }, vdso: { start: d.start, end: d.end } };
+}
+
+/** Refuses a dump whose vDSO block differs in shape from this kernel's. */
+export function checkSpecials(image: string, dumped: SpecialLayout, live: ReturnType<typeof liveSpecials>): void {
+  const liveVvarEnd = live.vclock && live.vclock.start === live.vvar.end ? live.vclock.end : live.vvar.end;
+  const want = `[vvar] ${hex(liveVvarEnd - live.vvar.start)}, [vdso] ${hex(live.vdso.end - live.vdso.start)} at +${hex(live.vdso.start - live.vvar.start)}`;
+  const got = `[vvar] ${hex(dumped.vvar.end - dumped.vvar.start)}, [vdso] ${hex(dumped.vdso.end - dumped.vdso.start)} at +${hex(dumped.vdso.start - dumped.vvar.start)}`;
+  if (want !== got) throw new ImageError(image, 'vmas', `the vDSO layout differs from this kernel's (dump: ${got}; here: ${want})`);
+}
+
+const hex = (v: bigint) => '0x' + v.toString(16);
+
+/** First gap of len bytes at or above 4 GiB that overlaps none of the ranges. */
+export function findHole(used: Range[], len: bigint): bigint {
+  const sorted = [...used].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  let at = 1n << 32n;
+  for (const r of sorted) {
+    if (r.end <= at) continue;
+    if (r.start >= at + len + PAGE) break;
+    at = (r.end + PAGE + 0xffffn) & ~0xffffn;
+  }
+  if (at + len > 0x7ffffffff000n) throw new EngineError('no free address range for the restore scratch area');
+  return at;
+}
+
+function vmaRanges(t: TaskImage): Range[] {
+  return (t.mm!.vmas as Msg[]).map((v) => ({ start: big(v.start), end: big(v.end) }));
+}
+
+function fileName(ctx: Ctx, id: number, image: string, field: string): string {
+  const f = ctx.set.files.get(id);
+  if (!f?.reg) throw new ImageError(image, field, `file id ${id} is not a regular file in files.img`);
+  return f.reg.name as string;
+}
+
+/** Pieces of the page runs outside the vDSO block (its pages come from this kernel). */
+function pageReads(t: TaskImage, skip: Range): { addr: bigint; len: bigint; off: bigint }[] {
+  const out: { addr: bigint; len: bigint; off: bigint }[] = [];
+  const add = (addr: bigint, len: bigint, off: bigint) => {
+    if (len <= 0n) return;
+    const last = out[out.length - 1];
+    if (last && last.addr + last.len === addr && last.off + last.len === off && last.len + len <= MAX_READ) last.len += len;
+    else out.push({ addr, len, off });
+  };
+  for (const r of t.pagemap!.runs) {
+    const start = r.vaddr, end = r.vaddr + r.nrPages * PAGE;
+    if (end <= skip.start || start >= skip.end) {
+      add(start, end - start, r.fileOff);
+      continue;
+    }
+    if (start < skip.start) add(start, skip.start - start, r.fileOff);
+    if (end > skip.end) add(skip.end, end - skip.end, r.fileOff + (skip.end - start));
+  }
+  return out;
+}
+
+export function rebuildMemory(ctx: Ctx, p: Proc): void {
+  const t = p.img;
+  const r = p.remote;
+  const tid = p.host;
+  const image = `mm-${t.pid}.img`;
+  const mm = t.mm!;
+  const vmas = mm.vmas as Msg[];
+  const stub = readSmaps(p.host);
+  const dumped = dumpedSpecials(t);
+  const live = liveSpecials(stub);
+  checkSpecials(image, dumped, live);
+
+  // 1. a scratch area clear of both layouts
+  const used = [...vmaRanges(t), ...stub.map((v) => ({ start: v.start, end: v.end }))];
+  const scratch = findHole(used, SCRATCH_SIZE);
+  const got = r.one(tid, 'mmap(scratch)', NR.mmap, scratch, SCRATCH_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (got !== scratch) throw new EngineError(`task ${t.pid}: scratch area landed at ${hex(got)}, not ${hex(scratch)}`);
+  r.scratch = scratch;
+  r.reset();
+
+  // 2. the stub's own mappings go
+  const keep = new Set(['[vvar]', '[vvar_vclock]', '[vdso]', '[vsyscall]']);
+  r.run(tid, stub.filter((v) => !keep.has(v.name)).map((v) => ({ nr: NR.munmap, args: [v.start, v.end - v.start], what: `munmap(${hex(v.start)})` })));
+
+  // 3. the vDSO block moves as one, through a hole, to the dumped place
+  const base = live.vvar.start;
+  const target = dumped.vvar.start;
+  if (base !== target) {
+    const parts = [live.vvar, ...(live.vclock ? [live.vclock] : []), live.vdso]; // vdso last: the gadget lives in it
+    const blockLen = live.vdso.end - base;
+    const tmp = findHole([...used, { start: scratch, end: scratch + SCRATCH_SIZE }, { start: target, end: target + blockLen }], blockLen);
+    for (const to of [tmp, target]) {
+      const cur = to === tmp ? base : tmp;
+      r.run(tid, parts.map((m) => ({
+        nr: NR.mremap, args: [m.start - base + cur, m.end - m.start, m.end - m.start, MREMAP_MAYMOVE | MREMAP_FIXED, m.start - base + to],
+        what: `mremap(${hex(m.start - base + cur)} -> ${hex(m.start - base + to)})`,
+      })));
+      r.gadget = r.gadget - cur + to;
+    }
+  }
+
+  // 4. every dumped VMA; files opened once each
+  const pieces = pageReads(t, { start: dumped.vvar.start, end: dumped.vdso.end });
+  const needsWrite = new Set<number>();
+  {
+    let j = 0;
+    for (let i = 0; i < vmas.length; i++) {
+      const s = big(vmas[i].start), e = big(vmas[i].end);
+      while (j < pieces.length && pieces[j].addr + pieces[j].len <= s) j++;
+      for (let k = j; k < pieces.length && pieces[k].addr < e; k++) if (pieces[k].addr + pieces[k].len > s) { needsWrite.add(i); break; }
+    }
+  }
+  const fileIds: number[] = [];
+  const fileWrite = new Map<number, boolean>();
+  vmas.forEach((v) => {
+    const st = num(v.status);
+    if (!(st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))) return;
+    const id = num(v.shmid);
+    if (!fileWrite.has(id)) fileIds.push(id);
+    const rw = (st & VMA.FILE_SHARED) !== 0 && (num(v.prot) & PROT_WRITE) !== 0;
+    fileWrite.set(id, (fileWrite.get(id) ?? false) || rw);
+  });
+  r.reset();
+  const fds = r.run(tid, fileIds.map((id) => ({
+    nr: NR.openat, args: [AT_FDCWD, r.cstr(fileName(ctx, id, image, `vmas.shmid ${id}`)), (fileWrite.get(id) ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0],
+    what: `open ${fileName(ctx, id, image, '')} to map it`,
+  })));
+  const fdOf = new Map(fileIds.map((id, i) => [id, fds[i]]));
+  const maps: Call[] = [];
+  const advice: Call[] = [];
+  const reprotect: Call[] = [];
+  vmas.forEach((v, i) => {
+    const st = num(v.status);
+    if (st & (VMA.VVAR | VMA.VDSO | VMA.VSYSCALL)) return;
+    const start = big(v.start), len = big(v.end) - start;
+    const prot = num(v.prot);
+    const wprot = needsWrite.has(i) ? prot | PROT_READ | PROT_WRITE : prot;
+    const isFile = (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) !== 0;
+    const flags = (num(v.flags) & ~0x8000) | MAP_FIXED | (isFile ? 0 : MAP_ANONYMOUS);
+    maps.push({
+      nr: NR.mmap, args: [start, len, wprot, flags, isFile ? fdOf.get(num(v.shmid))! : -1, isFile ? big(v.pgoff) : 0],
+      what: `mmap(${hex(start)}, ${len / PAGE} pages) of ${image} vmas[${i}]`,
+    });
+    if (wprot !== prot) reprotect.push({ nr: NR.mprotect, args: [start, len, prot], what: `mprotect(${hex(start)})` });
+    const madv = big(v.madv);
+    for (let b = 0n; b < 64n; b++)
+      if (madv & (1n << b)) advice.push({ nr: NR.madvise, args: [start, len, b], what: `madvise(${hex(start)}, ${b})`, mayFail: true });
+  });
+  r.run(tid, [...maps, ...fileIds.map((id) => ({ nr: NR.close, args: [fdOf.get(id)!], what: 'close' }))]);
+
+  // 5. pages, read by the task from the image (page cache -> its memory)
+  if (pieces.length) {
+    r.reset();
+    const pfd = r.one(tid, `open ${path.basename(t.pagemap!.pagesFile)}`, NR.openat, AT_FDCWD, r.cstr(t.pagemap!.pagesFile), O_RDONLY | O_CLOEXEC, 0);
+    const res = r.run(tid, pieces.map((c) => ({ nr: NR.pread64, args: [pfd, c.addr, c.len, c.off], what: `read of ${path.basename(t.pagemap!.pagesFile)} into ${hex(c.addr)}` })), 60_000);
+    res.forEach((n, i) => {
+      if (n !== pieces[i].len) throw new EngineError(`${path.basename(t.pagemap!.pagesFile)}: short read at offset ${pieces[i].off} (${n} of ${pieces[i].len} bytes)`);
+    });
+    r.one(tid, 'close', NR.close, pfd);
+  }
+  r.run(tid, [...reprotect, ...advice]);
+
+  // 6. mm fields, auxv and exe
+  setMmMap(ctx, p);
+}
+
+function setMmMap(ctx: Ctx, p: Proc): void {
+  const t = p.img;
+  const mm = t.mm!;
+  const r = p.remote;
+  r.reset();
+  const exe = fileName(ctx, num(mm.exe_file_id), `mm-${t.pid}.img`, 'exe_file_id');
+  const exeFd = r.one(p.host, `open exe ${exe}`, NR.openat, AT_FDCWD, r.cstr(exe), O_RDONLY | O_CLOEXEC, 0);
+  const auxv = [...((mm.mm_saved_auxv ?? []) as unknown[]).map(big)];
+  while (auxv.length >= 2 && auxv[auxv.length - 2] === 0n) auxv.splice(-2); // AT_NULL is appended below
+  auxv.push(0n, 0n);
+  const auxvAt = r.put(u64s(...auxv));
+  const map = Buffer.alloc(104);
+  const fields = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_data', 'mm_start_brk', 'mm_brk', 'mm_start_stack',
+    'mm_arg_start', 'mm_arg_end', 'mm_env_start', 'mm_env_end'];
+  fields.forEach((f, i) => map.writeBigUInt64LE(big(mm[f]), i * 8));
+  map.writeBigUInt64LE(auxvAt, 88);
+  map.writeUInt32LE(auxv.length * 8, 96);
+  map.writeUInt32LE(Number(exeFd), 100);
+  const at = r.put(map);
+  r.run(p.host, [
+    { nr: NR.prctl, args: [PR_SET_MM, PR_SET_MM_MAP, at, 104, 0], what: `prctl(PR_SET_MM_MAP) with mm-${t.pid}.img` },
+    { nr: NR.close, args: [exeFd], what: 'close' },
+  ]);
+}
+
+/** The scratch area goes last, after every injected call of the task. */
+export function dropScratch(p: Proc): void {
+  p.remote.one(p.host, 'munmap(scratch)', NR.munmap, p.remote.scratch, SCRATCH_SIZE);
+}

@@ -1,0 +1,211 @@
+// Process- and thread-wide state, all set by the task itself (injected): cwd/root/umask,
+// signal handlers, itimers, rlimits, threads with their TIDs and per-thread registrations,
+// POSIX timers with their ids, pending signals, creds.
+import type { Msg } from '../../images/codec';
+import { EngineError } from '../errors';
+import type { Ctx, Proc } from './context';
+import { big, num, ImageError } from './imageset';
+import { Call } from './remote';
+import { waitNewTask } from './tree';
+import {
+  NR, CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD, CLONE_SYSVSEM, PR_SET_NAME,
+  PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_THP_DISABLE, PR_TIMER_CREATE_RESTORE_IDS, PTRACE_EVENT_CLONE, cloneArgs,
+  i32, u64s,
+} from './sys';
+
+export function restoreFs(ctx: Ctx, p: Proc): void {
+  const fsImg = p.img.fs!;
+  const r = p.remote;
+  r.reset();
+  const name = (id: unknown) => ctx.set.files.get(num(id))!.reg.name as string;
+  const root = name(fsImg.root_id);
+  const calls: Call[] = [];
+  if (root !== '/') calls.push({ nr: NR.chroot, args: [r.cstr(root)], what: `chroot(${root})` });
+  calls.push({ nr: NR.chdir, args: [r.cstr(name(fsImg.cwd_id))], what: `chdir(${name(fsImg.cwd_id)})` });
+  calls.push({ nr: NR.umask, args: [num(fsImg.umask)], what: 'umask' });
+  r.run(p.host, calls);
+}
+
+const SIGKILL = 9, SIGSTOP = 19;
+
+export function restoreSignalsAndLimits(p: Proc): void {
+  const tc = p.img.leader.tc;
+  const r = p.remote;
+  r.reset();
+  const calls: Call[] = [];
+  const acts = (tc.sigactions ?? []) as Msg[];
+  let i = 0;
+  for (let sig = 1; sig <= 64 && i < acts.length; sig++) {
+    if (sig === SIGKILL || sig === SIGSTOP) continue;
+    const a = acts[i++];
+    const buf = u64s(big(a.sigaction), big(a.flags), big(a.restorer), big(a.mask));
+    calls.push({ nr: NR.rt_sigaction, args: [sig, r.put(buf), 0, 8], what: `rt_sigaction(${sig})` });
+  }
+  const timers = tc.timers ?? {};
+  (['real', 'virt', 'prof'] as const).forEach((k, which) => {
+    const t = timers[k];
+    if (!t) return;
+    let vusec = big(t.vusec);
+    // caught at its expiry: still armed when it has an interval
+    if (!big(t.vsec) && !vusec && (big(t.isec) || big(t.iusec))) vusec = 1n;
+    if (!big(t.vsec) && !vusec) return;
+    calls.push({ nr: NR.setitimer, args: [which, r.put(u64s(big(t.isec), big(t.iusec), big(t.vsec), vusec)), 0], what: `setitimer(${k})` });
+  });
+  ((tc.rlimits?.rlimits ?? []) as Msg[]).forEach((l, res) => {
+    calls.push({ nr: NR.prlimit64, args: [0, res, r.put(u64s(big(l.cur), big(l.max))), 0], what: `prlimit(${res})` });
+  });
+  if (tc.child_subreaper) calls.push({ nr: NR.prctl, args: [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0], what: 'prctl(PR_SET_CHILD_SUBREAPER)' });
+  if (p.img.mm?.thp_disabled) calls.push({ nr: NR.prctl, args: [PR_SET_THP_DISABLE, 1, 0, 0, 0], what: 'prctl(PR_SET_THP_DISABLE)' });
+  if (num(tc.personality)) calls.push({ nr: 135, args: [num(tc.personality)], what: 'personality' });
+  r.run(p.host, calls);
+}
+
+export function createThreads(ctx: Ctx, p: Proc): void {
+  const flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+  const r = p.remote;
+  for (const vtid of p.img.threads) {
+    if (vtid === p.img.pid) continue;
+    r.reset();
+    const tidAt = r.put(i32(vtid));
+    const argsAt = r.put(cloneArgs(flags, 0, tidAt));
+    const out = ctx.tracer.inject(p.host, r.gadget, [{ nr: NR.clone3, args: [argsAt, 88] }], { timeoutMs: 10_000 });
+    const res = out.results[0];
+    if (res < 0n && res > -4096n) {
+      const why = res === -17n ? 'TID in use' : `errno ${-res}`;
+      throw new EngineError(`task ${p.img.pid}: cannot create thread ${vtid}: ${why}`);
+    }
+    const k = out.events.indexOf(PTRACE_EVENT_CLONE);
+    if (k < 0) throw new EngineError(`task ${p.img.pid}: thread ${vtid} was not traced`);
+    const host = Number(out.eventMsgs[k]);
+    p.tids.set(vtid, host);
+    waitNewTask(ctx, host);
+  }
+}
+
+/** tid address, robust list, rseq, sigaltstack, name, pdeath signal: each thread for itself. */
+export function restoreThreadState(p: Proc): void {
+  const r = p.remote;
+  for (const [vtid, host] of p.tids) {
+    const core = p.img.cores.get(vtid)!;
+    const tc = core.thread_core ?? {};
+    r.reset();
+    const calls: Call[] = [{ nr: NR.set_tid_address, args: [big(core.thread_info.clear_tid_addr)], what: 'set_tid_address' }];
+    if (num(tc.futex_rla_len)) calls.push({ nr: NR.set_robust_list, args: [big(tc.futex_rla), num(tc.futex_rla_len)], what: 'set_robust_list' });
+    const rs = tc.rseq_entry;
+    if (rs && big(rs.rseq_abi_pointer)) calls.push({ nr: NR.rseq, args: [big(rs.rseq_abi_pointer), num(rs.rseq_abi_size), 0, num(rs.signature)], what: `rseq (thread ${vtid})` });
+    if (tc.sas) {
+      const ss = Buffer.alloc(24);
+      ss.writeBigUInt64LE(big(tc.sas.ss_sp), 0);
+      ss.writeInt32LE(num(tc.sas.ss_flags) & ~1 /* SS_ONSTACK is state, not a setting */, 8);
+      ss.writeBigUInt64LE(big(tc.sas.ss_size), 16);
+      calls.push({ nr: NR.sigaltstack, args: [r.put(ss), 0], what: `sigaltstack (thread ${vtid})` });
+    }
+    const comm = (tc.comm ?? (vtid === p.img.pid ? p.img.leader.tc.comm : undefined)) as string | undefined;
+    if (comm !== undefined) calls.push({ nr: NR.prctl, args: [PR_SET_NAME, r.put(Buffer.from(comm.slice(0, 15) + '\0')), 0, 0, 0], what: 'prctl(PR_SET_NAME)' });
+    if (num(tc.pdeath_sig)) calls.push({ nr: NR.prctl, args: [PR_SET_PDEATHSIG, num(tc.pdeath_sig), 0, 0, 0], what: 'prctl(PR_SET_PDEATHSIG)' });
+    r.run(host, calls);
+  }
+}
+
+export function restorePosixTimers(p: Proc): void {
+  const timers = (p.img.leader.tc.timers?.posix ?? []) as Msg[];
+  if (!timers.length) return;
+  const r = p.remote;
+  r.reset();
+  const calls: Call[] = [{ nr: NR.prctl, args: [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0], what: 'prctl(PR_TIMER_CREATE_RESTORE_IDS)' }];
+  const idAt: bigint[] = [];
+  for (const t of timers) {
+    const ev = Buffer.alloc(64);
+    ev.writeBigUInt64LE(big(t.sival_ptr), 0);
+    ev.writeInt32LE(num(t.si_signo), 8);
+    ev.writeInt32LE(num(t.it_sigev_notify), 12);
+    ev.writeInt32LE(num(t.notify_thread_id), 16);
+    const at = r.put(i32(num(t.it_id)));
+    idAt.push(at);
+    calls.push({ nr: NR.timer_create, args: [num(t.clock_id), r.put(ev), at], what: `timer_create(id ${t.it_id})` });
+    let vsec = big(t.vsec), vnsec = big(t.vnsec);
+    // a periodic timer whose signal was pending reports 0 left: it is still running
+    if (!vsec && !vnsec && (big(t.isec) || big(t.insec))) vnsec = 1n;
+    if (vsec || vnsec)
+      calls.push({ nr: NR.timer_settime, args: [num(t.it_id), 0, r.put(u64s(big(t.isec), big(t.insec), vsec, vnsec)), 0], what: `timer_settime(id ${t.it_id})` });
+  }
+  calls.push({ nr: NR.prctl, args: [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0], what: 'prctl(PR_TIMER_CREATE_RESTORE_IDS off)' });
+  r.run(p.host, calls);
+  timers.forEach((t, i) => {
+    const got = r.read(idAt[i], 4).readInt32LE(0);
+    if (got !== num(t.it_id)) throw new ImageError(`core-${p.img.pid}.img`, 'tc.timers.posix', `timer ${t.it_id} came back as ${got}`);
+  });
+}
+
+/** Signals that were pending at dump time, queued again by the task to itself. */
+export function requeueSignals(p: Proc): void {
+  const r = p.remote;
+  r.reset();
+  const calls: Call[] = [];
+  const info = (m: Msg) => Buffer.from(m.siginfo as Uint8Array);
+  const SI_TIMER = -2;
+  for (const s of (p.img.leader.tc.signals_s?.signals ?? []) as Msg[]) {
+    const b = info(s);
+    // a POSIX timer's own signal: the restored timer (armed to fire at once) sends it again; a
+    // copy queued here would stand in for it and the timer would never be re-armed
+    if (b.readInt32LE(8) === SI_TIMER) continue;
+    calls.push({ nr: 129 /* rt_sigqueueinfo */, args: [p.img.pid, b.readInt32LE(0), r.put(b)], what: 'rt_sigqueueinfo' });
+  }
+  for (const vtid of p.tids.keys()) {
+    for (const s of (p.img.cores.get(vtid)!.thread_core?.signals_p?.signals ?? []) as Msg[]) {
+      const b = info(s);
+      if (b.readInt32LE(8) === SI_TIMER) continue;
+      calls.push({ nr: NR.rt_tgsigqueueinfo, args: [p.img.pid, vtid, b.readInt32LE(0), r.put(b)], what: 'rt_tgsigqueueinfo' });
+    }
+  }
+  r.run(p.host, calls);
+}
+
+/** Credentials the engine itself has; a task dumped with others gets them set, per thread. */
+export function restoreCreds(p: Proc, mine: Msg): void {
+  const r = p.remote;
+  for (const [vtid, host] of p.tids) {
+    const c = p.img.cores.get(vtid)!.thread_core?.creds;
+    if (!c || sameCreds(c, mine)) continue;
+    r.reset();
+    const groups = ((c.groups ?? []) as unknown[]).map(num);
+    const gbuf = Buffer.alloc(Math.max(4, groups.length * 4));
+    groups.forEach((g, i) => gbuf.writeUInt32LE(g, i * 4));
+    const hdr = Buffer.alloc(8);
+    hdr.writeUInt32LE(0x20080522, 0); // _LINUX_CAPABILITY_VERSION_3
+    const data = Buffer.alloc(24);
+    const w = (k: string) => ((c[k] ?? [0, 0]) as number[]).map(num);
+    [0, 1].forEach((i) => {
+      data.writeUInt32LE(w('cap_eff')[i] >>> 0, i * 12);
+      data.writeUInt32LE(w('cap_prm')[i] >>> 0, i * 12 + 4);
+      data.writeUInt32LE(w('cap_inh')[i] >>> 0, i * 12 + 8);
+    });
+    const bnd = w('cap_bnd');
+    const calls: Call[] = [
+      { nr: NR.setgroups, args: [groups.length, r.put(gbuf)], what: 'setgroups' },
+      { nr: NR.setresgid, args: [num(c.gid), num(c.egid), num(c.sgid)], what: 'setresgid' },
+      { nr: NR.prctl, args: [8 /* PR_SET_KEEPCAPS */, 1, 0, 0, 0], what: 'prctl(PR_SET_KEEPCAPS)' },
+      { nr: NR.setresuid, args: [num(c.uid), num(c.euid), num(c.suid)], what: 'setresuid' },
+      { nr: 122 /* setfsuid */, args: [num(c.fsuid)], what: 'setfsuid', mayFail: true },
+      { nr: 123 /* setfsgid */, args: [num(c.fsgid)], what: 'setfsgid', mayFail: true },
+    ];
+    for (let cap = 0; cap < 64; cap++) {
+      if ((bnd[cap >> 5] >>> (cap & 31)) & 1) continue;
+      calls.push({ nr: NR.prctl, args: [24 /* PR_CAPBSET_DROP */, cap, 0, 0, 0], what: `prctl(PR_CAPBSET_DROP, ${cap})`, mayFail: true });
+    }
+    calls.push({ nr: NR.capset, args: [r.put(hdr), r.put(data)], what: 'capset' });
+    calls.push({ nr: NR.prctl, args: [28 /* PR_SET_SECUREBITS */, num(c.secbits), 0, 0, 0], what: 'prctl(PR_SET_SECUREBITS)', mayFail: true });
+    r.run(host, calls);
+  }
+}
+
+function sameCreds(a: Msg, b: Msg): boolean {
+  for (const k of ['uid', 'gid', 'euid', 'egid', 'suid', 'sgid', 'fsuid', 'fsgid', 'secbits'])
+    if (num(a[k]) !== num(b[k])) return false;
+  for (const k of ['cap_inh', 'cap_prm', 'cap_eff', 'cap_bnd']) {
+    const x = ((a[k] ?? []) as unknown[]).map(num), y = ((b[k] ?? []) as unknown[]).map(num);
+    if (x.join() !== y.join()) return false;
+  }
+  const g = (m: Msg) => ((m.groups ?? []) as unknown[]).map(num).join();
+  return g(a) === g(b);
+}
