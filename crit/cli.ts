@@ -5,7 +5,7 @@ import { ImageError } from '../images/image';
 
 const VERSION = '0.1.0';
 
-const USAGE = `usage: crit [-h] [--version] {decode,encode,info,show,x,xray} ...
+const USAGE = `usage: crit [-h] [--version] {decode,encode,info,show,x,xray,diff,check,edit,tui} ...
 
 CRIU image tool: decode, encode and explore checkpoint images (a faster,
 exact successor of CRIU's CRIT, with the same JSON).
@@ -17,13 +17,19 @@ commands:
   show     convert a criu image from binary to human-readable JSON
   x        explore an images directory (ps, fds, mems, rss, sk, tree, gpu)
   xray     hexdump, search and raw bytes of a dumped task's memory or GPU buffers
+  diff     what changed between two checkpoints (exit 0 same, 1 different, 2 trouble)
+  check    validate an images directory and locate damage (exit 0 clean, 1 problems)
+  edit     change fields of an image; the rest of the file stays byte-identical
+  tui      interactive explorer: processes, memory x-ray, GPU buffers, images, diff
 
 Run 'crit COMMAND -h' for a command's options.`;
 
 const SUB_USAGE: Record<string, string> = {
-  decode: `usage: crit decode [-h] [--pretty] [-i IN] [-o OUT]
+  decode: `usage: crit decode [-h] [--pretty] [--salvage] [-i IN] [-o OUT]
 
   --pretty           multiline with indents and some numerical fields in field-specific format
+  --salvage          for a damaged image: print every entry that can still be read, then
+                     say on stderr where and why reading stopped (exit 1 if it stopped early)
   -i IN, --in IN     criu image in binary format to be decoded (stdin by default)
   -o OUT, --out OUT  where to put the criu image in JSON format (stdout by default;
                      a file is written completely or not at all)`,
@@ -65,6 +71,35 @@ const SUB_USAGE: Record<string, string> = {
   --page-size N        page size of the dumped machine (default 4096)`,
 };
 
+SUB_USAGE.diff = `usage: crit diff [-h] [--json] [--memory] [--max-pages N] [--page-size N] a b
+
+  a, b             two images directories (A the older, B the newer)
+  --json           the differences as JSON (exact values, JSON paths) instead of text
+  --memory         also show a hex diff of the pages whose contents differ
+  --max-pages N    pages of hex diff to show at most (64)
+  --page-size N    page size of the dumped machine (default 4096)
+  Exit status: 0 no differences, 1 differences, 2 trouble.`;
+SUB_USAGE.check = `usage: crit check [-h] [--json] [--page-size N] dir
+
+  dir              images directory to validate: framing of every file (file, byte offset,
+                   entry), required fields, and cross-references (tasks, fds, files,
+                   pagemaps and pages files, VMAs, shmem/memfd, parent chain, plugin files)
+  --json           the problems as JSON
+  Exit status: 0 clean, 1 problems found.`;
+SUB_USAGE.edit = `usage: crit edit [-h] image --set PATH=VALUE [--set PATH=VALUE ...] [-o OUT]
+
+  image            the binary image to change (in place unless -o)
+  --set PATH=VALUE set a field: PATH like entries[0].tc.comm or [0].tc.comm; VALUE as in
+                   crit encode's JSON (numbers, "0x..." hex, flag names, enum names,
+                   JSON for sub-messages and lists; null removes an optional field)
+  -o OUT, --out OUT  write the result there instead (always written completely or not at all)`;
+
+SUB_USAGE.tui = `usage: crit tui [-h] dir [dir2]
+
+  dir      images directory to explore (needs a terminal)
+  dir2     a second images directory: explore the differences from dir to dir2
+  (crit tui -h lists every key)`;
+
 const HELP: OptSpec = { names: ['-h', '--help'], key: 'help' };
 
 function run(argv: string[]): void {
@@ -79,7 +114,7 @@ function run(argv: string[]): void {
   }
   const [cmd, ...rest] = argv;
   const usage = SUB_USAGE[cmd];
-  if (!usage) throw new UsageError(`argument command: invalid choice: '${cmd}' (choose from 'decode', 'encode', 'info', 'show', 'x', 'xray')`, USAGE);
+  if (!usage) throw new UsageError(`argument command: invalid choice: '${cmd}' (choose from 'decode', 'encode', 'info', 'show', 'x', 'xray', 'diff', 'check', 'edit', 'tui')`, USAGE);
   const help = () => { process.stdout.write(usage + '\n'); };
   if (cmd === 'xray') {
     const v = (names: string[], key: string): OptSpec => ({ names, key, value: true });
@@ -92,11 +127,28 @@ function run(argv: string[]): void {
     require('./commands/xray').xray(p.pos[0], p.opts);
     return;
   }
+  if (cmd === 'diff' || cmd === 'check' || cmd === 'edit') return runInspect(cmd, rest, usage, help);
+  if (cmd === 'tui') {
+    const p = parseArgs(rest, [HELP], usage, 2);
+    if (p.opts.help) return void process.stdout.write(require('../tui/main').TUI_USAGE + '\n');
+    if (p.pos.length < 1 || p.pos.length > 2) throw new UsageError('the following arguments are required: dir', usage);
+    require('../tui/main').runTui(p.pos).then(
+      (code: number) => { process.exitCode = code; },
+      (e: Error) => {
+        const known = ['ImageError', 'ImageSetError', 'MemoryError'].includes(e?.constructor?.name);
+        process.stderr.write(`crit: ${known ? '' : 'internal error: '}${e?.message ?? String(e)}\n`);
+        if (process.env.CRIT_DEBUG) process.stderr.write(`${e?.stack}\n`);
+        process.exitCode = 1;
+      },
+    );
+    return;
+  }
   switch (cmd) {
     case 'decode': {
-      const p = parseArgs(rest, [HELP, { names: ['--pretty'], key: 'pretty' }, { names: ['-i', '--in'], key: 'in', value: true }, { names: ['-o', '--out'], key: 'out', value: true }], usage, 0);
+      const p = parseArgs(rest, [HELP, { names: ['--pretty'], key: 'pretty' }, { names: ['--salvage'], key: 'salvage' }, { names: ['-i', '--in'], key: 'in', value: true }, { names: ['-o', '--out'], key: 'out', value: true }], usage, 0);
       if (p.opts.help) return help();
-      require('./commands/codec').decode(p.opts.in, p.opts.out, p.opts.pretty ? 'pretty' : 'plain');
+      if (p.opts.salvage) require('./commands/codec').decodeSalvage(p.opts.in, p.opts.out, p.opts.pretty ? 'pretty' : 'plain');
+      else require('./commands/codec').decode(p.opts.in, p.opts.out, p.opts.pretty ? 'pretty' : 'plain');
       return;
     }
     case 'encode': {
@@ -129,6 +181,35 @@ function run(argv: string[]): void {
   }
 }
 
+/** crit diff / check / edit (their exit status is set here; errors go through main). */
+function runInspect(cmd: string, rest: string[], usage: string, help: () => void): void {
+  const num = (v: unknown, what: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`argument ${what}: expected a positive integer, got '${v}'`, usage);
+    return n;
+  };
+  if (cmd === 'diff') {
+    const p = parseArgs(rest, [HELP, { names: ['--json'], key: 'json' }, { names: ['--memory'], key: 'memory' }, { names: ['--max-pages'], key: 'maxPages', value: true }, { names: ['--page-size'], key: 'pageSize', value: true }], usage, 2);
+    if (p.opts.help) return help();
+    if (p.pos.length !== 2) throw new UsageError('the following arguments are required: a, b', usage);
+    process.exitCode = require('./commands/diff').diff(p.pos[0], p.pos[1], { json: !!p.opts.json, memory: !!p.opts.memory, maxPages: num(p.opts.maxPages, '--max-pages'), pageSize: num(p.opts.pageSize, '--page-size') });
+    return;
+  }
+  if (cmd === 'check') {
+    const p = parseArgs(rest, [HELP, { names: ['--json'], key: 'json' }, { names: ['--page-size'], key: 'pageSize', value: true }], usage, 1);
+    if (p.opts.help) return help();
+    if (p.pos.length !== 1) throw new UsageError('the following arguments are required: dir', usage);
+    process.exitCode = require('./commands/check').check(p.pos[0], { json: !!p.opts.json, pageSize: num(p.opts.pageSize, '--page-size') });
+    return;
+  }
+  const p = parseArgs(rest, [HELP, { names: ['--set'], key: 'set', value: true, repeat: true }, { names: ['-o', '--out'], key: 'out', value: true }], usage, 1);
+  if (p.opts.help) return help();
+  if (p.pos.length !== 1) throw new UsageError('the following arguments are required: image', usage);
+  if (!p.opts.set) throw new UsageError('the following arguments are required: --set PATH=VALUE', usage);
+  require('./commands/edit').edit(p.pos[0], p.opts.set as string[], p.opts.out as string | undefined);
+}
+
 function isBrokenPipe(e: unknown): boolean {
   return !!e && typeof e === 'object' && (e as NodeJS.ErrnoException).code === 'EPIPE';
 }
@@ -145,7 +226,7 @@ export function main(argv: string[]): void {
       process.stderr.write(`${e.usage.split('\n')[0]}\ncrit: error: ${e.message}\n`);
       process.exit(2);
     }
-    const known = e instanceof ImageError || (e instanceof Error && ['CliError', 'JsonInputError', 'ExploreError', 'XrayError', 'MemoryError', 'ImageSetError', 'PageSourceError'].includes(e.constructor.name));
+    const known = e instanceof ImageError || (e instanceof Error && ['CliError', 'JsonInputError', 'ExploreError', 'EditError', 'CheckError', 'PatchError', 'XrayError', 'MemoryError', 'ImageSetError', 'PageSourceError'].includes(e.constructor.name));
     if (known) {
       process.stderr.write(`crit: ${(e as Error).message}\n`);
       process.exit(1);

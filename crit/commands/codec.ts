@@ -40,6 +40,31 @@ export function decode(inFile: string | undefined, outFile: string | undefined, 
   }
 }
 
+/**
+ * decode --salvage: every entry that can still be read, as JSON, then where and why reading
+ * stopped (a CliError after the output is complete, so the exit status is 1). A damaged
+ * magic falls back to the kind the file name says.
+ */
+export function decodeSalvage(inFile: string | undefined, outFile: string | undefined, mode: Mode): void {
+  const { salvageEntries } = require('../../images/query/check') as typeof import('../../images/query/check');
+  const src = openInput(inFile);
+  const name = inFile && inFile !== '-' ? path.basename(inFile) : '';
+  const atomic = outFile && outFile !== '-' ? new AtomicFile(outFile) : undefined;
+  const sink = new TextSink(atomic ? atomic.fd : 1);
+  try {
+    const s = salvageEntries(src, name);
+    writeDocument(s.header, s.entries, sink, { mode });
+    if (!atomic) sink.write('\n');
+    sink.flush();
+    atomic?.commit();
+    if (s.note) process.stderr.write(`crit: ${s.note}\n`);
+    if (s.stopped) throw new CliError(`${s.stopped.message} (stopped there; ${s.count} entr${s.count === 1 ? 'y' : 'ies'} recovered)`);
+  } finally {
+    atomic?.abort();
+    src.close();
+  }
+}
+
 /** encode: JSON -> binary image. */
 export function encode(inFile: string | undefined, outFile: string | undefined): void {
   let fd = 0;

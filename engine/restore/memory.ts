@@ -11,7 +11,7 @@ import { big, num, VMA, ImageError, TaskImage } from './imageset';
 import { Call, SCRATCH_SIZE } from './remote';
 import {
   NR, AT_FDCWD, O_RDONLY, O_RDWR, O_CLOEXEC, PROT_READ, PROT_WRITE, MAP_FIXED, MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_FIXED,
-  MREMAP_MAYMOVE, PR_SET_MM, PR_SET_MM_MAP, u64s,
+  MREMAP_MAYMOVE, PR_SET_MM, PR_SET_MM_MAP, MAP_POPULATE, u64s,
 } from './sys';
 
 const MAP_FIXED_NOREPLACE = 0x100000;
@@ -180,7 +180,7 @@ export function rebuildMemory(ctx: Ctx, p: Proc): void {
     const prot = num(v.prot);
     const wprot = needsWrite.has(i) ? prot | PROT_READ | PROT_WRITE : prot;
     const isFile = (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) !== 0;
-    const flags = (num(v.flags) & ~0x8000) | MAP_FIXED | (isFile ? 0 : MAP_ANONYMOUS);
+    const flags = (num(v.flags) & ~MAP_POPULATE) | MAP_FIXED | (isFile ? 0 : MAP_ANONYMOUS);
     maps.push({
       nr: NR.mmap, args: [start, len, wprot, flags, isFile ? fdOf.get(num(v.shmid))! : -1, isFile ? big(v.pgoff) : 0],
       what: `mmap(${hex(start)}, ${len / PAGE} pages) of ${image} vmas[${i}]`,

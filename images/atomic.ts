@@ -1,0 +1,58 @@
+// Replacing a file atomically from inside images/: write (or copy and patch) a temporary file
+// next to the target, fsync it, rename it over the target. Until commit() the target is
+// untouched; temporaries left by an error or an exit are removed.
+import * as fs from 'fs';
+import * as path from 'path';
+
+const pending = new Set<AtomicOutput>();
+let hooked = false;
+
+export class AtomicOutput {
+  readonly tmp: string;
+  fd: number;
+  private done = false;
+
+  /** `from`: start as a copy of that file (reflinked where the filesystem can). */
+  constructor(readonly target: string, opts: { from?: string; mode?: number } = {}) {
+    const dir = path.dirname(path.resolve(target));
+    this.tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${pending.size}.tmp`);
+    if (opts.from) {
+      fs.copyFileSync(opts.from, this.tmp, fs.constants.COPYFILE_FICLONE);
+      fs.chmodSync(this.tmp, 0o600); // the copy has the source's mode, maybe read-only
+      this.fd = fs.openSync(this.tmp, 'r+');
+    } else this.fd = fs.openSync(this.tmp, 'w', 0o644);
+    if (opts.mode !== undefined) fs.fchmodSync(this.fd, opts.mode & 0o7777);
+    pending.add(this);
+    if (!hooked) {
+      hooked = true;
+      process.once('exit', () => { for (const p of [...pending]) p.abort(); });
+    }
+  }
+
+  write(data: Uint8Array, position?: number): void {
+    let off = 0;
+    while (off < data.length) off += fs.writeSync(this.fd, data, off, data.length - off, position === undefined ? null : position + off);
+  }
+
+  /** fsync and close, without renaming (for several files renamed together). */
+  sync(): void {
+    fs.fsyncSync(this.fd);
+    fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  commit(): void {
+    if (this.fd >= 0) this.sync();
+    fs.renameSync(this.tmp, this.target);
+    this.done = true;
+    pending.delete(this);
+  }
+
+  abort(): void {
+    if (this.done) return;
+    if (this.fd >= 0) try { fs.closeSync(this.fd); } catch { /* closed */ }
+    try { fs.unlinkSync(this.tmp); } catch { /* gone */ }
+    this.done = true;
+    pending.delete(this);
+  }
+}

@@ -1,0 +1,216 @@
+// crit check: every undamaged corpus set passes clean; each kind of damage made to a scratch
+// copy (truncation, flipped bytes, a deleted image, a dangling fdinfo id, a pages file too
+// short or too long, a broken parent chain) is reported in the right file at the right byte
+// and entry; the hand-made files of fixtures/corrupt are reported where their comments say,
+// and `crit decode --salvage` recovers what they still hold.
+import { describe, it, expect, afterAll } from 'vitest';
+import * as fs from 'fs';
+import * as path from 'path';
+import { corpusSets, haveCorpus } from '../helpers/corpus';
+import { crit } from '../helpers/cli';
+import { copySet, cleanScratch, scratchDir, hexFixtures, writeRenderNode } from '../helpers/scratch';
+import { loadImage, writeImage } from '../../images/files';
+import { checkSet, Problem } from '../../images/query/check';
+import { ImageSet, entryFlags, PE_PRESENT, PE_PARENT } from '../../images/imageset';
+import { parseJson } from '../../images/json/parse';
+
+afterAll(cleanScratch);
+
+const errors = (dir: string): Problem[] => checkSet(dir).problems.filter((p) => p.severity === 'error');
+
+describe.skipIf(!haveCorpus)('crit check: the undamaged corpus is clean', () => {
+  for (const set of corpusSets()) {
+    it(set.name, () => {
+      expect(errors(set.dir)).toEqual([]);
+      const r = crit(['check', set.dir]);
+      expect(r.status, r.stdout.toString()).toBe(0);
+      expect(r.stdout.toString()).toContain('no problems found');
+    });
+  }
+});
+
+const counter = corpusSets().find((s) => s.name.startsWith('criu-4.2') && s.name.endsWith('/counter'));
+
+describe.skipIf(!counter)('crit check: damage is located', () => {
+  const fresh = () => copySet(counter!.dir, 'check');
+  const pidOf = (dir: string) => new ImageSet(dir).tasks()[0].pid;
+  const offsets = (file: string) => loadImage(file).entries.map((e) => e.offset);
+
+  it('a truncated image: the entry that is cut, at its payload', () => {
+    const d = fresh();
+    const f = path.join(d, 'files.img');
+    const offs = offsets(f);
+    const k = offs.length - 1;
+    fs.truncateSync(f, offs[k] + 4 + 3);
+    const p = errors(d);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatchObject({ file: 'files.img', offset: offs[k] + 4, entry: k });
+    expect(p[0].what).toContain('truncated payload');
+    const r = crit(['check', d]);
+    expect(r.status).toBe(1);
+    expect(r.stdout.toString()).toContain(`${path.join(d, 'files.img')}: at byte ${offs[k] + 4}, entry ${k}: truncated payload`);
+  });
+
+  it('flipped bytes in a size word: that entry, at its size word', () => {
+    const d = fresh();
+    const f = path.join(d, 'files.img');
+    const offs = offsets(f);
+    const k = 2;
+    const b = fs.readFileSync(f);
+    b[offs[k] + 3] ^= 0x7f;
+    fs.writeFileSync(f, b);
+    const p = errors(d);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatchObject({ file: 'files.img', offset: offs[k], entry: k });
+  });
+
+  it('flipped bytes in a magic: the file, at byte 4', () => {
+    const d = fresh();
+    const pid = pidOf(d);
+    const f = path.join(d, `core-${pid}.img`);
+    const b = fs.readFileSync(f);
+    b[5] ^= 0x01;
+    fs.writeFileSync(f, b);
+    const p = errors(d);
+    expect(p.map((x) => [x.file, x.offset])).toEqual([[`core-${pid}.img`, 4]]);
+  });
+
+  it('flipped bytes that still decode: a pagemap range outside every VMA, at that entry', () => {
+    const d = fresh();
+    const pid = pidOf(d);
+    const f = path.join(d, `pagemap-${pid}.img`);
+    const img = loadImage(f);
+    const k = 3;
+    img.entries[k].msg.vaddr = BigInt(img.entries[k].msg.vaddr) ^ (1n << 44n);
+    writeImage(f, img.magic, img.entries);
+    const off = offsets(f)[k];
+    const p = errors(d).filter((x) => x.file === `pagemap-${pid}.img`);
+    expect(p.length).toBeGreaterThanOrEqual(1);
+    expect(p.some((x) => x.offset === off && x.entry === k && /outside every VMA|out of order/.test(x.what))).toBe(true);
+  });
+
+  it('a deleted image: named as missing, with who needs it', () => {
+    const d = fresh();
+    const pid = pidOf(d);
+    fs.unlinkSync(path.join(d, `mm-${pid}.img`));
+    const p = errors(d);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatchObject({ file: `mm-${pid}.img` });
+    expect(p[0].what).toMatch(/^missing: pstree\.img entry 0 lists task \d+/);
+  });
+
+  it('a dangling fdinfo id: the fdinfo entry, at its offset', () => {
+    const d = fresh();
+    const set = new ImageSet(d);
+    const name = `fdinfo-${set.ids(pidOf(d)).files_id}.img`;
+    const f = path.join(d, name);
+    const img = loadImage(f);
+    img.entries[1].msg.id = 9999;
+    writeImage(f, img.magic, img.entries);
+    const p = errors(d);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatchObject({ file: name, entry: 1, offset: offsets(f)[1] });
+    expect(p[0].what).toContain('file id 9999');
+  });
+
+  it('a pages file that is too short or too long: where its data ends, which entry lost its pages', () => {
+    const d = fresh();
+    const set = new ImageSet(d);
+    const pm = set.pagemap(pidOf(d));
+    const pages = path.join(d, `pages-${pm.pagesId}.img`);
+    const size = fs.statSync(pages).size;
+    let last = -1;
+    pm.entries.forEach((e, i) => { if (entryFlags(e) & PE_PRESENT) last = i; });
+    fs.truncateSync(pages, size - 4096);
+    let p = errors(d);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatchObject({ file: `pages-${pm.pagesId}.img`, offset: size - 4096 });
+    expect(p[0].what).toContain(`entry ${last + 1}`); // entry indexes count the head
+    fs.truncateSync(pages, size + 100);
+    p = errors(d);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatchObject({ file: `pages-${pm.pagesId}.img`, offset: size });
+    expect(p[0].what).toContain('100 bytes after the last page');
+    fs.unlinkSync(pages);
+    expect(errors(d).map((x) => [x.file, /^missing/.test(x.what)])).toEqual([[`pages-${pm.pagesId}.img`, true]]);
+  });
+
+  it('PE_PARENT pages without a parent, and a parent link to nowhere', () => {
+    const d = fresh();
+    const pid = pidOf(d);
+    const f = path.join(d, `pagemap-${pid}.img`);
+    const img = loadImage(f);
+    const k = img.entries.findIndex((e, i) => i > 0 && !(entryFlags(e.msg) & PE_PRESENT)) ;
+    const j = k > 0 ? k : img.entries.length - 1;
+    const n = Number(img.entries[j].msg.nr_pages ?? img.entries[j].msg.compat_nr_pages);
+    const wasPresent = !!(entryFlags(img.entries[j].msg) & PE_PRESENT);
+    img.entries[j].msg.flags = PE_PARENT;
+    writeImage(f, img.magic, img.entries);
+    if (wasPresent) {
+      const pages = path.join(d, `pages-${img.entries[0].msg.pages_id}.img`);
+      fs.truncateSync(pages, fs.statSync(pages).size - n * 4096); // the last present entry's data goes away with it
+    }
+    let p = errors(d);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatchObject({ file: `pagemap-${pid}.img`, entry: j, offset: offsets(f)[j] });
+    expect(p[0].what).toContain('no parent link');
+    fs.symlinkSync('../no-such-predump', path.join(d, 'parent'));
+    p = errors(d);
+    expect(p.some((x) => x.file === 'parent' && /does not exist/.test(x.what))).toBe(true);
+  });
+
+  it('--json: the same problems, machine-readable', () => {
+    const d = fresh();
+    fs.unlinkSync(path.join(d, 'files.img'));
+    const r = crit(['check', '--json', d]);
+    expect(r.status).toBe(1);
+    const j = parseJson(r.stdout.toString()) as any;
+    expect(j.ok).toBe(false);
+    expect(j.problems.filter((x: any) => x.severity === 'error').length).toBe(j.errors);
+    expect(j.problems.map((x: any) => x.file)).toContain(`fdinfo-${new ImageSet(d).ids(pidOf(d)).files_id}.img`);
+  });
+});
+
+describe('crit check and decode --salvage on fixtures/corrupt', () => {
+  const fixtures = hexFixtures();
+  it('there are fixtures', () => expect(fixtures.length).toBeGreaterThanOrEqual(5));
+  for (const fx of fixtures) {
+    it(`${fx.name}: ${fx.meta.expect}`, () => {
+      const d = scratchDir('fixture');
+      const f = path.join(d, fx.name);
+      fs.writeFileSync(f, fx.bytes);
+      const p = checkSet(d).problems.filter((x) => x.file === fx.name && x.severity === 'error');
+      expect(p, JSON.stringify(checkSet(d).problems)).toHaveLength(1);
+      expect(p[0].what).toContain(fx.meta.expect);
+      expect(p[0].offset).toBe(fx.meta['expect-offset'] !== undefined ? Number(fx.meta['expect-offset']) : undefined);
+      expect(p[0].entry).toBe(fx.meta['expect-entry'] !== undefined ? Number(fx.meta['expect-entry']) : undefined);
+      const r = crit(['decode', '--salvage', '-i', f]);
+      expect(r.status, r.stderr.toString()).toBe(Number(fx.meta['salvage-exit']));
+      const doc = parseJson(r.stdout.toString()) as any;
+      expect(doc.entries.length).toBe(Number(fx.meta.salvage));
+      const err = r.stderr.toString();
+      if (r.status) {
+        expect(err).toMatch(/^crit: .* \(stopped there; \d+ entr(y|ies) recovered\)\n$/);
+        expect(err).toContain(`at byte ${fx.meta['expect-offset']}`);
+      }
+      // without --salvage, decode refuses the damaged file with the same location
+      const plain = crit(['decode', '-i', f]);
+      if (fx.meta['salvage-exit'] === '1' || fx.meta['expect-offset'] === '4') {
+        expect(plain.status).toBe(1);
+        expect(plain.stderr.toString()).toContain(`at byte ${fx.meta['expect-offset']}`);
+      }
+    });
+  }
+});
+
+describe.skipIf(!counter)('crit check: amdgpu plugin files', () => {
+  it('contents files referenced by a render node exist and match its buffer sizes', () => {
+    const d = copySet(counter!.dir, 'checkgpu');
+    writeRenderNode(d, [Buffer.alloc(4096, 1), Buffer.alloc(8192, 2)]);
+    expect(errors(d)).toEqual([]);
+    fs.truncateSync(path.join(d, 'amdgpu-drm-pages-5-128-0001.img'), 8 + 4096);
+    expect(errors(d).map((p) => [p.file, p.offset])).toEqual([['amdgpu-drm-pages-5-128-0001.img', 8 + 4096]]);
+    fs.unlinkSync(path.join(d, 'amdgpu-drm-pages-5-128-0000.img'));
+    expect(errors(d).map((p) => p.file)).toContain('amdgpu-drm-pages-5-128-0000.img');
+  });
+});
