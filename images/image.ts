@@ -206,6 +206,18 @@ export function writeAll(fd: number, data: Uint8Array): void {
   }
 }
 
+/** Writes a little-endian size header of `width` bytes, then what `body` writes, then fills in the size. */
+function writeSized(w: Writer, width: 4 | 8, body: () => void): void {
+  const at = w.pos;
+  w.f32(0);
+  if (width === 8) w.f32(0);
+  body();
+  const end = w.pos;
+  w.pos = at;
+  w.f32(end - at - width);
+  w.pos = end;
+}
+
 /** Writes entries of one kind in CRIU's framing. Throws plain errors; callers add context. */
 export class ImageWriter {
   private index = 0;
@@ -238,27 +250,14 @@ export class ImageWriter {
         w.f32(lo); w.f32(hi);
         w.raw(data);
       } else {
-        const mark = w.pos;
-        w.f32(0); w.f32(0);
-        encoderFor(e.type)(e.msg, w);
-        const len = w.pos - mark - 8;
-        const save = w.pos;
-        w.pos = mark;
-        w.f32(len);
-        w.pos = save;
+        // the plugin's 8-byte size_t header; the payload is far below 4 GiB, so the high word is 0
+        writeSized(w, 8, () => encoderFor(e.type)(e.msg, w));
       }
       this.index++;
       return;
     }
     if (k.layout === 'ghost' && this.index > 0 && !this.ghostChunks) throw new Error('a ghost file without "chunks" holds exactly one entry (its contents are its extra)');
-    const sizeAt = w.pos;
-    w.f32(0);
-    encoderFor(e.type)(e.msg, w);
-    const len = w.pos - sizeAt - 4;
-    const save = w.pos;
-    w.pos = sizeAt;
-    w.f32(len);
-    w.pos = save;
+    writeSized(w, 4, () => encoderFor(e.type)(e.msg, w));
     if (k.layout === 'ghost') {
       if (this.index === 0) this.ghostChunks = !!e.msg.chunks;
       if (e.extra && e.extra.kind === 'blob') w.raw(e.extra.data);

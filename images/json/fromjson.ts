@@ -16,8 +16,13 @@ export class JsonConvertError extends Error {
   }
 }
 
-type Conv = (v: JsonValue, path: string) => unknown;
-type MsgConv = (v: JsonValue, path: string) => Msg;
+// Paths are built only when something is wrong: converters get the parent path and the key.
+type Conv = (v: JsonValue, parent: string, key: string | number) => unknown;
+type MsgConv = (v: JsonValue, parent: string, key: string | number) => Msg;
+
+function keyPath(parent: string, key: string | number): string {
+  return typeof key === 'number' ? `${parent}[${key}]` : key === '' ? parent : `${parent}.${key}`;
+}
 
 const RANGES: Record<string, [bigint, bigint]> = {
   uint32: [0n, 0xffffffffn], fixed32: [0n, 0xffffffffn],
@@ -50,9 +55,10 @@ function intConv(f: FieldDesc): Conv {
   const flagDict = o.flags ? FLAG_DICTS[o.flags] || [] : undefined;
   const labels = o.dict ? VALUE_DICTS[o.dict]?.[f.name] : undefined;
   const lo = Number(range[0]), hi = Number(range[1]);
-  return (v, path) => {
+  return (v, parent, key) => {
     // fast path: a plain safe integer within range needs no BigInt
     if (typeof v === 'number' && Number.isSafeInteger(v) && v >= lo && v <= hi) return v;
+    const path = keyPath(parent, key);
     let b: bigint;
     if (typeof v === 'number') {
       if (!Number.isFinite(v)) throw new JsonConvertError(path, `${v} is not an integer`);
@@ -78,29 +84,29 @@ function intConv(f: FieldDesc): Conv {
 function scalarConv(f: FieldDesc): Conv {
   if (f.kind === 'enum') {
     const e = enumType(f.type);
-    return (v, path) => {
-      if (typeof v !== 'string') throw new JsonConvertError(path, `expected an enum name of ${f.type}, got ${typeName(v)}`);
+    return (v, parent, key) => {
+      if (typeof v !== 'string') throw new JsonConvertError(keyPath(parent, key), `expected an enum name of ${f.type}, got ${typeName(v)}`);
       const n = e.byName.get(v);
-      if (n === undefined) throw new JsonConvertError(path, `'${v}' is not a value of enum ${f.type}`);
+      if (n === undefined) throw new JsonConvertError(keyPath(parent, key), `'${v}' is not a value of enum ${f.type}`);
       return n;
     };
   }
   switch (f.type) {
     case 'bool': return (v) => pyTruthy(v);
-    case 'string': return (v, path) => {
+    case 'string': return (v, parent, key) => {
       if (typeof v === 'string') return v;
       if (typeof v === 'number' || typeof v === 'bigint') return String(v);
       if (typeof v === 'boolean') return v ? 'True' : 'False';
-      throw new JsonConvertError(path, `expected a string, got ${typeName(v)}`);
+      throw new JsonConvertError(keyPath(parent, key), `expected a string, got ${typeName(v)}`);
     };
     case 'bytes': {
       const qp = f.opts?.conv === 'unix_name';
-      return (v, path) => {
-        if (typeof v !== 'string') throw new JsonConvertError(path, `expected a ${qp ? 'quoted-printable' : 'base64'} string, got ${typeName(v)}`);
+      return (v, parent, key) => {
+        if (typeof v !== 'string') throw new JsonConvertError(keyPath(parent, key), `expected a ${qp ? 'quoted-printable' : 'base64'} string, got ${typeName(v)}`);
         try {
           return qp ? qpDecode(v) : decodeBytes(v);
         } catch (e) {
-          throw new JsonConvertError(path, (e as Error).message);
+          throw new JsonConvertError(keyPath(parent, key), (e as Error).message);
         }
       };
     }
@@ -125,29 +131,30 @@ export function splitUnknown(bytes: Uint8Array): UnknownField[] {
 function compile(name: string): MsgConv {
   const m = messageType(name);
   const plan: { name: string; rep: boolean; conv: Conv; ipadd: boolean }[] = [];
-  const fn: MsgConv = (v, path) => {
+  const fn: MsgConv = (v, parent, key) => {
+    const path = keyPath(parent, key);
     if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new JsonConvertError(path, `expected an object for ${name}, got ${typeName(v)}`);
     const o: Msg = {};
     for (let i = 0; i < plan.length; i++) {
       const p = plan[i];
       const x = v[p.name];
       if (x === undefined) continue;
-      const fp = path + '.' + p.name;
       if (p.rep) {
-        if (!Array.isArray(x)) throw new JsonConvertError(fp, `expected an array, got ${typeName(x)}`);
+        if (!Array.isArray(x)) throw new JsonConvertError(keyPath(path, p.name), `expected an array, got ${typeName(x)}`);
         if (p.ipadd && typeof x[0] === 'string') {
           try {
             o[p.name] = parseIp(x[0]);
           } catch (e) {
-            throw new JsonConvertError(fp, (e as Error).message);
+            throw new JsonConvertError(keyPath(path, p.name), (e as Error).message);
           }
           continue;
         }
         const a = new Array(x.length);
-        for (let j = 0; j < x.length; j++) a[j] = p.conv(x[j], `${fp}[${j}]`);
+        const fp = x.length ? keyPath(path, p.name) : '';
+        for (let j = 0; j < x.length; j++) a[j] = p.conv(x[j], fp, j);
         if (a.length) o[p.name] = a;
       } else {
-        o[p.name] = p.conv(x, fp);
+        o[p.name] = p.conv(x, path, p.name);
       }
     }
     const u = v[UNKNOWN_KEY];
@@ -177,5 +184,5 @@ export function msgConverterFor(name: string): MsgConv {
 }
 
 export function jsonToMessage(typeName: string, v: JsonValue, path = 'entry'): Msg {
-  return msgConverterFor(typeName)(v, path);
+  return msgConverterFor(typeName)(v, path, '');
 }
