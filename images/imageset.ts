@@ -25,13 +25,40 @@ export class ImageSet {
   private filesById?: Map<number, Msg>;
   private memReaders = new Map<number, MemoryReader>();
   private parentSet?: ImageSet | null;
-  /** page size for memory reads; x86-64 images use 4096, other architectures may need --page-size */
-  pageSize: number;
+  private explicitPageSize?: number;
+  private inferredPageSize?: number;
 
   constructor(dir: string, opts: { pageSize?: number } = {}) {
     this.dir = dir;
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ImageSetError(`${dir}: not an images directory`);
-    this.pageSize = opts.pageSize ?? 4096;
+    this.explicitPageSize = opts.pageSize;
+  }
+
+  /**
+   * The dumping machine's page size, which no image records: given (--page-size), else 4096
+   * on x86-64, s390 and arm, else the largest of 64K/16K/4K that divides every VMA boundary.
+   */
+  get pageSize(): number {
+    if (this.explicitPageSize) return this.explicitPageSize;
+    if (this.inferredPageSize === undefined) this.inferredPageSize = this.inferPageSize();
+    return this.inferredPageSize;
+  }
+
+  private inferPageSize(): number {
+    try {
+      const tasks = this.tasks();
+      const mtype = Number(this.core(tasks[0].threads[0] ?? tasks[0].pid).mtype);
+      if (mtype === 1 || mtype === 2 || mtype === 5) return 4096;
+      let all = 0n;
+      for (const t of tasks) {
+        if (!this.has(`mm-${t.pid}.img`)) continue;
+        for (const v of this.vmas(t.pid)) all |= BigInt(v.start) | BigInt(v.end);
+      }
+      for (const ps of [65536n, 16384n]) if (all !== 0n && all % ps === 0n) return Number(ps);
+    } catch {
+      /* an incomplete set: fall back to the common size */
+    }
+    return 4096;
   }
 
   path(name: string): string {

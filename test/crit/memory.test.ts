@@ -149,3 +149,26 @@ describe('parent chains (incremental dumps)', () => {
     }
   });
 });
+
+describe('page size', () => {
+  function set(mtype: number, boundaries: number[]): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crit-ps-'));
+    writeImage(path.join(dir, 'pstree.img'), 'PSTREE', [{ msg: { pid: 9, ppid: 0, pgid: 9, sid: 9, threads: [9] } }]);
+    writeImage(path.join(dir, 'core-9.img'), 'CORE', [{ msg: { mtype } }]);
+    const vmas = [];
+    for (let i = 0; i + 1 < boundaries.length; i += 2) vmas.push({ start: boundaries[i], end: boundaries[i + 1], pgoff: 0, shmid: 0, prot: 3, flags: 0x22, status: 0x201, fd: -1 });
+    writeImage(path.join(dir, 'mm-9.img'), 'MM', [{ msg: { mm_start_code: 0, mm_end_code: 0, mm_start_data: 0, mm_end_data: 0, mm_start_stack: 0, mm_start_brk: 0, mm_brk: 0, mm_arg_start: 0, mm_arg_end: 0, mm_env_start: 0, mm_env_end: 0, exe_file_id: 1, vmas } }]);
+    return dir;
+  }
+  it('is 4096 on x86-64; on aarch64 it is read off the VMA boundaries; --page-size wins', () => {
+    const dirs = [set(1, [0x10000, 0x30000]), set(3, [0x10000, 0x30000, 0x7f0000, 0x800000]), set(3, [0x10000, 0x31000])];
+    try {
+      expect(new ImageSet(dirs[0]).pageSize).toBe(4096);
+      expect(new ImageSet(dirs[1]).pageSize).toBe(65536);
+      expect(new ImageSet(dirs[2]).pageSize).toBe(4096);
+      expect(new ImageSet(dirs[1], { pageSize: 16384 }).pageSize).toBe(16384);
+    } finally {
+      for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
