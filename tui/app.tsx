@@ -227,10 +227,13 @@ export function App(props: AppProps): React.ReactElement {
 
   const bodyH = Math.max(3, height - 2);
   const crumbs = stack.map((f) => title(set, f.spec));
+  // long breadcrumbs keep the first and the last views: a › … › y › z
   let crumb = crumbs.join(' › ');
   while (crumb.length > width - 12 && crumbs.length > 2) {
-    crumbs.splice(1, 1, '…');
-    if (crumbs[1] === '…' && crumbs[2] === '…') crumbs.splice(1, 1);
+    if (crumbs[1] === '…') {
+      if (crumbs.length <= 3) break;
+      crumbs.splice(2, 1);
+    } else crumbs.splice(1, 1, '…');
     crumb = crumbs.join(' › ');
   }
   const viewProps = { ctx, state: top.state, setState: setFrameState(top.id), width, height: bodyH, api };

@@ -61,10 +61,10 @@ export interface ImageInfo {
 }
 
 /** Kind and entry count of one image, decoding it on first use (lazily, for visible rows). */
-export function imageInfo(set: ImageSet, name: string): ImageInfo {
+export function imageInfo(set: ImageSet, name: string, compute = true): ImageInfo | undefined {
   const c = cache(set);
   let i = c.info.get(name);
-  if (!i) {
+  if (!i && compute) {
     try {
       const img = set.image(name);
       i = { magic: img.magic, entries: img.entries.length };
@@ -177,9 +177,9 @@ export interface PagesSummary {
   pagemaps: number;
 }
 
-export function pagesSummary(set: ImageSet): PagesSummary {
+export function pagesSummary(set: ImageSet, compute = true): PagesSummary | undefined {
   const c = cache(set);
-  if (!c.pages) {
+  if (!c.pages && compute) {
     const s: PagesSummary = { stored: 0, inParent: 0, lazy: 0, fileBytes: 0, pagemaps: 0 };
     for (const f of fileRows(set)) {
       if (/^pages-\d+\.img$/.test(f.name)) s.fileBytes += f.size;

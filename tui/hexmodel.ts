@@ -67,6 +67,7 @@ export function memorySource(reader: () => MemoryReader, pid: number): HexSource
     if (!what) {
       if (st & 0x2) what = '[stack]';
       else if (st & 0x20) what = '[heap]';
+      else if (v.flags & 0x100) what = '[stack]'; // VM_GROWSDOWN, as crit x mems marks it
       else if (st & 0x8) what = '[vdso]';
       else if (st & 0x1000) what = '[vvar]';
       else if (st & 0x4) what = '[vsyscall]';

@@ -28,14 +28,17 @@ export async function runTui(dirs: string[], io: { stdin?: NodeJS.ReadStream; st
   const set = new ImageSet(dirs[0]);
   const setB = dirs[1] ? new ImageSet(dirs[1]) : undefined;
   // ink decides once, when it loads, whether it runs in CI (and then prints only the last
-  // frame); on a real terminal we want it interactive whatever the environment says
-  const ci = process.env.CI;
-  process.env.CI = 'false';
+  // frame), and chalk whether to colour (never, under CI); on a real terminal we want both
+  // interactive and coloured whatever the environment says, so CI variables are hidden while
+  // they load
+  const hidden: [string, string | undefined][] = Object.keys(process.env)
+    .filter((k) => k === 'CI' || k === 'CONTINUOUS_INTEGRATION' || k.startsWith('CI_'))
+    .map((k) => [k, process.env[k]]);
+  for (const [k] of hidden) delete process.env[k];
   try {
     await loadInk();
   } finally {
-    if (ci === undefined) delete process.env.CI;
-    else process.env.CI = ci;
+    for (const [k, v] of hidden) process.env[k] = v;
   }
   const React = await import('react');
   const { App } = await import('./app');

@@ -3,7 +3,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ByteSource } from '../../images/source';
 import { readHeader, readEntries, ImageWriter, BinSink, ImageError } from '../../images/image';
-import { writeDocument, TextSink, DocumentReader, jsonToEntry, JsonInputError, JsonConvertError } from '../../images/json/document';
+import { writeDocument, TextSink, DocumentReader, jsonToEntry, readEntryFrom, Parsed, NewEntry, JsonInputError, JsonConvertError } from '../../images/json/document';
+import type { JsonParser, JsonValue } from '../../images/json/parse';
 import { kindFor } from '../../images/kinds';
 import { magicValue } from '../../images/magic';
 import { MissingFieldError } from '../../images/codec';
@@ -89,10 +90,14 @@ export function encode(inFile: string | undefined, outFile: string | undefined):
       throw new CliError(`${srcName}: unknown "magic" ${pyString(magic)}: not an image kind this tool can write`);
     }
     const w = new ImageWriter(sink, kind);
-    for (; v !== undefined; v = reader.next(), index++) {
-      const type = w.nextType();
+    // after the first entry, entries are read straight from the text into messages
+    const typed = (p: JsonParser) => readEntryFrom(p, kind, w.nextType(), `entries[${index}]`);
+    let item: JsonValue | Parsed<NewEntry> | undefined = v as JsonValue | undefined;
+    while (item !== undefined) {
       try {
-        w.write(jsonToEntry(kind, type, v, `entries[${index}]`));
+        w.write(item instanceof Parsed ? item.value : jsonToEntry(kind, w.nextType(), item, `entries[${index}]`));
+        index++;
+        item = reader.next(typed);
       } catch (e) {
         if (e instanceof MissingFieldError) throw new CliError(`${srcName}: entries[${index}]: ${e.typeName} is missing required field ${e.field}`);
         if (e instanceof JsonConvertError) throw new CliError(`${srcName}: ${e.message}`);

@@ -7,6 +7,7 @@ import { Extra, extraToJson, nicePayloadSize } from '../extras';
 import { writeMessageJson, Mode, JsonOut } from './tojson';
 import { jsonToMessage, JsonConvertError } from './fromjson';
 import { JsonParser, JsonSyntaxError, JsonValue } from './parse';
+import { readerFor } from './readmsg';
 import { pyString } from './pytext';
 import { decodeBytes } from './b64';
 import { readFd } from '../source';
@@ -149,13 +150,17 @@ export class DocumentReader {
    * buffered, so a huge entry costs a few parses, not one per block) and parses again.
    */
   private parseValue(): JsonValue {
+    return this.parseWith((p) => p.value());
+  }
+
+  private parseWith<T>(parse: (p: JsonParser) => T): T {
     for (;;) {
       if (this.peek() === -1) this.syntax('unexpected end of input, expecting a value');
       const p = new JsonParser(this.text, this.consumed);
       p.pos = this.pos;
-      let v: JsonValue;
+      let v: T;
       try {
-        v = p.value();
+        v = parse(p);
       } catch (e) {
         if (e instanceof JsonSyntaxError) {
           if (e.truncated && !this.eof) { this.grow(); continue; }
@@ -184,8 +189,12 @@ export class DocumentReader {
   private state: 'start' | 'keys' | 'entries' | 'done' = 'start';
   private first = true;
 
-  /** Next entry value, or undefined when the document is finished. */
-  next(): JsonValue | undefined {
+  /**
+   * Next entry, or undefined when the document is finished. Once "magic" is known, `parse`
+   * (if given) reads the entry straight from the text and its result is wrapped in Parsed;
+   * otherwise the entry comes back as a plain JSON value.
+   */
+  next<T>(parse?: (p: JsonParser) => T): JsonValue | Parsed<T> | undefined {
     if (this.magic !== undefined && this.pending.length) return this.pending.shift();
     for (;;) {
       if (this.state === 'start') {
@@ -230,6 +239,7 @@ export class DocumentReader {
       if (c === 93) { this.pos++; this.state = 'keys'; this.first = false; continue; }
       if (!this.first) this.expect(44, "',' or ']' in the entries array");
       this.first = false;
+      if (parse && this.magic !== undefined) return new Parsed(this.parseWith(parse));
       const v = this.parseValue();
       if (this.magic !== undefined) return v;
       this.pending.push(v);
@@ -237,8 +247,23 @@ export class DocumentReader {
   }
 }
 
+/** An entry the DocumentReader parsed with a caller's parser. */
+export class Parsed<T> {
+  constructor(readonly value: T) {}
+}
+
+export type NewEntry = { type: string; msg: any; extra?: Extra };
+
+/** Reads the next entry straight from the JSON text (the fast path of encode). */
+export function readEntryFrom(p: JsonParser, kind: Kind, type: string, path: string): NewEntry {
+  if (kind.layout === 'amdgpu-raw') return jsonToEntry(kind, type, p.value(), path);
+  const rest: Record<string, JsonValue> = {};
+  const msg = readerFor(type)(p, path, '', rest);
+  return finishEntry(kind, type, msg, rest, path);
+}
+
 /** Converts one JSON entry into what ImageWriter writes. */
-export function jsonToEntry(kind: Kind, type: string, v: JsonValue, path: string): { type: string; msg: any; extra?: Extra } {
+export function jsonToEntry(kind: Kind, type: string, v: JsonValue, path: string): NewEntry {
   if (kind.layout === 'amdgpu-raw') {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new JsonConvertError(path, 'expected {"header": N, "extra": base64}');
     const o = v as Record<string, JsonValue>;
@@ -247,8 +272,11 @@ export function jsonToEntry(kind: Kind, type: string, v: JsonValue, path: string
     if (typeof header !== 'number' && typeof header !== 'bigint') throw new JsonConvertError(path + '.header', 'expected an integer');
     return { type, msg: { header }, extra: { kind: 'blob', data } };
   }
-  const msg = jsonToMessage(type, v, path);
-  const raw = v as Record<string, JsonValue>;
+  return finishEntry(kind, type, jsonToMessage(type, v, path), v as Record<string, JsonValue>, path);
+}
+
+/** Adds the entry's extra payload (from its "extra" key) to a converted message. */
+function finishEntry(kind: Kind, type: string, msg: any, raw: Record<string, JsonValue>, path: string): NewEntry {
   if (kind.layout === 'ghost') {
     const ex = raw.extra;
     if (ex === undefined) return { type, msg };

@@ -17,10 +17,10 @@ export class JsonConvertError extends Error {
 }
 
 // Paths are built only when something is wrong: converters get the parent path and the key.
-type Conv = (v: JsonValue, parent: string, key: string | number) => unknown;
+export type Conv = (v: JsonValue, parent: string, key: string | number) => unknown;
 type MsgConv = (v: JsonValue, parent: string, key: string | number) => Msg;
 
-function keyPath(parent: string, key: string | number): string {
+export function keyPath(parent: string, key: string | number): string {
   return typeof key === 'number' ? `${parent}[${key}]` : key === '' ? parent : `${parent}.${key}`;
 }
 
@@ -33,7 +33,7 @@ const RANGES: Record<string, [bigint, bigint]> = {
 
 const cache = new Map<string, MsgConv>();
 
-function typeName(v: JsonValue): string {
+export function typeName(v: JsonValue): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object') return 'an object';
@@ -81,7 +81,7 @@ function intConv(f: FieldDesc): Conv {
   };
 }
 
-function scalarConv(f: FieldDesc): Conv {
+export function scalarConv(f: FieldDesc): Conv {
   if (f.kind === 'enum') {
     const e = enumType(f.type);
     return (v, parent, key) => {

@@ -38,7 +38,8 @@ describe.skipIf(!haveCorpus || !haveDebianCrit)('agreement with Debian CRIT 3.17
       let compared = 0;
       for (const img of decodedImages(set)) {
         const file = path.join(set.dir, img);
-        const r = spawnSync(DEBIAN_CRIT, ['decode', '-i', file], { maxBuffer: 1 << 28 });
+        const r = spawnSync(DEBIAN_CRIT, ['decode', '-i', file], { maxBuffer: 1 << 28, timeout: 120_000 });
+        expect(r.error, `${DEBIAN_CRIT} on ${img}`).toBeUndefined();
         if (r.status !== 0) continue; // 3.17 cannot read it (e.g. kinds new in 4.x); covered by the corpus oracle
         const theirs = parseJson(r.stdout.toString()) as Record<string, JsonValue>;
         const ours = parseJson(decodeToString(file, 'plain'));

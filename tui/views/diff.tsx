@@ -72,7 +72,7 @@ export function DiffView(p: ViewProps<DiffState>): React.ReactElement {
   };
   const above = (
     <Text wrap="truncate" {...tone('accent', ctx.color)}>
-      {clip(`A ${d.a}  B ${d.b}  ${d.changes.length} differences, ${d.comparedPages} pages compared`, p.width)}
+      {clip(`${d.changes.length} differences, ${d.comparedPages} pages compared  A ${d.a}  B ${d.b}`, p.width)}
     </Text>
   );
   return (

@@ -22,10 +22,13 @@ export function summaryLines(p: ViewProps<ListState>): { text: string; tone?: 'a
   const threads = ps.reduce((n, r) => n + Math.max(1, r.threads.length), 0);
   const comms = [...new Set(ps.map((r) => r.comm))].slice(0, 4).join(', ');
   out.push({ text: `tasks ${ps.length}  threads ${threads}${comms ? `  (${comms}${ps.length > 4 ? ', …' : ''})` : ''}` });
-  const pg = pagesSummary(set);
-  const expect = pg.stored * set.pageSize;
-  const short = pg.stored && pg.fileBytes < expect ? `, pages files hold ${size(pg.fileBytes)} of ${size(expect)}` : '';
-  out.push({ text: `pages ${pg.stored} stored (${size(expect)})${pg.inParent ? `, ${pg.inParent} in parent` : ''}${pg.lazy ? `, ${pg.lazy} lazy` : ''}${short}`, tone: short ? 'warn' : undefined });
+  const pg = pagesSummary(set, false);
+  if (!pg) out.push({ text: 'pages …', tone: 'dim' });
+  else {
+    const expect = pg.stored * set.pageSize;
+    const short = pg.stored && pg.fileBytes < expect ? `, pages files hold ${size(pg.fileBytes)} of ${size(expect)}` : '';
+    out.push({ text: `pages ${pg.stored} stored (${size(expect)})${pg.inParent ? `, ${pg.inParent} in parent` : ''}${pg.lazy ? `, ${pg.lazy} lazy` : ''}${short}`, tone: short ? 'warn' : undefined });
+  }
   const g = gpu(set);
   if (g instanceof Error) out.push({ text: `gpu: ${g.message}`, tone: 'error' });
   else {
@@ -48,14 +51,19 @@ export function summaryLines(p: ViewProps<ListState>): { text: string; tone?: 'a
 export function OverviewView(p: ViewProps<ListState>): React.ReactElement {
   const set = p.ctx.set;
   const files = fileRows(set);
-  // crit check reads every file: run it after the first frame is on screen
-  const [checked, setChecked] = React.useState(() => checkReport(set, false) !== undefined);
+  // the first frame decodes only small images; page counts, large images and crit check (which
+  // reads every file) follow once it is on screen
+  const [stage, setStage] = React.useState(() => (checkReport(set, false) !== undefined ? 2 : 0));
   React.useEffect(() => {
-    if (checked) return;
-    const t = setTimeout(() => { checkReport(set); setChecked(true); }, 30);
+    if (stage >= 2) return;
+    const t = setTimeout(() => {
+      if (stage === 0) pagesSummary(set);
+      else checkReport(set);
+      setStage(stage + 1);
+    }, 15);
     return () => clearTimeout(t);
-  }, [set, checked]);
-  const lines = React.useMemo(() => summaryLines(p), [set, checked]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [set, stage]);
+  const lines = React.useMemo(() => summaryLines(p), [set, stage]); // eslint-disable-line react-hooks/exhaustive-deps
   const above = (
     <Box flexDirection="column">
       {lines.map((l, i) => (
@@ -71,8 +79,9 @@ export function OverviewView(p: ViewProps<ListState>): React.ReactElement {
     let t: Row['tone'];
     if (f.raw) kind = f.raw;
     else {
-      const inf = imageInfo(set, f.name);
-      if (inf.error) {
+      const inf = imageInfo(set, f.name, stage > 0 || f.size < 64 * 1024);
+      if (!inf) kind = '…';
+      else if (inf.error) {
         kind = 'DAMAGED: ' + inf.error;
         t = 'error';
       } else {
