@@ -1,6 +1,7 @@
 // npm run bench: decode (raw and pretty) and encode throughput and peak memory of our crit on
 // large generated images, side by side with Python CRIT when it is installed, with ratios.
-// BENCH_SCALE=0.1 shrinks the images for a quick look.
+// BENCH_SCALE=0.1 shrinks the images for a quick look; then the engine's dump and restore benches
+// (bench/dump.ts, bench/engine.ts) run against CRIU 4.2's numbers on this kind of machine.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -112,6 +113,8 @@ function main(): void {
     }
     memoryBench(dir);
     explorerBench();
+    require('./dump').runDumpBench();
+    require('./engine').runEngineBench();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
