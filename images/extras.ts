@@ -62,9 +62,8 @@ function lengthField(field: string): ExtraHandler {
     read(src, msg) {
       return { kind: 'blob', data: need(src, Number(msg[field] ?? 0), `extra data (${field})`) };
     },
-    write(w, msg, extra) {
-      const data = extra && extra.kind === 'blob' ? extra.data : new Uint8Array(0);
-      w.raw(data);
+    write(w, _msg, extra) {
+      w.raw(extra && extra.kind === 'blob' ? extra.data : new Uint8Array(0));
     },
     fromJson(v, msg, path) {
       const data = blobFromJson(v, path);

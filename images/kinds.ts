@@ -35,9 +35,6 @@ const MESSAGES: Record<string, string> = {
   SIGNAL: 'siginfo_entry', BINFMT_MISC: 'binfmt_misc_entry', PIDFD: 'pidfd_entry',
 };
 
-/** Kinds CRIT has no handler for; we decode them (listed in the README). */
-export const BEYOND_CRIT = new Set(['SIGNAL', 'BINFMT_MISC', 'PIDFD']);
-
 /** amdgpu plugin files: no magic, an 8-byte length header; named by these pseudo-magics in JSON. */
 export const AMDGPU_KINDS: Record<string, { prefix: RegExp; message?: string }> = {
   AMDGPU_KFD: { prefix: /^amdgpu-kfd-/, message: 'criu_kfd' },

@@ -77,20 +77,11 @@ export function enumType(name: string): EnumDesc {
   return e;
 }
 
-export function hasMessageType(name: string): boolean {
-  return Object.prototype.hasOwnProperty.call(raw.messages, name);
-}
-
 export function allMessageNames(): string[] {
   return Object.keys(raw.messages);
 }
-
-export const protoFileCount = raw.files;
 
 export function is64(type: string): boolean {
   return type === 'uint64' || type === 'int64' || type === 'sint64' || type === 'fixed64' || type === 'sfixed64';
 }
 
-export function isInteger(type: string): boolean {
-  return type !== 'bool' && type !== 'string' && type !== 'bytes' && type !== 'double' && type !== 'float';
-}

@@ -207,7 +207,7 @@ function gpuXray(set: ImageSet, o: XrayOpts, line: (s: string) => void, color: b
   const files = gpuRows(set);
   const bos = files.flatMap((f) => f.bos.map((b) => ({ f, b })));
   if (!bos.length) throw new XrayError(`${set.dir}: no amdgpu buffer objects in this image set`);
-  const pick = o.bo !== undefined ? bos.filter(({ b }, i) => String(i) === o.bo) : bos;
+  const pick = o.bo !== undefined ? bos.filter((_, i) => String(i) === o.bo) : bos;
   if (!pick.length) throw new XrayError(`--bo ${o.bo}: buffer objects are numbered 0..${bos.length - 1} (see crit x DIR gpu)`);
   for (const { f, b } of pick) {
     line(`── ${f.file} BO #${b.index} handle ${b.handle} size ${b.size} ${b.domains} ──`);

@@ -1,6 +1,5 @@
 // Whole JSON documents, {"magic": NAME, "entries": [...]}, written and read one entry at a
 // time so memory stays bounded however many entries an image has.
-import * as fs from 'fs';
 import { Entry, ImageHeader } from '../image';
 import { Kind } from '../kinds';
 import { Extra, extraToJson, nicePayloadSize } from '../extras';
@@ -295,6 +294,3 @@ function finishEntry(kind: Kind, type: string, msg: any, raw: Record<string, Jso
 }
 
 export { JsonConvertError };
-export function closeQuietly(fd: number): void {
-  try { fs.closeSync(fd); } catch { /* already closed */ }
-}

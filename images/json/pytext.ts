@@ -51,7 +51,7 @@ export function pyBytesRepr(b: Uint8Array): string {
 export function pyJson(v: unknown, pretty = false, ind = ''): string {
   if (v === null || v === undefined) return 'null';
   if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : String(v);
+  if (typeof v === 'number') return String(v);
   if (typeof v === 'bigint') return v.toString();
   if (typeof v === 'string') return pyString(v);
   const in1 = ind + '    ';
