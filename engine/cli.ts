@@ -1,5 +1,5 @@
 // `engine` command line: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]
-import { dump } from './dump';
+import type { dump as dumpFn } from './dump';
 import { makeLog } from './log';
 import { EngineError } from './errors';
 import { isNativeError } from '../native';
@@ -46,6 +46,8 @@ export function main(argv: string[]): number {
       const log = makeLog(a.verbose);
       const tty = process.stderr.isTTY;
       const started = Date.now();
+      // loaded only for dump: a restore should not pay for the dump code's start-up
+      const { dump } = require('./dump') as { dump: typeof dumpFn };
       const stats = dump({
         pid: a.pid!, dir: a.dir!, leaveRunning: a.leaveRunning, shellJob: a.shellJob, log,
         progress: tty
