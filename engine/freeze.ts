@@ -1,5 +1,11 @@
-// Freezing a process tree with ptrace alone: seize and interrupt every thread, re-listing
-// threads and children until no new task appears (the tree cannot fork once all are stopped).
+// Freezing a process tree. When the tree has a cgroup v2 of its own (every task of the cgroup
+// subtree belongs to the tree), the cgroup freezer stops it atomically, every thread is seized
+// and interrupted while frozen, and the cgroup is thawed again: the threads are then held by
+// ptrace alone. Otherwise ptrace alone: seize and interrupt every thread, re-listing threads and
+// children until no new task appears (the tree cannot fork once all are stopped).
+// ENGINE_FREEZE=ptrace|cgroup forces one method (cgroup: fail when it is not usable).
+import * as fs from 'fs';
+import * as path from 'path';
 import { Tracer, PTRACE_EVENT_STOP, PTRACE_O_SUSPEND_SECCOMP, isNativeError } from '../native';
 import { listChildren, listThreads } from './proc/tree';
 import { readStat } from './proc/stat';
@@ -22,6 +28,9 @@ export interface FrozenTree {
   /** signals consumed while stopping, re-delivered at detach */
   pendingStopSignals: Map<number, number>;
   seized: Set<number>;
+  /** how the tree was stopped, and the cgroup frozen for it */
+  method: 'cgroup' | 'ptrace';
+  cgroup?: string;
 }
 
 const SIGTRAP = 5;
@@ -66,12 +75,166 @@ function waitForStop(tracer: Tracer, tid: number, tree: FrozenTree): boolean {
   }
 }
 
-export function freezeTree(tracer: Tracer, root: number, log: Log): FrozenTree {
-  const tree: FrozenTree = { root, processes: [], pendingStopSignals: new Map(), seized: new Set() };
+/**
+ * Stops every thread of the tree under root. On failure (or when check() throws, e.g. on an
+ * interruption) every thread seized so far is detached again before the error propagates.
+ */
+export function freezeTree(tracer: Tracer, root: number, log: Log, check: () => void = () => {}): FrozenTree {
+  const tree: FrozenTree = { root, processes: [], pendingStopSignals: new Map(), seized: new Set(), method: 'ptrace' };
+  const want = process.env.ENGINE_FREEZE ?? 'auto';
+  try {
+    const cg = want === 'ptrace' ? { reason: 'ENGINE_FREEZE=ptrace' } : ownCgroup(root);
+    if (cg.dir && cgroupFreeze(tracer, tree, cg.dir, check)) {
+      tree.method = 'cgroup';
+      tree.cgroup = cg.dir;
+    } else {
+      const why = cg.reason ?? `the tree of ${root} changed while its cgroup ${cg.dir} froze`;
+      if (want === 'cgroup') throw new EngineError(`cannot use the cgroup freezer: ${why}`);
+      log.debug(`cgroup freezer not used: ${why}`);
+      ptraceLoop(tracer, tree, check);
+    }
+  } catch (e) {
+    thawTree(tracer, tree);
+    throw e;
+  }
+  log.debug(`frozen ${tree.processes.length} processes, ${tree.seized.size} threads (${tree.method}${tree.cgroup ? ` ${tree.cgroup}` : ''})`);
+  return tree;
+}
+
+/** The cgroup2 mount point of this mount namespace, if any. */
+function cgroup2Mount(): string | undefined {
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0 || line.slice(sep + 3).split(' ')[0] !== 'cgroup2') continue;
+    return line.split(' ')[4].replace(/\\040/g, ' ');
+  }
+  return undefined;
+}
+
+/** Processes of a cgroup and of every cgroup below it. */
+function cgroupMembers(dir: string): number[] {
+  const out: number[] = [];
+  const walk = (d: string) => {
+    for (const p of fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n')) if (p) out.push(Number(p));
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(d, e.name));
+  };
+  walk(dir);
+  return out;
+}
+
+/** Processes of the tree under root as they are now (racy unless frozen). */
+function treeProcesses(root: number): Set<number> {
+  const seen = new Set<number>();
+  const queue = [root];
+  while (queue.length) {
+    const pid = queue.shift()!;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    try {
+      queue.push(...listChildren(pid));
+    } catch {
+      /* exited */
+    }
+  }
+  return seen;
+}
+
+/** The v2 cgroup that holds exactly the tree under root (and nothing else), or why there is none. */
+export function ownCgroup(root: number): { dir?: string; reason?: string } {
+  const mnt = cgroup2Mount();
+  if (!mnt) return { reason: 'no cgroup2 mount' };
+  let rel: string | undefined;
+  try {
+    rel = /^0::(.*)$/m.exec(fs.readFileSync(`/proc/${root}/cgroup`, 'utf8'))?.[1];
+  } catch {
+    return { reason: `task ${root} is gone` };
+  }
+  if (!rel || rel === '/') return { reason: `task ${root} is in the root cgroup` };
+  const dir = path.join(mnt, rel);
+  let frozen: string;
+  try {
+    frozen = fs.readFileSync(path.join(dir, 'cgroup.freeze'), 'utf8').trim();
+  } catch {
+    return { reason: `${dir} has no cgroup.freeze` };
+  }
+  if (frozen !== '0') return { reason: `${dir} is frozen already` };
+  const tree = treeProcesses(root);
+  const outside = cgroupMembers(dir).filter((p) => !tree.has(p));
+  if (outside.length) return { reason: `${dir} also holds task ${outside[0]}, which is not in the tree` };
+  return { dir };
+}
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+function setFreeze(dir: string, on: boolean): void {
+  fs.writeFileSync(path.join(dir, 'cgroup.freeze'), on ? '1' : '0');
+}
+
+/**
+ * Freezes dir, seizes and interrupts every thread of the tree, thaws, and waits for each
+ * thread's interrupt stop. Returns false (nothing seized, cgroup thawed) when the cgroup
+ * turned out to hold a task outside the tree.
+ */
+function cgroupFreeze(tracer: Tracer, tree: FrozenTree, dir: string, check: () => void): boolean {
+  setFreeze(dir, true);
+  try {
+    const until = Date.now() + 5000;
+    while (!/^frozen 1$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8'))) {
+      if (Date.now() > until) throw new EngineError(`cgroup ${dir} did not freeze within 5 s`);
+      check();
+      Atomics.wait(sleepCell, 0, 0, 0.05);
+    }
+    check();
+    // frozen: the tree cannot change; it must still be all the cgroup holds
+    const procs = treeProcesses(tree.root);
+    if (cgroupMembers(dir).some((p) => !procs.has(p))) return false;
+    const first = readStat(tree.root);
+    if (first.state === 'Z') throw new EngineError(`task ${tree.root} is a zombie; nothing to dump`);
+    for (const pid of procs) {
+      let st;
+      try {
+        st = pid === tree.root ? first : readStat(pid);
+      } catch {
+        continue;
+      }
+      const proc: FrozenProcess = { pid, ppid: st.ppid, state: st.state, tids: [] };
+      tree.processes.push(proc);
+      if (proc.state === 'Z') continue;
+      let tids: number[] = [];
+      try {
+        tids = listThreads(pid);
+      } catch {
+        tids = [];
+      }
+      for (const tid of [pid, ...tids.filter((t) => t !== pid)]) {
+        if (!tids.includes(tid)) continue;
+        if (seizeOne(tracer, tid, PTRACE_O_SUSPEND_SECCOMP)) {
+          tree.seized.add(tid);
+          proc.tids.push(tid);
+        }
+      }
+    }
+  } finally {
+    setFreeze(dir, false);
+  }
+  for (const proc of tree.processes) {
+    proc.tids = proc.tids.filter((tid) => {
+      if (waitForStop(tracer, tid, tree)) return true;
+      tree.seized.delete(tid);
+      return false;
+    });
+    proc.tids.sort((a, b) => (a === proc.pid ? -1 : b === proc.pid ? 1 : a - b));
+  }
+  return true;
+}
+
+function ptraceLoop(tracer: Tracer, tree: FrozenTree, check: () => void): void {
+  const root = tree.root;
   const byPid = new Map<number, FrozenProcess>();
   let first = readStat(root);
   if (first.state === 'Z') throw new EngineError(`task ${root} is a zombie; nothing to dump`);
   for (let round = 0; ; round++) {
+    check();
     let changed = false;
     const queue = [root];
     const seenThisRound = new Set<number>();
@@ -126,8 +289,6 @@ export function freezeTree(tracer: Tracer, root: number, log: Log): FrozenTree {
     if (round > 100) throw new EngineError(`task tree of ${root} keeps changing; cannot freeze it`);
     first = readStat(root);
   }
-  log.debug(`frozen ${tree.processes.length} processes, ${tree.seized.size} threads`);
-  return tree;
 }
 
 /** Detaches every seized thread; group-stopped tasks stay stopped, held-back signals are delivered. */

@@ -137,6 +137,31 @@ export interface NativeAddon {
   openByHandleAt(mountFd: number, handleType: number, handle: Uint8Array, flags: number): number;
   /** fcntl(F_GETOWN_EX): type F_OWNER_TID 0 / PID 1 / PGRP 2, and the owner's id (0 = none) */
   getOwnerEx(fd: number): { type: number; pid: number };
+  /** while on, SIGINT/SIGTERM/SIGHUP are only recorded (the engine cleans up, then exits) */
+  interruptGuard(on: boolean): void;
+  /** the first guarded signal received since the guard went on; 0 when none */
+  interruptPending(): number;
+  /** fsync of every fd, in parallel threads (one filesystem commit instead of one per file) */
+  fsyncAll(fds: number[]): void;
+  /** memfd_create(name, flags): MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2 */
+  memfdCreate(name: string, flags: number): number;
+  /** socket(AF_UNIX, type | SOCK_CLOEXEC, 0) */
+  unixSocket(type: number): number;
+  /** bind / connect to a unix address given as its raw sun_path bytes (abstract: leading NUL) */
+  unixBind(fd: number, name: Uint8Array): void;
+  unixConnect(fd: number, name: Uint8Array): void;
+  listen(fd: number, backlog: number): void;
+  /** sendto(fd, data, flags | MSG_NOSIGNAL) to a unix address, or to the connected peer without one */
+  sendTo(fd: number, data: Uint8Array, name?: Uint8Array | null, flags?: number): number;
+  shutdown(fd: number, how: number): void;
+  /**
+   * ioctl on a struct with user-pointer fields: the u64 at each `at` is set to the address of its
+   * `target` for the call (the kernel fills the targets in place); the struct's other bytes come
+   * back in buf, its pointer fields as given.
+   */
+  ioctlPointers(fd: number, request: number | bigint, buf: Uint8Array, pointers: { at: number; target: Uint8Array }[]): number;
+  /** mmap(MAP_SHARED) of [offset, offset + length) of fd, copy out to buf (write false) or in from it, munmap */
+  mmapCopy(fd: number, offset: bigint | number, length: number, buf: Uint8Array, write: boolean): void;
 }
 
 export const NT_PRSTATUS = 1;

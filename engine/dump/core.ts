@@ -23,6 +23,8 @@ export function credsEntry(status: Status, secureBits: number): Msg {
   const groups = numsField(status, 'Groups');
   if (groups.length) c.groups = groups;
   if (status.has('CapAmb')) c.cap_amb = capWords(hexField(status, 'CapAmb'));
+  // as CRIU: restore needs it to install seccomp filters in an unprivileged task
+  if (numField(status, 'NoNewPrivs')) c.no_new_privs = 1;
   return c;
 }
 

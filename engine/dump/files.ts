@@ -8,8 +8,11 @@ import { readProc, readLinkProc, procPath } from '../proc/read';
 import type { NewEntry } from '../../images/files';
 import { ShmemTable } from './shmem';
 import { UnixSockets } from './unix';
+import { InetSockets, AF_INET, AF_INET6 } from './inet';
 import { inotifyWdEntries } from './fsnotify';
 import { TtyTable, CttyOwner, isPtyDevice, major } from './tty';
+import type { PluginHost } from '../plugins/host';
+import { dumpExtFile, FD_TYPE_EXT } from '../plugins/glue';
 
 /** What dumping an fd may need from its task beyond /proc. */
 export interface TaskFdContext {
@@ -115,6 +118,20 @@ export function elfBuildId(file: string): number[] | undefined {
   }
 }
 
+const buildIds = new Map<string, number[] | undefined>();
+
+/**
+ * elfBuildId through a cache keyed by the file's identity and change times, so that a look-up
+ * made before the tree was frozen (see dump's rehearsal) saves the reads inside the window.
+ */
+export function cachedBuildId(file: string, st: fs.Stats): number[] | undefined {
+  const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  if (buildIds.has(key)) return buildIds.get(key);
+  const b = elfBuildId(file);
+  buildIds.set(key, b);
+  return b;
+}
+
 /** Collects file_entry messages and the extra per-kind images (pipes-data, ...). */
 export class FileTable {
   private nextId = 1;
@@ -122,10 +139,17 @@ export class FileTable {
   private byDescription = new Map<string, { pid: number; fd: number; id: number }[]>();
   private mapped = new Map<string, number>();
   readonly pipesData: NewEntry[] = [];
+  readonly fifoData: NewEntry[] = [];
+  /** file_lock_entry of every POSIX and flock lock the tasks hold, in fd order */
+  readonly locks: Msg[] = [];
+  private locksSeen = new Set<string>();
   private pipesDumped = new Set<number>();
   readonly shmem = new ShmemTable();
   readonly unix = new UnixSockets();
+  readonly inet = new InetSockets();
   readonly ttys: TtyTable;
+  /** device plugins, asked about fds the core has no kind for (and device files) */
+  plugins?: PluginHost;
 
   /**
    * allocPagesId hands out pages-<id>.img numbers in CRIU's order (shared with the task pagemaps);
@@ -151,7 +175,7 @@ export class FileTable {
     if ((st.mode & S_IFMT) === S_IFREG && !(flags & O_APPEND)) reg.size = st.size;
     reg.mode = st.mode;
     if (withBuildId && (st.mode & S_IFMT) === S_IFREG) {
-      const b = elfBuildId(via);
+      const b = cachedBuildId(via, st);
       if (b) reg.build_id = b;
     }
     return reg;
@@ -231,14 +255,32 @@ export class FileTable {
     let st: fs.Stats | undefined;
     if (kind.name === 'reg') {
       st = fs.statSync(procPath(pid, 'fd', String(fd)));
-      if (st.isCharacterDevice() && isPtyDevice(st.rdev)) kind = { name: 'tty', type: 11 };
+      if (st.isFIFO()) kind = { name: 'fifo', type: 3 };
+      else if (st.isCharacterDevice() && isPtyDevice(st.rdev)) kind = { name: 'tty', type: 11 };
       else if (st.isCharacterDevice() && [4, 5].includes(major(st.rdev)))
         throw new UnsupportedError(`task ${pid} fd ${fd}: terminal ${link} is not a pseudo-terminal (unsupported)`);
     }
+    let domain = 0;
+    if (kind.name === 'socket') {
+      const probe = native().pidfdGetfd(ctx.pidfd(), fd);
+      try {
+        domain = native().getsockopt(probe, SOL_SOCKET, SO_DOMAIN, 4).readInt32LE(0);
+      } finally {
+        native().close(probe);
+      }
+      if (domain === AF_INET) kind = { name: 'inet', type: 4 };
+      else if (domain === AF_INET6) throw new UnsupportedError(`task ${pid} fd ${fd}: IPv6 socket (${link}) is not supported yet`);
+      else if (domain !== AF_UNIX) throw new UnsupportedError(`task ${pid} fd ${fd}: unsupported socket family ${domain} (${link})`);
+    }
+    this.collectLocks(pid, fd, info);
     if (known !== undefined) return { id: known, flags: cloexec, type: kind.type, fd };
     const id = this.allocId();
     this.remember(pid, fd, link, id);
     const fown = fownOf(ctx, fd);
+    if ((kind.name === 'other' || st?.isCharacterDevice() || link.startsWith('/dmabuf:')) && dumpExtFile(this.plugins, ctx.pidfd(), pid, fd, id, link)) {
+      this.entries.push({ type: FD_TYPE_EXT, id, ext: { id, fown } });
+      return { id, flags: cloexec, type: FD_TYPE_EXT, fd };
+    }
     switch (kind.name) {
       case 'memfd': {
         const via = procPath(pid, 'fd', String(fd));
@@ -249,15 +291,13 @@ export class FileTable {
       case 'socket': {
         const ino = Number(/\[(\d+)\]/.exec(link)![1]);
         const dupFd = () => native().pidfdGetfd(ctx.pidfd(), fd);
-        const probe = dupFd();
-        let domain: number;
-        try {
-          domain = native().getsockopt(probe, SOL_SOCKET, SO_DOMAIN, 4).readInt32LE(0);
-        } finally {
-          native().close(probe);
-        }
-        if (domain !== AF_UNIX) throw new UnsupportedError(`task ${pid} fd ${fd}: unsupported socket family ${domain} (${link})`);
         this.entries.push(...this.unix.dump(id, ino, flags, { pid, fd, netNsId: ctx.netNsId, fown, dupFd }));
+        break;
+      }
+      case 'inet': {
+        const ino = Number(/\[(\d+)\]/.exec(link)![1]);
+        const dupFd = () => native().pidfdGetfd(ctx.pidfd(), fd);
+        this.entries.push(this.inet.dump(id, ino, flags, { pid, fd, netNsId: ctx.netNsId, fown, dupFd }));
         break;
       }
       case 'tty': {
@@ -281,7 +321,17 @@ export class FileTable {
       case 'pipe': {
         const pipeId = Number(/\[(\d+)\]/.exec(link)![1]);
         this.entries.push({ type: 2, id, pipe: { id, pipe_id: pipeId, flags, fown } });
-        this.dumpPipeData(pid, fd, pipeId, flags);
+        this.dumpPipeData(pid, fd, pipeId, this.pipesData);
+        break;
+      }
+      case 'fifo': {
+        // as CRIU: the path as a REG entry of its own, then the FIFO entry naming it; the
+        // buffered bytes go to fifo-data.img keyed by the FIFO's inode
+        if (link.endsWith(' (deleted)')) throw new UnsupportedError(`task ${pid} fd ${fd}: FIFO ${link} was unlinked (not supported)`);
+        const regId = this.allocId();
+        this.entries.push({ type: 1, id: regId, reg: this.regEntry(regId, link, procPath(pid, 'fd', String(fd)), flags, 0n, false, fown) });
+        this.entries.push({ type: 3, id, fifo: { id, pipe_id: st!.ino, regf_id: regId } });
+        this.dumpPipeData(pid, fd, st!.ino, this.fifoData);
         break;
       }
       case 'eventfd':
@@ -305,10 +355,34 @@ export class FileTable {
     return { id, flags: cloexec, type: kind.type, fd };
   }
 
-  /** Copies the queued bytes of a pipe without consuming them (tee into an engine pipe). */
-  private dumpPipeData(pid: number, fd: number, pipeId: number, flags: number): void {
-    if (this.pipesDumped.has(pipeId)) return;
-    this.pipesDumped.add(pipeId);
+  /**
+   * POSIX and flock locks shown in the fd's fdinfo (a lock shows on the fds of the file it was
+   * taken through); each is recorded once, for the first such fd. OFD locks and leases are refused.
+   */
+  private collectLocks(pid: number, fd: number, info: FdInfo): void {
+    for (const line of info.lines) {
+      if (!line.startsWith('lock:') || line.includes('->')) continue; // '->': a blocked request
+      const m = /^lock:\s*\d+:\s*(\S+)\s+(\S+)\s+(\S+)\s+(-?\d+)\s+(\S+)\s+(\d+)\s+(\d+|EOF)/.exec(line);
+      if (!m) throw new UnsupportedError(`task ${pid} fd ${fd}: unrecognised lock ${line.slice(5).trim()}`);
+      const [, cls, mode, type, owner, , start, end] = m;
+      if (cls !== 'POSIX' && cls !== 'FLOCK') throw new UnsupportedError(`task ${pid} fd ${fd}: ${cls} lock (${line.slice(5).trim()}) is not supported`);
+      if (mode !== 'ADVISORY') throw new UnsupportedError(`task ${pid} fd ${fd}: ${mode.toLowerCase()} lock is not supported`);
+      if (type !== 'READ' && type !== 'WRITE') throw new UnsupportedError(`task ${pid} fd ${fd}: lock of type ${type} is not supported`);
+      const key = m.slice(1).join(' ');
+      if (this.locksSeen.has(key)) continue;
+      this.locksSeen.add(key);
+      const s = cls === 'FLOCK' ? 0n : BigInt(start);
+      const len = cls === 'FLOCK' || end === 'EOF' ? 0n : BigInt(end) - s + 1n;
+      // a flock belongs to the open file description; its creator may have been another task
+      this.locks.push({ flag: cls === 'POSIX' ? 1 : 2, type: type === 'WRITE' ? 1 : 0, pid: cls === 'POSIX' ? Number(owner) : pid, fd, start: s, len });
+    }
+  }
+
+  /** Copies the queued bytes of a pipe or FIFO without consuming them (tee into an engine pipe). */
+  private dumpPipeData(pid: number, fd: number, pipeId: number, into: NewEntry[]): void {
+    const key = into === this.fifoData ? -pipeId : pipeId;
+    if (this.pipesDumped.has(key)) return;
+    this.pipesDumped.add(key);
     const n = native();
     // a read end of the same pipe, even when the task holds only the write end
     const src = fs.openSync(procPath(pid, 'fd', String(fd)), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
@@ -327,7 +401,7 @@ export class FileTable {
         const data = Buffer.alloc(copied);
         let got = 0;
         while (got < copied) got += fs.readSync(r, data, got, copied - got, null);
-        if (copied > 0) this.pipesData.push({ msg: { pipe_id: pipeId, bytes: copied, size }, extra: { kind: 'blob', data } });
+        if (copied > 0) into.push({ msg: { pipe_id: pipeId, bytes: copied, size }, extra: { kind: 'blob', data } });
       } finally {
         n.close(r);
         n.close(w);
@@ -335,7 +409,6 @@ export class FileTable {
     } finally {
       fs.closeSync(src);
     }
-    void flags;
   }
 }
 

@@ -8,15 +8,16 @@ import { writeImage, NewEntry } from '../../images/files';
 import type { Msg } from '../../images/codec';
 import { native, Tracer, isNativeError } from '../../native';
 import { freezeTree, thawTree, FrozenTree, FrozenProcess } from '../freeze';
-import { readSmaps } from '../proc/maps';
+import { readSmaps, readMaps } from '../proc/maps';
 import { readStat, ProcStat } from '../proc/stat';
+import { listChildren } from '../proc/tree';
 import { readStatus } from '../proc/status';
 import { readProc, readProcBytes, readLinkProc } from '../proc/read';
 import { findSyscallGadget, RemoteSyscalls } from '../inject';
 import { readThreadRegs, readThreadInside, ThreadRegs } from './thread';
 import { readProcessInside } from './process';
 import { TaskIds } from './ids';
-import { FileTable } from './files';
+import { FileTable, cachedBuildId, parseFdinfo, fileKind } from './files';
 import type { CttyOwner } from './tty';
 import { SeccompTable } from './seccomp';
 import { CgroupSets } from './cgroup';
@@ -24,7 +25,10 @@ import { planVmas, mmEntry } from './mm';
 import { planPages, pagemapEntries, writePages, PagePlan } from './pages';
 import { threadCore, threadInfo, taskCore, zombieCore, parseLimits, ThreadFacts, TASK_ALIVE, TASK_STOPPED } from './core';
 import { EngineError } from '../errors';
+import { checkInterrupted, holdForTest } from './interrupt';
+import { ImageDir, warmEncoders } from './imgdir';
 import type { Log } from '../log';
+import { engineHost } from '../plugins';
 
 export interface DumpOptions {
   pid: number;
@@ -73,41 +77,66 @@ function preflight(opts: DumpOptions): string {
 }
 
 export function dump(opts: DumpOptions): DumpStats {
-  const { log } = opts;
   const dir = preflight(opts);
+  const addon = native();
+  // SIGINT/SIGTERM/SIGHUP are only recorded from here on: the failure path puts the tree back
+  // and removes the partial output, then the error says which signal stopped the dump
+  addon.interruptGuard(true);
+  try {
+    return guardedDump(opts, dir);
+  } finally {
+    addon.interruptGuard(false);
+  }
+}
+
+function guardedDump(opts: DumpOptions, dir: string): DumpStats {
+  const { log } = opts;
   const tmp = path.join(path.dirname(dir), `.${path.basename(dir)}.engine-${process.pid}.tmp`);
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { mode: 0o700 });
-
   const addon = native();
   const tracer: Tracer = new addon.Tracer();
   const remotes: RemoteSyscalls[] = [];
   const closers: (() => void)[] = [];
   let tree: FrozenTree | undefined;
-  const t0 = nowUs();
+  let t0 = nowUs();
   let tFrozen = t0;
   try {
-    tree = freezeTree(tracer, opts.pid, log);
+    warmEncoders();
+    rehearse(opts.pid);
+    checkInterrupted();
+    t0 = nowUs();
+    tree = freezeTree(tracer, opts.pid, log, checkInterrupted);
     tFrozen = nowUs();
+    const phases = new Phases(tFrozen);
+    holdForTest('frozen');
     // frozen: state and page contents; the images are encoded once the tree may run again
-    const { stats, writeImages } = collect(tracer, tree, opts, tmp, remotes, closers);
+    const { stats, writeImages } = collect(tracer, tree, opts, tmp, remotes, closers, phases);
     stats.freezingUs = tFrozen - t0;
+    holdForTest('written');
     if (opts.leaveRunning) {
       finish(tracer, tree, true);
       stats.frozenUs = nowUs() - tFrozen;
+      phases.mark('resume');
     }
-    writeImages();
-    fsyncPages(tmp);
+    const out = new ImageDir(tmp);
+    writeImages(out);
+    phases.mark('encode');
     // images complete and fsynced: put them in place before anything irreversible
-    fsyncDir(tmp);
+    out.sync();
+    phases.mark('fsync');
+    checkInterrupted(); // the last moment a signal still cancels the dump
     if (fs.existsSync(dir)) fs.rmdirSync(dir);
     fs.renameSync(tmp, dir);
     fsyncDir(path.dirname(dir));
+    phases.mark('rename');
     if (!opts.leaveRunning) {
       finish(tracer, tree, false);
       stats.frozenUs = nowUs() - tFrozen;
+      phases.mark('kill');
       rewriteStats(dir, stats);
     }
+    log.debug(`phases (ms since frozen): ${phases.text()}`);
     return stats;
   } catch (e) {
     for (const r of remotes) {
@@ -117,16 +146,86 @@ export function dump(opts: DumpOptions): DumpStats {
         /* task gone */
       }
     }
+    const gone = tree ? exitedTasks(tree) : [];
     if (tree) thawTree(tracer, tree);
     fs.rmSync(tmp, { recursive: true, force: true });
-    throw translate(e);
+    throw translate(e, gone);
   } finally {
     for (const c of closers) c();
     tracer.close();
   }
 }
 
-function translate(e: unknown): unknown {
+/**
+ * Before the freeze: the read-only part of the dump done once on the running tree, so that the
+ * pass inside the frozen window runs warm (compiled code, cached /proc and ELF pages) and finds
+ * the build-ids of mapped files cached. Nothing of it goes into the images; errors are ignored.
+ */
+function rehearse(root: number): void {
+  const queue = [root];
+  for (let n = 0; queue.length && n < 64; n++) {
+    const pid = queue.shift()!;
+    try {
+      readStat(pid);
+      readStatus(pid);
+      findSyscallGadget(pid, readMaps(pid));
+      parseLimits(readProc(pid, 'limits'));
+      const vmas = readSmaps(pid);
+      // the page scan only reads /proc/PID/pagemap; its loop over every page must run warm
+      planPages(pid, vmas.filter((v) => v.name !== '[vsyscall]').map((v) => ({
+        entry: {}, start: v.start, end: v.end, policy: v.shared ? 'none' : 'anon', readable: v.read, lazy: false, pgoff: 0n,
+      })));
+      for (const v of vmas) {
+        if (!v.name.startsWith('/') || v.inode === 0) continue;
+        const via = `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+        cachedBuildId(via, fs.statSync(via));
+      }
+      for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+        fileKind(readLinkProc(pid, 'fd', fd));
+        parseFdinfo(readProc(pid, 'fdinfo', fd));
+      }
+      queue.push(...listChildren(pid));
+    } catch {
+      /* a task that went away; the real pass will tell */
+    }
+  }
+}
+
+/** Time marks of the dump's steps, for -v. */
+class Phases {
+  private marks: [string, number][] = [];
+  constructor(private start: number) {}
+  mark(name: string): void {
+    this.marks.push([name, nowUs()]);
+  }
+  text(): string {
+    let prev = this.start;
+    return this.marks.map(([n, t]) => {
+      const s = `${n} +${((t - prev) / 1000).toFixed(1)}`;
+      prev = t;
+      return s;
+    }).join(', ');
+  }
+}
+
+/** Tasks of the tree that were alive when frozen and are dead or zombies now. */
+function exitedTasks(tree: FrozenTree): number[] {
+  return tree.processes
+    .filter((p) => p.state !== 'Z')
+    .filter((p) => {
+      try {
+        return readStat(p.pid).state === 'Z';
+      } catch {
+        return true;
+      }
+    })
+    .map((p) => p.pid);
+}
+
+function translate(e: unknown, gone: number[]): unknown {
+  if (e instanceof EngineError && e.code === 'EINTR') return e;
+  // whatever step noticed it first, a task that died mid-dump is the cause
+  if (gone.length) return new EngineError(`task ${gone.join(', ')} exited during the dump; the rest of the tree was resumed and no images were written`, 'ESRCH');
   if (e instanceof EngineError) return e;
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC') return new EngineError('no space left on the output device', 'ENOSPC');
@@ -160,7 +259,8 @@ function finish(tracer: Tracer, tree: FrozenTree, leaveRunning: boolean): void {
 /** Collects every task's state and copies the pages (tree frozen); returns the image writer. */
 function collect(
   tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tmp: string, remotes: RemoteSyscalls[], closers: (() => void)[],
-): { stats: DumpStats; writeImages: () => void } {
+  phases: Phases,
+): { stats: DumpStats; writeImages: (out: ImageDir) => void } {
   const { log } = opts;
   const addon = native();
   const inTree = new Set(tree.processes.map((p) => p.pid));
@@ -175,12 +275,17 @@ function collect(
     return { proc, stat, threads: proc.tids.map((tid) => readThreadRegs(tracer, tid)) };
   });
   checkSessions(dumps, inTree, opts.shellJob);
+  phases.mark('regs');
 
   const ids = new TaskIds();
   const rootIds = ids.idsOf(process.pid); // the dumper's own objects take id 1 (as in CRIU)
   let pagesId = 1;
   const files = new FileTable(() => pagesId++, () => cttyOwners(dumps));
   closers.push(() => files.shmem.close());
+  const plugins = engineHost('dump', tmp, (m) => log.debug(m));
+  plugins.init();
+  files.plugins = plugins;
+  closers.push(() => plugins.exit(true));
   const seccomp = new SeccompTable();
   const cgroups = new CgroupSets();
   const pstree: NewEntry[] = [];
@@ -188,6 +293,7 @@ function collect(
   const pageJobs: { pid: number; plan: PagePlan; file: string }[] = [];
 
   for (const d of dumps) {
+    checkInterrupted();
     const pid = d.proc.pid;
     const ppid = pid === tree.root ? 0 : d.stat.ppid;
     pstree.push({ msg: { pid, ppid, pgid: d.stat.pgid, sid: d.stat.sid, threads: d.proc.state === 'Z' ? [pid] : d.proc.tids } });
@@ -199,10 +305,11 @@ function collect(
     const taskIds = ids.idsOf(pid);
 
     // 2. what only the task itself can say (injected), then drop the scratch page
-    const vmasBefore = readSmaps(pid);
-    const remote = new RemoteSyscalls(tracer, pid, findSyscallGadget(pid, vmasBefore));
+    const remote = new RemoteSyscalls(tracer, pid, findSyscallGadget(pid, readMaps(pid)));
     remotes.push(remote);
+    phases.mark(`gadget-${pid}`);
     const inside = readProcessInside(remote, pid);
+    phases.mark(`process-${pid}`);
     const threads: ThreadFacts[] = d.threads.map((regs) => {
       const statText = readProc(pid, 'task', String(regs.tid), 'stat');
       const f = statText.slice(statText.lastIndexOf(')') + 2).split(/\s+/);
@@ -220,12 +327,14 @@ function collect(
     });
     remote.release();
     remotes.pop();
+    phases.mark(`inject-${pid}`);
 
     // 3. memory layout and files, read from /proc with the task still stopped
     const vmas = readSmaps(pid);
     const exePath = readLinkProc(pid, 'exe');
     const exeId = files.exeFile(pid, exePath, vmas);
     const planned = planVmas(pid, vmas, files);
+    phases.mark(`vmas-${pid}`);
     const fdinfo: NewEntry[] = [];
     let pidfd = -1;
     const uids = (readStatus(pid).get('Uid') ?? '0 0').split(/\s+/).map(Number);
@@ -235,10 +344,10 @@ function collect(
     } finally {
       if (pidfd >= 0) addon.close(pidfd);
     }
+    phases.mark(`fds-${pid}`);
     const cwdId = files.fsDir(pid, 'cwd');
     const rootId = files.fsDir(pid, 'root');
     const status = readStatus(pid);
-
     const tm = nowUs();
     const plan = planPages(pid, planned);
     stats.memdumpUs += nowUs() - tm;
@@ -274,11 +383,15 @@ function collect(
     images.push([`pagemap-${pid}.img`, 'PAGEMAP', pagemapEntries(myPagesId, plan)]);
     images.push([`fs-${pid}.img`, 'FS', [{ msg: { cwd_id: cwdId, root_id: rootId, umask: parseInt(status.get('Umask') ?? '22', 8) } }]]);
     images.push([`fdinfo-${taskIds.files_id}.img`, 'FDINFO', fdinfo]);
+    phases.mark(`task-${pid}`);
     log.debug(`task ${pid}: ${threads.length} threads, ${planned.length} VMAs, ${plan.pagesToWrite} pages, ${fdinfo.length} fds`);
   }
 
+  plugins.call('DUMP_DEVICES_LATE', tree.root);
   files.unix.finish();
   files.ttys.finish(opts.shellJob);
+  checkInterrupted();
+  holdForTest('collected');
 
   // 4. page contents (the bulk of the frozen time): shared memory objects, then the tasks
   const tw = nowUs();
@@ -292,20 +405,24 @@ function collect(
   }
   shmem.close();
   for (const j of pageJobs) {
-    written += writePages(j.pid, j.plan, j.file) / 4096;
+    written += writePages(j.pid, j.plan, j.file, checkInterrupted) / 4096;
     opts.progress?.(written, stats.pagesWritten);
   }
   stats.memwriteUs = nowUs() - tw;
+  phases.mark('pages');
   if (shmem.objects.length) images.push(['memfd.img', 'MEMFD_INODE', shmem.memfdEntries()]);
 
   const timens = timensNow();
 
   // 5. the images (after the tree is resumed under --leave-running)
-  const writeImages = () => {
+  const writeImages = (out: ImageDir) => {
+    const writeImage = (file: string, magic: string, entries: Iterable<NewEntry>) => out.write(path.basename(file), magic, entries);
     for (const [name, magic, entries] of images) writeImage(path.join(tmp, name), magic, entries);
     writeImage(path.join(tmp, 'pstree.img'), 'PSTREE', pstree);
     writeImage(path.join(tmp, 'files.img'), 'FILES', files.entries.map((msg) => ({ msg })));
     if (files.pipesData.length) writeImage(path.join(tmp, 'pipes-data.img'), 'PIPES_DATA', files.pipesData);
+    if (files.fifoData.length) writeImage(path.join(tmp, 'fifo-data.img'), 'FIFO_DATA', files.fifoData);
+    if (files.locks.length) writeImage(path.join(tmp, 'filelocks.img'), 'FILE_LOCKS', files.locks.map((msg) => ({ msg })));
     if (files.ttys.infos.length) writeImage(path.join(tmp, 'tty-info.img'), 'TTY_INFO', files.ttys.infos.map((msg) => ({ msg })));
     if (files.unix.queues.length) writeImage(path.join(tmp, 'sk-queues.img'), 'SK_QUEUES', files.unix.queues);
     writeImage(path.join(tmp, 'seccomp.img'), 'SECCOMP', [{ msg: seccomp.entry() }]);
@@ -315,25 +432,12 @@ function collect(
     writeImage(path.join(tmp, 'inventory.img'), 'INVENTORY', [{
       msg: {
         img_version: 2, fdinfo_per_id: true, root_ids: rootIds, ns_per_id: true, root_cg_set: 1, lsmtype: 0,
-        network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUUID(),
+        network_lock_method: 0, plugins_entry: plugins.inventoryEntry(), dump_criu_run_id: randomUUID(),
       },
     }]);
     writeImage(path.join(tmp, 'stats-dump'), 'STATS', [{ msg: statsEntry(stats) }]);
   };
   return { stats, writeImages };
-}
-
-/** Pages files are written without fsync while the tree is frozen; one pass at the end. */
-function fsyncPages(dir: string): void {
-  for (const n of fs.readdirSync(dir)) {
-    if (!/^pages-\d+\.img$/.test(n)) continue;
-    const fd = fs.openSync(path.join(dir, n), 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
 }
 
 /** Controlling terminals of the tree's tasks: tty rdev -> session and foreground group. */

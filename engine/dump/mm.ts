@@ -5,6 +5,7 @@ import type { ProcStat } from '../proc/stat';
 import type { FileTable } from './files';
 import { UnsupportedError } from '../errors';
 import { SHMEM_DEV } from './shmem';
+import { deviceVma, VMA_EXT_PLUGIN } from '../plugins/glue';
 
 export const VMA = {
   REGULAR: 0x1, STACK: 0x2, VSYSCALL: 0x4, VDSO: 0x8, HEAP: 0x20, FILE_PRIVATE: 0x40, FILE_SHARED: 0x80,
@@ -75,6 +76,12 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
       status = VMA.REGULAR | VMA.MEMFD | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
       fdflags = v.shared && v.write ? 2 : 0;
       policy = v.shared ? 'none' : 'file-private';
+    } else if (deviceVma(files.plugins, pid, v.name, v.start, v.end, v.pgoff)) {
+      // a device plugin owns it: metadata only, remapped at restore through UPDATE_VMA_MAP
+      shmid = files.mappedFile(pid, v.name, v.start, v.end, v.dev, v.inode, v.shared);
+      status = VMA.REGULAR | VMA.FILE_SHARED | VMA_EXT_PLUGIN;
+      fdflags = v.write ? 2 : 0;
+      policy = 'none';
     } else if (v.name.startsWith('/')) {
       shmid = files.mappedFile(pid, v.name, v.start, v.end, v.dev, v.inode, v.shared);
       status = VMA.REGULAR | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);

@@ -8,9 +8,8 @@ import { EngineError } from '../errors';
 import { isNativeError } from '../../native';
 
 export const PAGE_SIZE = 4096n;
-const PM_PRESENT = 1n << 63n;
-const PM_SWAPPED = 1n << 62n;
-const PM_FILE = 1n << 61n;
+/** pagemap bits 63 (present), 62 (swapped), 61 (file page or shared anon), in the high word */
+const HI_PRESENT = 0x80000000, HI_SWAPPED = 0x40000000, HI_FILE = 0x20000000;
 const PE_LAZY = 2, PE_PRESENT = 4;
 /** CRIU 4.2 never writes an entry longer than this */
 const MAX_ENTRY_PAGES = 256n;
@@ -30,15 +29,6 @@ export interface PagePlan {
   pagesLazy: number;
 }
 
-function wanted(policy: PlannedVma['policy'], pme: bigint): boolean {
-  if (policy === 'none' || policy === 'shmem') return false;
-  if (pme & PM_SWAPPED) return true;
-  if (!(pme & PM_PRESENT)) return false;
-  // a private file page still backed by the file comes back from the file itself
-  if (policy === 'file-private') return (pme & PM_FILE) === 0n;
-  return true;
-}
-
 export function planPages(pid: number, vmas: PlannedVma[]): PagePlan {
   const plan: PagePlan = { runs: [], pagesScanned: 0, pagesToWrite: 0, pagesLazy: 0 };
   let fd: number;
@@ -54,18 +44,41 @@ export function planPages(pid: number, vmas: PlannedVma[]): PagePlan {
       plan.pagesScanned += npages;
       const pm = native().preadU64(fd, (v.start / PAGE_SIZE) * 8n, npages);
       const flags = v.lazy ? PE_LAZY | PE_PRESENT : PE_PRESENT;
-      for (let i = 0; i < npages; i++) {
-        if (!wanted(v.policy, pm[i])) continue;
-        const addr = v.start + BigInt(i) * PAGE_SIZE;
-        const last = plan.runs[plan.runs.length - 1];
-        const viaProcMem = !v.readable;
-        if (last && last.vaddr + last.nrPages * PAGE_SIZE === addr && last.flags === flags && last.viaProcMem === viaProcMem && last.nrPages < MAX_ENTRY_PAGES) {
-          last.nrPages++;
-        } else {
-          plan.runs.push({ vaddr: addr, nrPages: 1n, flags, viaProcMem });
+      const viaProcMem = !v.readable;
+      // the high 32 bits of each entry hold every flag needed: test them as plain numbers
+      const hi = new Uint32Array(pm.buffer, pm.byteOffset, npages * 2);
+      const filePrivate = v.policy === 'file-private';
+      const want = (k: number) => {
+        const h = hi[2 * k + 1];
+        if (h & HI_SWAPPED) return true;
+        if (!(h & HI_PRESENT)) return false;
+        return !filePrivate || (h & HI_FILE) === 0;
+      };
+      for (let i = 0; i < npages; ) {
+        if (!want(i)) {
+          i++;
+          continue;
         }
-        plan.pagesToWrite++;
-        if (v.lazy) plan.pagesLazy++;
+        let j = i + 1;
+        while (j < npages && want(j)) j++;
+        let count = BigInt(j - i);
+        let addr = v.start + BigInt(i) * PAGE_SIZE;
+        plan.pagesToWrite += j - i;
+        if (v.lazy) plan.pagesLazy += j - i;
+        while (count > 0n) {
+          const last = plan.runs[plan.runs.length - 1];
+          let take: bigint;
+          if (last && last.vaddr + last.nrPages * PAGE_SIZE === addr && last.flags === flags && last.viaProcMem === viaProcMem && last.nrPages < MAX_ENTRY_PAGES) {
+            take = count < MAX_ENTRY_PAGES - last.nrPages ? count : MAX_ENTRY_PAGES - last.nrPages;
+            last.nrPages += take;
+          } else {
+            take = count < MAX_ENTRY_PAGES ? count : MAX_ENTRY_PAGES;
+            plan.runs.push({ vaddr: addr, nrPages: take, flags, viaProcMem });
+          }
+          count -= take;
+          addr += take * PAGE_SIZE;
+        }
+        i = j;
       }
     }
   } finally {
@@ -82,20 +95,31 @@ export function pagemapEntries(pagesId: number, plan: PagePlan): { msg: Msg }[] 
 }
 
 /** Writes the pages of plan, in entry order, into file; returns bytes written. */
-export function writePages(pid: number, plan: PagePlan, file: string): number {
+/** at most this many bytes per copy call, so that an interruption is noticed quickly */
+const BATCH_BYTES = 64n << 20n;
+/** the addon's copy buffer for large batches */
+const CHUNK = 4n << 20n;
+
+export function writePages(pid: number, plan: PagePlan, file: string, check: () => void = () => {}): number {
   const out = fs.openSync(file, 'w', 0o600);
   let total = 0;
   try {
     let batch: bigint[] = [];
+    let batchBytes = 0n;
     const flush = () => {
+      check();
       if (!batch.length) return;
-      total += native().copyMemoryToFd(pid, BigUint64Array.from(batch), out);
+      // the addon allocates (and zeroes) its bounce buffer per call: no bigger than the batch
+      total += native().copyMemoryToFd(pid, BigUint64Array.from(batch), out, Number(batchBytes < CHUNK ? batchBytes : CHUNK));
       batch = [];
+      batchBytes = 0n;
     };
     for (const r of plan.runs) {
       const len = r.nrPages * PAGE_SIZE;
       if (!r.viaProcMem) {
+        if (batchBytes + len > BATCH_BYTES) flush();
         batch.push(r.vaddr, len);
+        batchBytes += len;
         continue;
       }
       flush();

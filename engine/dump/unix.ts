@@ -31,8 +31,8 @@ export interface SocketContext {
   dupFd(): number;
 }
 
-/** sk_opts_entry as CRIU fills it for a unix socket. */
-export function socketOpts(sock: number): Msg {
+/** sk_opts_entry as CRIU fills it for a unix socket (inet: without passcred/passsec). */
+export function socketOpts(sock: number, unix = true): Msg {
   const n = native();
   const int = (name: number) => n.getsockopt(sock, SOL_SOCKET, name, 4).readInt32LE(0);
   const tv = (name: number) => {
@@ -48,8 +48,9 @@ export function socketOpts(sock: number): Msg {
   };
   const mark = int(SO.MARK);
   if (mark) o.so_mark = mark;
+  if (unix) Object.assign(o, { so_passcred: int(SO.PASSCRED) !== 0, so_passsec: int(SO.PASSSEC) !== 0 });
   Object.assign(o, {
-    so_passcred: int(SO.PASSCRED) !== 0, so_passsec: int(SO.PASSSEC) !== 0, so_dontroute: int(SO.DONTROUTE) !== 0,
+    so_dontroute: int(SO.DONTROUTE) !== 0,
     so_no_check: int(SO.NO_CHECK) !== 0, so_reuseport: int(SO.REUSEPORT) !== 0, so_broadcast: int(SO.BROADCAST) !== 0,
     so_keepalive: int(SO.KEEPALIVE) !== 0, so_oobinline: int(SO.OOBINLINE), so_buf_lock: int(SO.BUF_LOCK),
   });

@@ -49,3 +49,8 @@ export function parseSmaps(text: string): Vma[] {
 export function readSmaps(pid: number): Vma[] {
   return parseSmaps(readProc(pid, 'smaps'));
 }
+
+/** /proc/PID/maps (no VmFlags; much cheaper than smaps when only the layout is needed). */
+export function readMaps(pid: number): Vma[] {
+  return parseSmaps(readProc(pid, 'maps'));
+}

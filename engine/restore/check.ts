@@ -7,13 +7,13 @@ import { readSmaps } from '../proc/maps';
 import { EngineError } from '../errors';
 import type { RestoreOptions } from './context';
 import { sleepMs } from './context';
-import { ImageSet, ImageError, TaskImage, big, num, VMA } from './imageset';
+import { ImageSet, ImageError, TaskImage, big, num, VMA, Pagemap, MemfdInode } from './imageset';
+import { TtyRestorer } from './tty';
 import { dumpedSpecials, liveSpecials, checkSpecials } from './memory';
 import { isZombie, holder } from './tree';
 
 export function preflight(set: ImageSet, opts: RestoreOptions): void {
   checkTree(set, opts);
-  if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000, true);
   const live = liveSpecials(readSmaps(process.pid));
   const ownVdso = Buffer.alloc(Number(live.vdso.end - live.vdso.start));
   native().readMemory(process.pid, live.vdso.start, ownVdso);
@@ -33,11 +33,55 @@ export function preflight(set: ImageSet, opts: RestoreOptions): void {
     needed.set(num(t.mm!.exe_file_id), `exe of task ${t.pid}`);
     needed.set(num(t.fs!.cwd_id), `cwd of task ${t.pid}`);
     needed.set(num(t.fs!.root_id), `root of task ${t.pid}`);
-    for (const v of t.mm!.vmas as Msg[]) if (num(v.status) & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) needed.set(num(v.shmid), `mapping of task ${t.pid}`);
+    // a plugin's device mapping is not opened by its path (the plugin picks the device)
+    for (const v of t.mm!.vmas as Msg[]) if (num(v.status) & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(num(v.status) & VMA.EXT_PLUGIN) && set.files.get(num(v.shmid))?.reg) needed.set(num(v.shmid), `mapping of task ${t.pid}`);
     for (const fd of t.fdinfo!) if (set.files.get(num(fd.id))?.reg) needed.set(num(fd.id), `fd ${fd.fd} of task ${t.pid}`);
   }
+  for (const o of set.memfds.values()) if (o.pagemap) checkShmemPages(o);
+  checkWatches(set);
+  new TtyRestorer(set, opts.shellJob, opts.log).check();
+  // a PID held by a running process first: its files may well have changed since
+  if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000, true);
   for (const [id, who] of needed) checkFile(id, set.files.get(id)!, who);
   if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000);
+}
+
+function pagesFileSize(pm: Pagemap): void {
+  const name = `pages-${pm.pagesId}.img`;
+  let size: number;
+  try {
+    size = fs.statSync(pm.pagesFile).size;
+  } catch {
+    throw new EngineError(`${name}: missing from the image set (needed by ${pm.image})`, 'EIMAGE');
+  }
+  if (BigInt(size) < pm.bytesNeeded) throw new ImageError(name, 'size', `truncated: ${pm.image} needs ${pm.bytesNeeded} bytes, the file has ${size}`);
+  if (BigInt(size) > pm.bytesNeeded) throw new ImageError(name, 'size', `${size} bytes, but ${pm.image} accounts for only ${pm.bytesNeeded}`);
+}
+
+function checkShmemPages(o: MemfdInode): void {
+  const pm = o.pagemap!;
+  pagesFileSize(pm);
+  const limit = (o.size + 4095n) & ~4095n;
+  for (const r of pm.runs)
+    if (r.vaddr + r.nrPages * 4096n > limit) throw new ImageError(pm.image, `entry at 0x${r.vaddr.toString(16)}`, `pages beyond the object's ${o.size} bytes (memfd.img inode ${o.inodeId})`);
+}
+
+/** inotify watches name their files by path: each must still be the watched inode. */
+function checkWatches(set: ImageSet): void {
+  for (const f of set.files.values()) {
+    if (num(f.type) !== 8) continue;
+    for (const [i, w] of ((f.ify.wd ?? []) as Msg[]).entries()) {
+      const p = String(w.f_handle.path);
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(p);
+      } catch {
+        throw new ImageError('files.img', `id ${f.id}.ify.wd[${i}].f_handle.path`, `watched ${p} no longer exists`);
+      }
+      if (w.i_ino !== undefined && BigInt(st.ino) !== big(w.i_ino))
+        throw new ImageError('files.img', `id ${f.id}.ify.wd[${i}].i_ino`, `${p} is inode ${st.ino} now, the watch was on ${w.i_ino}`);
+    }
+  }
 }
 
 function checkTree(set: ImageSet, opts: RestoreOptions): void {
@@ -61,15 +105,7 @@ function checkTree(set: ImageSet, opts: RestoreOptions): void {
 
 function checkPages(t: TaskImage): void {
   const pm = t.pagemap!;
-  const name = `pages-${pm.pagesId}.img`;
-  let size: number;
-  try {
-    size = fs.statSync(pm.pagesFile).size;
-  } catch {
-    throw new EngineError(`${name}: missing from the image set (needed by ${pm.image})`, 'EIMAGE');
-  }
-  if (BigInt(size) < pm.bytesNeeded) throw new ImageError(name, 'size', `truncated: ${pm.image} needs ${pm.bytesNeeded} bytes, the file has ${size}`);
-  if (BigInt(size) > pm.bytesNeeded) throw new ImageError(name, 'size', `${size} bytes, but ${pm.image} accounts for only ${pm.bytesNeeded}`);
+  pagesFileSize(pm);
   const vmas = (t.mm!.vmas as Msg[]).map((v) => [big(v.start), big(v.end)] as const);
   let j = 0;
   for (const r of pm.runs) {

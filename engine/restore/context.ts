@@ -3,6 +3,10 @@ import type { Tracer } from '../../native';
 import type { Log } from '../log';
 import type { ImageSet, TaskImage } from './imageset';
 import type { Remote } from './remote';
+import type { ShmemRestorer } from './shmem';
+import type { UnixRestorer } from './unix';
+import type { TtyRestorer } from './tty';
+import type { DeviceFiles } from '../plugins/glue';
 
 export interface RestoreOptions {
   dir: string;
@@ -37,6 +41,12 @@ export interface Ctx {
   init?: number;
   /** the engine's end of the socket that carries fds into the stubs, and its number there */
   transport: { engineFd: number; stubFd: number; number: number };
+  /** shared memory objects, unix sockets and terminals the engine made for the tasks */
+  shmem: ShmemRestorer;
+  unix: UnixRestorer;
+  ttys: TtyRestorer;
+  /** EXT files and device mappings made by the plugins, before any task */
+  devices?: DeviceFiles;
 }
 
 export function sleepMs(ms: number): void {

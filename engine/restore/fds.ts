@@ -12,13 +12,17 @@ import { big, num, ImageError } from './imageset';
 import { Call } from './remote';
 import { NR, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, u64s } from './sys';
 
-const CHUNK = 200;
+/** fds passed per message */
+export const CHUNK = 200;
 const F_SETFD = 2, F_SETFL = 4, F_SETPIPE_SZ = 1031;
-const O_WRONLY = 1;
+const O_WRONLY = 1, O_APPEND = 0o2000, O_ASYNC = 0o20000;
 /** flags that only matter when a file is created, never kept in f_flags */
 const OPEN_ONLY = 0o100 | 0o200 | 0o1000 | 0o400; // O_CREAT O_EXCL O_TRUNC O_NOCTTY
 const TFD_IOC_SET_TICKS = 0x40085400;
-const TYPE = { REG: 1, PIPE: 2, EVENTFD: 6, EVENTPOLL: 7, SIGNALFD: 9, TIMERFD: 17 } as const;
+const TYPE = { REG: 1, PIPE: 2, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, TTY: 11, EXT: 16, TIMERFD: 17, MEMFD: 18 } as const;
+const NR_INOTIFY_INIT1 = 294, NR_INOTIFY_ADD_WATCH = 254, NR_INOTIFY_RM_WATCH = 255;
+/** how many watches may be added and removed to reach a watch descriptor */
+const MAX_WD_SKIP = 4096;
 
 export class FileRestorer {
   /** files.img id -> an engine fd on the same open file description */
@@ -44,9 +48,20 @@ export class FileRestorer {
     if (known !== undefined) return known;
     const f = this.file(id);
     let fd: number | undefined;
-    if (num(f.type) === TYPE.REG) fd = this.openReg(id, f.reg);
-    else if (num(f.type) === TYPE.PIPE) fd = this.pipeEnd(f.pipe);
-    if (fd !== undefined) this.held.set(id, fd);
+    const type = num(f.type);
+    // sockets and terminals stay the property of their restorers
+    if (type === TYPE.UNIXSK) return this.ctx.unix.fd(id);
+    if (type === TYPE.TTY) return this.ctx.ttys.fd(id);
+    if (type === TYPE.EXT) return this.ctx.devices?.fileFd(id);
+    if (type === TYPE.REG) fd = this.openReg(id, f.reg);
+    else if (type === TYPE.PIPE) fd = this.pipeEnd(f.pipe);
+    else if (type === TYPE.MEMFD) fd = this.ctx.shmem.open(num(f.memfd.inode_id), (num(f.memfd.flags) & ~OPEN_ONLY) | O_CLOEXEC, big(f.memfd.pos));
+    if (fd !== undefined) {
+      this.held.set(id, fd);
+      // open() ignores O_ASYNC: it takes fcntl (the owner is set later, by a task)
+      const flags = num((f.reg ?? f.pipe ?? f.memfd).flags);
+      if (flags & O_ASYNC) native().fcntl(fd, F_SETFL, flags & (O_ASYNC | O_NONBLOCK | O_APPEND));
+    }
     return fd;
   }
 
@@ -109,7 +124,7 @@ export class FileRestorer {
       const chunk = passed.slice(c, c + CHUNK);
       r.reset();
       native().sendFds(ctx.transport.engineFd, chunk.map((e) => this.engineFd(num(e.id))!), Buffer.from([1]));
-      const got = this.recvFds(p, chunk.length);
+      const got = receiveFds(ctx, p, chunk.length);
       r.run(tid, got.flatMap((fd, i) => [
         { nr: NR.dup3, args: [fd, base + c + i, 0], what: 'dup3' },
         { nr: NR.close, args: [fd], what: 'close' },
@@ -149,26 +164,53 @@ export class FileRestorer {
     r.one(tid, 'close(transport)', NR.close, T);
   }
 
-  /** Injected recvmsg on the inherited socket; returns the fd numbers received. */
-  private recvFds(p: Proc, count: number): number[] {
+  /**
+   * inotify watches with their descriptors: the kernel numbers them upwards, so a watch that comes
+   * back with a lower number than recorded is removed and added again until the numbers agree.
+   */
+  private watches(p: Proc, ify: bigint, f: Msg, fd: number): void {
     const r = p.remote;
-    const data = r.alloc(16);
-    const iov = r.put(u64s(data, 16n));
-    const ctlLen = 16 + 4 * CHUNK;
-    const ctl = r.alloc(ctlLen);
-    const msg = Buffer.alloc(56);
-    msg.writeBigUInt64LE(iov, 16);
-    msg.writeBigUInt64LE(1n, 24);
-    msg.writeBigUInt64LE(ctl, 32);
-    msg.writeBigUInt64LE(BigInt(ctlLen), 40);
-    const msgAt = r.put(msg);
-    r.one(p.host, 'recvmsg(fds)', NR.recvmsg, this.ctx.transport.number, msgAt, O_CLOEXEC /* MSG_CMSG_CLOEXEC */);
-    const c = r.read(ctl, ctlLen);
-    const len = Number(c.readBigUInt64LE(0));
-    const n = (len - 16) / 4;
-    if (c.readInt32LE(8) !== 1 || c.readInt32LE(12) !== 1 || n !== count)
-      throw new EngineError(`task ${p.img.pid}: received ${n} of ${count} descriptors`);
-    return Array.from({ length: n }, (_, i) => c.readInt32LE(16 + 4 * i));
+    const ws = [...((f.ify.wd ?? []) as Msg[])].sort((a, b) => num(a.wd) - num(b.wd));
+    let removed = false;
+    for (const w of ws) {
+      const want = num(w.wd);
+      r.reset();
+      const at = r.cstr(String(w.f_handle.path));
+      for (let i = 0; ; i++) {
+        const got = Number(r.one(p.host, `inotify_add_watch(${w.f_handle.path}) on fd ${fd}`, NR_INOTIFY_ADD_WATCH, ify, at, num(w.mask) >>> 0));
+        if (got === want) break;
+        if (got > want || i > MAX_WD_SKIP)
+          throw new EngineError(`files.img: id ${f.id}: inotify watch ${want} on ${w.f_handle.path} came back as ${got}`);
+        r.one(p.host, 'inotify_rm_watch', NR_INOTIFY_RM_WATCH, ify, got);
+        removed = true;
+      }
+    }
+    if (removed) this.drainIgnored(p, ify);
+  }
+
+  /** The IN_IGNORED events of the watches removed above are read away (the engine's copy, nonblocking). */
+  private drainIgnored(p: Proc, ify: bigint): void {
+    const n = native();
+    const pidfd = n.pidfdOpen(p.host);
+    let dup: number;
+    try {
+      dup = n.pidfdGetfd(pidfd, Number(ify));
+    } finally {
+      n.close(pidfd);
+    }
+    try {
+      const fl = n.fcntl(dup, 3 /* F_GETFL */);
+      n.fcntl(dup, F_SETFL, fl | O_NONBLOCK);
+      const buf = Buffer.alloc(65536);
+      try {
+        for (;;) if (fs.readSync(dup, buf, 0, buf.length, null) <= 0) break;
+      } catch {
+        /* EAGAIN: empty */
+      }
+      n.fcntl(dup, F_SETFL, fl);
+    } finally {
+      n.close(dup);
+    }
   }
 
   private create(p: Proc, e: Msg): void {
@@ -205,6 +247,10 @@ export class FileRestorer {
       case TYPE.EVENTPOLL:
         made = r.one(tid, `epoll_create1 for fd ${fd}`, NR.epoll_create1, 0);
         break;
+      case TYPE.INOTIFY:
+        made = r.one(tid, `inotify_init1 for fd ${fd}`, NR_INOTIFY_INIT1, nb(f.ify.flags));
+        this.watches(p, made, f, fd);
+        break;
       default:
         throw new ImageError('files.img', `id ${e.id}.type`, `type ${f.type} cannot be restored`);
     }
@@ -215,4 +261,26 @@ export class FileRestorer {
       { nr: NR.close, args: [made], what: 'close' },
     ]);
   }
+}
+
+/** Injected recvmsg on the inherited socket; returns the fd numbers received (at most CHUNK). */
+export function receiveFds(ctx: Ctx, p: Proc, count: number): number[] {
+  const r = p.remote;
+  const data = r.alloc(16);
+  const iov = r.put(u64s(data, 16n));
+  const ctlLen = 16 + 4 * CHUNK;
+  const ctl = r.alloc(ctlLen);
+  const msg = Buffer.alloc(56);
+  msg.writeBigUInt64LE(iov, 16);
+  msg.writeBigUInt64LE(1n, 24);
+  msg.writeBigUInt64LE(ctl, 32);
+  msg.writeBigUInt64LE(BigInt(ctlLen), 40);
+  const msgAt = r.put(msg);
+  r.one(p.host, 'recvmsg(fds)', NR.recvmsg, ctx.transport.number, msgAt, O_CLOEXEC /* MSG_CMSG_CLOEXEC */);
+  const c = r.read(ctl, ctlLen);
+  const len = Number(c.readBigUInt64LE(0));
+  const n = (len - 16) / 4;
+  if (c.readInt32LE(8) !== 1 || c.readInt32LE(12) !== 1 || n !== count)
+    throw new EngineError(`task ${p.img.pid}: received ${n} of ${count} descriptors`);
+  return Array.from({ length: n }, (_, i) => c.readInt32LE(16 + 4 * i));
 }

@@ -22,6 +22,8 @@ export const VMA = {
   REGULAR: 0x1, STACK: 0x2, VSYSCALL: 0x4, VDSO: 0x8, HEAP: 0x20, FILE_PRIVATE: 0x40, FILE_SHARED: 0x80,
   ANON_SHARED: 0x100, ANON_PRIVATE: 0x200, SYSVIPC: 0x400, SOCKET: 0x800, VVAR: 0x1000, AIORING: 0x2000,
   MEMFD: 0x4000, UNSUPP: 0x40000000,
+  /** a device plugin's mapping: mapped through the file UPDATE_VMA_MAP gives, never by path */
+  EXT_PLUGIN: 0x8000000,
 } as const;
 export const PE_PARENT = 1, PE_LAZY = 2, PE_PRESENT = 4;
 export const FD_TYPES: Record<number, string> = {
@@ -29,8 +31,22 @@ export const FD_TYPES: Record<number, string> = {
   10: 'PACKETSK', 11: 'TTY', 12: 'FANOTIFY', 13: 'NETLINKSK', 14: 'NS', 15: 'TUNF', 16: 'EXT', 17: 'TIMERFD',
   18: 'MEMFD', 19: 'BPFMAP', 20: 'PIDFD',
 };
-/** file kinds restored here */
-export const SUPPORTED_FILES = new Set([1, 2, 6, 7, 9, 17]);
+/** file kinds restored here (16, EXT: by the device plugin that dumped it) */
+export const SUPPORTED_FILES = new Set([1, 2, 5, 6, 7, 8, 9, 11, 16, 17, 18]);
+
+/** A shared memory object of memfd.img (memfd, or anonymous MAP_SHARED memory) and its contents. */
+export interface MemfdInode {
+  inodeId: number;
+  name: string;
+  size: bigint;
+  shmid: number;
+  seals: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** pagemap-shmem-<shmid>.img (offsets in the object); none: all holes */
+  pagemap?: Pagemap;
+}
 
 export interface PageRun {
   vaddr: bigint;
@@ -76,6 +92,14 @@ export interface ImageSet {
   files: Map<number, Msg>;
   /** pipe_id -> queued bytes and pipe size */
   pipesData: Map<number, { data: Buffer; size: number }>;
+  /** memfd.img: inode_id -> object */
+  memfds: Map<number, MemfdInode>;
+  /** sk-queues.img: socket file id -> queued packets (one per datagram), in order */
+  skQueues: Map<number, Buffer[]>;
+  /** tty-info.img: id -> entry */
+  ttyInfos: Map<number, Msg>;
+  /** seccomp.img filters (index = position) */
+  seccomp: Msg[];
 }
 
 function need(dir: string, name: string): Msg[] {
@@ -95,7 +119,10 @@ function one(dir: string, name: string): Msg {
 }
 
 function loadPagemap(dir: string, pid: number): Pagemap {
-  const image = `pagemap-${pid}.img`;
+  return loadPagemapImage(dir, `pagemap-${pid}.img`);
+}
+
+function loadPagemapImage(dir: string, image: string): Pagemap {
   const entries = need(dir, image);
   if (!entries.length || entries[0].pages_id === undefined) throw new ImageError(image, 'pagemap_head', 'missing');
   const pagesId = num(entries[0].pages_id);
@@ -181,7 +208,35 @@ export function loadImageSet(dirArg: string): ImageSet {
       pipesData.set(num(e.msg.pipe_id), { data, size: num(e.msg.size) });
     }
   }
-  const set: ImageSet = { dir, inventory, tasks, byPid, files, pipesData };
+  const memfds = new Map<number, MemfdInode>();
+  if (fs.existsSync(path.join(dir, 'memfd.img'))) {
+    for (const [i, m] of need(dir, 'memfd.img').entries()) {
+      const shmid = num(m.shmid);
+      if (m.hugetlb_flag) throw new ImageError('memfd.img', `entry ${i}.hugetlb_flag`, 'hugetlb memfds are not restored');
+      const pm = `pagemap-shmem-${shmid}.img`;
+      memfds.set(num(m.inode_id), {
+        inodeId: num(m.inode_id), name: String(m.name ?? ''), size: big(m.size), shmid, seals: num(m.seals),
+        mode: m.mode === undefined ? 0o100777 : num(m.mode), uid: num(m.uid), gid: num(m.gid),
+        pagemap: fs.existsSync(path.join(dir, pm)) ? loadPagemapImage(dir, pm) : undefined,
+      });
+    }
+  }
+  const skQueues = new Map<number, Buffer[]>();
+  const skFile = path.join(dir, 'sk-queues.img');
+  if (fs.existsSync(skFile)) {
+    for (const [i, e] of loadImage(skFile).entries.entries()) {
+      const data = e.extra && e.extra.kind === 'blob' ? Buffer.from(e.extra.data) : Buffer.alloc(0);
+      if (data.length !== num(e.msg.length)) throw new ImageError('sk-queues.img', `entry ${i}.length`, `says ${e.msg.length} bytes, holds ${data.length}`);
+      if (e.msg.type !== undefined && num(e.msg.type) !== 0) throw new ImageError('sk-queues.img', `entry ${i}.type`, 'ancillary (SCM) data is not restored');
+      const id = num(e.msg.id_for);
+      if (!skQueues.has(id)) skQueues.set(id, []);
+      skQueues.get(id)!.push(data);
+    }
+  }
+  const ttyInfos = new Map<number, Msg>();
+  if (fs.existsSync(path.join(dir, 'tty-info.img'))) for (const t of need(dir, 'tty-info.img')) ttyInfos.set(num(t.id), t);
+  const seccomp = fs.existsSync(path.join(dir, 'seccomp.img')) ? ((need(dir, 'seccomp.img')[0]?.seccomp_filters ?? []) as Msg[]) : [];
+  const set: ImageSet = { dir, inventory, tasks, byPid, files, pipesData, memfds, skQueues, ttyInfos, seccomp };
   checkSupported(set);
   return set;
 }
@@ -195,15 +250,25 @@ function checkThreadCore(image: string, core: Msg): void {
   if (!ti || !ti.gpregs) throw new ImageError(image, 'thread_info.gpregs', 'missing');
   if (ti.gpregs.mode !== undefined && num(ti.gpregs.mode) !== 1) throw new ImageError(image, 'thread_info.gpregs.mode', 'compat (32-bit) tasks are not supported');
   if (!ti.fpregs) throw new ImageError(image, 'thread_info.fpregs', 'missing');
-  for (const [i, t] of ((ti.tls ?? []) as Msg[]).entries())
-    if (!t.seg_not_present || num(t.base_addr) !== 0) throw new ImageError(image, `thread_info.tls[${i}]`, 'GDT TLS entries (set_thread_area) are not supported');
+  for (const [i, t] of ((ti.tls ?? []) as Msg[]).entries()) {
+    const n = num(t.entry_number);
+    if (!t.seg_not_present && (n < 12 || n > 14)) throw new ImageError(image, `thread_info.tls[${i}].entry_number`, `GDT slot ${n} is not a TLS slot (12..14)`);
+  }
   const x = ti.fpregs.xsave;
   if (x) for (const k of Object.keys(x))
     if (!['xstate_bv', 'ymmh_space', 'cet'].includes(k) && (x[k] as unknown[] | undefined)?.length)
       throw new ImageError(image, `thread_info.fpregs.xsave.${k}`, 'this XSAVE component is not restored');
-  const tc = core.thread_core;
-  if (tc && num(tc.seccomp_mode) !== 0) throw new ImageError(image, 'thread_core.seccomp_mode', 'seccomp is not supported yet');
 }
+
+/** The fown_entry of a file entry, whatever its kind. */
+export function fownOf(f: Msg): Msg | undefined {
+  for (const k of ['reg', 'pipe', 'efd', 'epfd', 'sgfd', 'tfd', 'ify', 'usk', 'tty', 'memfd', 'fifo', 'ffy', 'isk', 'psk', 'nlsk'])
+    if (f[k]?.fown) return f[k].fown as Msg;
+  return undefined;
+}
+
+const SECCOMP_MODE_STRICT = 1, SECCOMP_MODE_FILTER = 2;
+const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5;
 
 function checkSupported(set: ImageSet): void {
   for (const t of set.tasks) {
@@ -211,10 +276,16 @@ function checkSupported(set: ImageSet): void {
     const image = `mm-${t.pid}.img`;
     (t.mm.vmas as Msg[]).forEach((v, i) => {
       const st = num(v.status);
-      const bad = st & (VMA.ANON_SHARED | VMA.SYSVIPC | VMA.SOCKET | VMA.AIORING | VMA.MEMFD | VMA.UNSUPP);
-      if (bad) throw new ImageError(image, `vmas[${i}].status`, `0x${st.toString(16)} at 0x${big(v.start).toString(16)}: shared anonymous, memfd, SysV, socket and AIO mappings are not restored yet`);
-      if (st & VMA.FILE_SHARED && !set.files.has(num(v.shmid))) throw new ImageError(image, `vmas[${i}].shmid`, `file id ${v.shmid} not in files.img`);
-      if (st & VMA.FILE_PRIVATE && !set.files.has(num(v.shmid))) throw new ImageError(image, `vmas[${i}].shmid`, `file id ${v.shmid} not in files.img`);
+      const bad = st & (VMA.ANON_SHARED | VMA.SYSVIPC | VMA.SOCKET | VMA.AIORING | VMA.UNSUPP);
+      if (bad) throw new ImageError(image, `vmas[${i}].status`, `0x${st.toString(16)} at 0x${big(v.start).toString(16)}: ${st & VMA.SYSVIPC ? 'System V shared memory' : st & VMA.ANON_SHARED ? 'anonymous shared memory in the pre-memfd layout' : st & VMA.AIORING ? 'AIO rings' : st & VMA.SOCKET ? 'socket mappings' : 'unsupported mappings'} are not restored`);
+      if (st & (VMA.FILE_SHARED | VMA.FILE_PRIVATE)) {
+        const f = set.files.get(num(v.shmid));
+        if (!f) throw new ImageError(image, `vmas[${i}].shmid`, `file id ${v.shmid} not in files.img`);
+        if (st & VMA.MEMFD) {
+          if (!f.memfd) throw new ImageError(image, `vmas[${i}].shmid`, `file id ${v.shmid} is not a memfd entry in files.img`);
+          if (!set.memfds.has(num(f.memfd.inode_id))) throw new ImageError('files.img', `id ${v.shmid}.memfd.inode_id`, `inode ${f.memfd.inode_id} not in memfd.img`);
+        } else if (!f.reg) throw new ImageError(image, `vmas[${i}].shmid`, `file id ${v.shmid} is not a regular file in files.img`);
+      }
     });
     for (const id of [t.mm.exe_file_id, t.fs!.cwd_id, t.fs!.root_id]) {
       if (!set.files.has(num(id)) || !set.files.get(num(id))!.reg) throw new ImageError('files.img', `id ${id}`, `regular file entry referenced by task ${t.pid} is missing`);
@@ -224,8 +295,56 @@ function checkSupported(set: ImageSet): void {
       if (!f) throw new ImageError(t.fdinfoImage!, `fd ${fd.fd}.id`, `file id ${fd.id} not in files.img`);
       const type = num(f.type);
       if (!SUPPORTED_FILES.has(type)) throw new ImageError('files.img', `id ${fd.id}.type`, `${FD_TYPES[type] ?? type} files (fd ${fd.fd} of task ${t.pid}) are not restored yet`);
-      const body = f.reg ?? f.pipe ?? f.efd ?? f.epfd ?? f.sgfd ?? f.tfd;
-      if (body?.fown && num(body.fown.pid) !== 0) throw new ImageError('files.img', `id ${fd.id}.fown`, 'file owners (F_SETOWN) are not restored yet');
+      checkFile(set, num(fd.id), f);
     }
+    for (const [tid, core] of t.cores) {
+      const tc = core.thread_core ?? {};
+      const mode = num(tc.seccomp_mode);
+      const img = `core-${tid}.img`;
+      if (mode !== 0 && mode !== SECCOMP_MODE_STRICT && mode !== SECCOMP_MODE_FILTER) throw new ImageError(img, 'thread_core.seccomp_mode', `unknown mode ${mode}`);
+      if (mode === SECCOMP_MODE_FILTER) seccompChain(set, img, tc.seccomp_filter);
+    }
+  }
+}
+
+/** The filters of a thread, oldest first, from its newest filter's position in seccomp.img. */
+export function seccompChain(set: ImageSet, image: string, newest: unknown): Msg[] {
+  if (newest === undefined || newest === null) throw new ImageError(image, 'thread_core.seccomp_filter', 'seccomp mode 2 without a filter');
+  const chain: Msg[] = [];
+  const seen = new Set<number>();
+  for (let at: number | undefined = num(newest); at !== undefined; ) {
+    const f: Msg | undefined = set.seccomp[at];
+    if (!f) throw new ImageError(set.seccomp.length ? 'seccomp.img' : image, set.seccomp.length ? `seccomp_filters[${at}]` : 'thread_core.seccomp_filter', `filter ${at} does not exist`);
+    if (seen.has(at)) throw new ImageError('seccomp.img', `seccomp_filters[${at}].prev`, 'the chain loops');
+    seen.add(at);
+    const len = (f.filter as Uint8Array | undefined)?.length ?? 0;
+    if (!len || len % 8 || len / 8 > 4096) throw new ImageError('seccomp.img', `seccomp_filters[${at}].filter`, `${len} bytes is not a BPF program`);
+    chain.unshift(f);
+    at = f.prev === undefined || f.prev === null ? undefined : num(f.prev);
+  }
+  return chain;
+}
+
+function checkFile(set: ImageSet, id: number, f: Msg): void {
+  const type = num(f.type);
+  if (type === 18 && !set.memfds.has(num(f.memfd.inode_id))) throw new ImageError('files.img', `id ${id}.memfd.inode_id`, `inode ${f.memfd.inode_id} not in memfd.img`);
+  if (type === 11) {
+    const info = set.ttyInfos.get(num(f.tty.tty_info_id));
+    if (!info) throw new ImageError('files.img', `id ${id}.tty.tty_info_id`, `${f.tty.tty_info_id} not in tty-info.img`);
+    if (num(info.type) !== 1 || !info.pty) throw new ImageError('tty-info.img', `id ${info.id}.type`, `terminal type ${info.type} is not restored (pseudo-terminals only)`);
+  }
+  if (type === 5) {
+    const u = f.usk;
+    const kind = num(u.type);
+    if (![SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET].includes(kind)) throw new ImageError('files.img', `id ${id}.usk.type`, `socket type ${kind} is not restored`);
+    if (u.deleted) throw new ImageError('files.img', `id ${id}.usk.deleted`, 'a socket whose bound file was removed is not restored');
+    if (u.name_dir) throw new ImageError('files.img', `id ${id}.usk.name_dir`, 'sockets bound relative to a directory are not restored');
+    const name = Buffer.from((u.name ?? new Uint8Array()) as Uint8Array);
+    if (name.length > 108) throw new ImageError('files.img', `id ${id}.usk.name`, `${name.length} bytes is longer than sun_path`);
+    if (name.length && name[0] !== 0 && name[0] !== 0x2f) throw new ImageError('files.img', `id ${id}.usk.name`, 'relative socket paths are not restored');
+  }
+  if (type === 8) {
+    for (const [i, w] of ((f.ify.wd ?? []) as Msg[]).entries())
+      if (!w.f_handle?.path) throw new ImageError('files.img', `id ${id}.ify.wd[${i}].f_handle.path`, 'watch without a path (resolve by handle is not supported)');
   }
 }

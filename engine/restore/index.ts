@@ -12,10 +12,17 @@ import { preflight } from './check';
 import { buildTree, creationOrder } from './tree';
 import { rebuildMemory, dropScratch } from './memory';
 import { FileRestorer } from './fds';
-import { restoreFs, restoreSignalsAndLimits, createThreads, restoreThreadState, restorePosixTimers, requeueSignals, restoreCreds } from './task';
+import {
+  restoreFs, restoreSignalsAndLimits, createThreads, restoreThreadState, restorePosixTimers, requeueSignals, restoreCreds, restoreTls,
+  restoreFown, restoreSeccomp,
+} from './task';
+import { ShmemRestorer } from './shmem';
+import { UnixRestorer } from './unix';
+import { TtyRestorer } from './tty';
 import { setThreadRegs } from './regs';
 import { TASK_STOPPED, num } from './imageset';
 import { PR_SET_DUMPABLE, NR, SIGSTOP } from './sys';
+import { restorePlugins, restoreDevices } from '../plugins/glue';
 
 export type { RestoreOptions } from './context';
 
@@ -37,6 +44,7 @@ export function restore(opts: RestoreOptions): RestoreStats {
   const set = loadImageSet(opts.dir);
   opts.log.debug(`images loaded at ${ms()} ms`);
   preflight(set, opts);
+  const plugins = restorePlugins(set.inventory, set.dir, (m) => opts.log.debug(m));
   opts.log.debug(`images of ${set.tasks.length} tasks checked at ${ms()} ms`);
 
   const n = native();
@@ -46,12 +54,20 @@ export function restore(opts: RestoreOptions): RestoreStats {
   const ctx: Ctx = {
     tracer, set, opts, log: opts.log, procs: new Map(), created: [], zombies: [],
     transport: { engineFd, stubFd, number: maxFd + 1 },
+    shmem: new ShmemRestorer(set), unix: new UnixRestorer(set, opts.log), ttys: new TtyRestorer(set, opts.shellJob, opts.log),
   };
   n.setChildSubreaper(true);
   const files = new FileRestorer(ctx);
   let stats: RestoreStats;
   try {
     try {
+      // device files and mappings, made by their plugins in the engine before any process
+      ctx.devices = restoreDevices(plugins, set);
+      // objects the engine makes itself, before any process: shared memory, sockets, terminals
+      ctx.shmem.build();
+      ctx.unix.build();
+      ctx.ttys.build();
+      opts.log.debug(`shared memory, sockets and terminals made at ${ms()} ms`);
       buildTree(ctx);
       opts.log.debug(`tree built at ${ms()} ms`);
     } finally {
@@ -63,20 +79,30 @@ export function restore(opts: RestoreOptions): RestoreStats {
       rebuildMemory(ctx, p);
       opts.log.debug(`task ${p.img.pid}: memory at ${ms()} ms`);
       files.restore(p);
+      ctx.ttys.controllingTerminal(p);
       restoreFs(ctx, p);
       restoreSignalsAndLimits(p);
       createThreads(ctx, p);
       restoreThreadState(p);
+      restoreTls(ctx, p);
       restorePosixTimers(p);
+    }
+    // every task and thread exists now (file owners may name any of them); creds and seccomp last
+    const owned = new Set<number>();
+    for (const p of order) {
+      restoreFown(ctx, p, owned);
       requeueSignals(p);
       const dumpable = num(p.img.mm!.dumpable);
       if (p.img.mm!.dumpable !== undefined && dumpable !== 1 && dumpable !== 2)
         p.remote.one(p.host, 'prctl(PR_SET_DUMPABLE)', NR.prctl, PR_SET_DUMPABLE, dumpable, 0, 0, 0);
       restoreCreds(p, mine);
+      restoreSeccomp(ctx, p);
       dropScratch(p);
       opts.log.debug(`task ${p.img.pid}: done at ${ms()} ms`);
     }
     files.close();
+    closeMade(ctx);
+    plugins.exit(false);
     for (const p of order) for (const [vtid, host] of p.tids) setThreadRegs(tracer, host, p.img.cores.get(vtid)!, p.img.leader.tc);
     // everything is in place: let the whole tree go at once
     for (const p of order) for (const host of p.tids.values()) tracer.detach(host, host === p.host && p.img.state === TASK_STOPPED ? SIGSTOP : 0);
@@ -92,6 +118,9 @@ export function restore(opts: RestoreOptions): RestoreStats {
     opts.log.debug(`restored ${stats.tasks} tasks / ${stats.threads} threads with ${stats.injectedCalls} injected calls in ${stats.toRunningMs.toFixed(1)} ms`);
   } catch (e) {
     files.close();
+    closeMade(ctx);
+    ctx.unix.unlinkBound();
+    plugins.exit(true);
     cleanup(ctx);
     tracer.close();
     n.close(engineFd);
@@ -105,6 +134,14 @@ export function restore(opts: RestoreOptions): RestoreStats {
   }
   tracer.close();
   return stats;
+}
+
+/** The engine's copies of what it made for the tasks. */
+function closeMade(ctx: Ctx): void {
+  ctx.shmem.close();
+  ctx.unix.close();
+  ctx.ttys.close();
+  ctx.devices?.close();
 }
 
 /** Kills every process this restore created and reaps them (the engine is their subreaper). */

@@ -9,6 +9,9 @@ import { EngineError } from '../errors';
 import type { Ctx, Proc } from './context';
 import { big, num, VMA, ImageError, TaskImage } from './imageset';
 import { Call, SCRATCH_SIZE } from './remote';
+import { receiveFds, CHUNK } from './fds';
+import { native } from '../../native';
+import type { DeviceMapping } from '../plugins/glue';
 import {
   NR, AT_FDCWD, O_RDONLY, O_RDWR, O_CLOEXEC, PROT_READ, PROT_WRITE, MAP_FIXED, MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_FIXED,
   MREMAP_MAYMOVE, PR_SET_MM, PR_SET_MM_MAP, MAP_POPULATE, u64s,
@@ -77,6 +80,7 @@ function vmaRanges(t: TaskImage): Range[] {
 
 function fileName(ctx: Ctx, id: number, image: string, field: string): string {
   const f = ctx.set.files.get(id);
+  if (f?.memfd) return ctx.shmem.path(num(f.memfd.inode_id));
   if (!f?.reg) throw new ImageError(image, field, `file id ${id} is not a regular file in files.img`);
   return f.reg.name as string;
 }
@@ -158,12 +162,15 @@ export function rebuildMemory(ctx: Ctx, p: Proc): void {
   const fileWrite = new Map<number, boolean>();
   vmas.forEach((v) => {
     const st = num(v.status);
-    if (!(st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))) return;
+    if (!(st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) || st & VMA.EXT_PLUGIN) return;
     const id = num(v.shmid);
     if (!fileWrite.has(id)) fileIds.push(id);
     const rw = (st & VMA.FILE_SHARED) !== 0 && (num(v.prot) & PROT_WRITE) !== 0;
     fileWrite.set(id, (fileWrite.get(id) ?? false) || rw);
   });
+  // a device plugin's mappings go through the files the plugin made (passed in), at its offsets
+  const devs = ctx.devices?.vmasOf(t.pid) ?? new Map<number, DeviceMapping>();
+  const devFds = passDeviceFds(ctx, p, devs);
   r.reset();
   const fds = r.run(tid, fileIds.map((id) => ({
     nr: NR.openat, args: [AT_FDCWD, r.cstr(fileName(ctx, id, image, `vmas.shmid ${id}`)), (fileWrite.get(id) ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0],
@@ -181,16 +188,19 @@ export function rebuildMemory(ctx: Ctx, p: Proc): void {
     const wprot = needsWrite.has(i) ? prot | PROT_READ | PROT_WRITE : prot;
     const isFile = (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) !== 0;
     const flags = (num(v.flags) & ~MAP_POPULATE) | MAP_FIXED | (isFile ? 0 : MAP_ANONYMOUS);
+    const dev = devs.get(i);
+    if (st & VMA.EXT_PLUGIN && !dev) throw new ImageError(image, `vmas[${i}]`, 'a device plugin\'s mapping that no plugin restored');
     maps.push({
-      nr: NR.mmap, args: [start, len, wprot, flags, isFile ? fdOf.get(num(v.shmid))! : -1, isFile ? big(v.pgoff) : 0],
-      what: `mmap(${hex(start)}, ${len / PAGE} pages) of ${image} vmas[${i}]`,
+      nr: NR.mmap, args: [start, len, wprot, flags, dev ? devFds.get(i)! : isFile ? fdOf.get(num(v.shmid))! : -1, dev ? dev.pgoff : isFile ? big(v.pgoff) : 0],
+      what: `mmap(${hex(start)}, ${len / PAGE} pages) of ${image} vmas[${i}]${dev ? ' through its device plugin\'s file' : ''}`,
     });
     if (wprot !== prot) reprotect.push({ nr: NR.mprotect, args: [start, len, prot], what: `mprotect(${hex(start)})` });
+    if (dev) return; // no advice on device memory (CRIU skips it too)
     const madv = big(v.madv);
     for (let b = 0n; b < 64n; b++)
       if (madv & (1n << b)) advice.push({ nr: NR.madvise, args: [start, len, b], what: `madvise(${hex(start)}, ${b})`, mayFail: true });
   });
-  r.run(tid, [...maps, ...fileIds.map((id) => ({ nr: NR.close, args: [fdOf.get(id)!], what: 'close' }))]);
+  r.run(tid, [...maps, ...[...fileIds.map((id) => fdOf.get(id)!), ...devFds.values()].map((fd) => ({ nr: NR.close, args: [fd], what: 'close' }))]);
 
   // 5. pages, read by the task from the image (page cache -> its memory)
   if (pieces.length) {
@@ -231,6 +241,19 @@ function setMmMap(ctx: Ctx, p: Proc): void {
     { nr: NR.prctl, args: [PR_SET_MM, PR_SET_MM_MAP, at, 104, 0], what: `prctl(PR_SET_MM_MAP) with mm-${t.pid}.img` },
     { nr: NR.close, args: [exeFd], what: 'close' },
   ]);
+}
+
+/** The plugin's files for the device VMAs, passed into the task: vmas index -> fd there. */
+function passDeviceFds(ctx: Ctx, p: Proc, devs: Map<number, DeviceMapping>): Map<number, bigint> {
+  const out = new Map<number, bigint>();
+  const all = [...devs];
+  for (let c = 0; c < all.length; c += CHUNK) {
+    const chunk = all.slice(c, c + CHUNK);
+    p.remote.reset();
+    native().sendFds(ctx.transport.engineFd, chunk.map(([, d]) => d.fd), Buffer.from([1]));
+    receiveFds(ctx, p, chunk.length).forEach((fd, k) => out.set(chunk[k][0], BigInt(fd)));
+  }
+  return out;
 }
 
 /** The scratch area goes last, after every injected call of the task. */

@@ -1,11 +1,16 @@
 // Process- and thread-wide state, all set by the task itself (injected): cwd/root/umask,
 // signal handlers, itimers, rlimits, threads with their TIDs and per-thread registrations,
 // POSIX timers with their ids, pending signals, creds.
+import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
+import { parseLimits } from '../dump/core';
 import { EngineError } from '../errors';
 import type { Ctx, Proc } from './context';
-import { big, num, ImageError } from './imageset';
-import { Call } from './remote';
+import { big, num, ImageError, fownOf, seccompChain } from './imageset';
+import { Call, errnoName } from './remote';
+import { native, NT_PRSTATUS, PTRACE_O_TRACECLONE, PTRACE_O_EXITKILL, PTRACE_O_SUSPEND_SECCOMP } from '../../native';
+
+const PTRACE_O_TRACEFORK = 0x2;
 import { waitNewTask } from './tree';
 import {
   NR, CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD, CLONE_SYSVSEM, PR_SET_NAME,
@@ -34,10 +39,17 @@ export function restoreSignalsAndLimits(p: Proc): void {
   r.reset();
   const calls: Call[] = [];
   const acts = (tc.sigactions ?? []) as Msg[];
+  // what the stub has now: a default action it already has costs no injected call
+  const status = fs.readFileSync(`/proc/${p.host}/status`, 'utf8');
+  const mask = (k: string) => BigInt('0x' + (new RegExp(`^${k}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1] ?? 'ffffffffffffffff'));
+  const notDefault = mask('SigIgn') | mask('SigCgt');
+  const limitsNow = parseLimits(fs.readFileSync(`/proc/${p.host}/limits`, 'utf8'));
   let i = 0;
   for (let sig = 1; sig <= 64 && i < acts.length; sig++) {
     if (sig === SIGKILL || sig === SIGSTOP) continue;
     const a = acts[i++];
+    const isDefault = !big(a.sigaction) && !big(a.flags) && !big(a.restorer) && !big(a.mask);
+    if (isDefault && !((notDefault >> BigInt(sig - 1)) & 1n)) continue;
     const buf = u64s(big(a.sigaction), big(a.flags), big(a.restorer), big(a.mask));
     calls.push({ nr: NR.rt_sigaction, args: [sig, r.put(buf), 0, 8], what: `rt_sigaction(${sig})` });
   }
@@ -52,6 +64,8 @@ export function restoreSignalsAndLimits(p: Proc): void {
     calls.push({ nr: NR.setitimer, args: [which, r.put(u64s(big(t.isec), big(t.iusec), big(t.vsec), vusec)), 0], what: `setitimer(${k})` });
   });
   ((tc.rlimits?.rlimits ?? []) as Msg[]).forEach((l, res) => {
+    const now = limitsNow[res];
+    if (now && now[0] === big(l.cur) && now[1] === big(l.max)) return;
     calls.push({ nr: NR.prlimit64, args: [0, res, r.put(u64s(big(l.cur), big(l.max))), 0], what: `prlimit(${res})` });
   });
   if (tc.child_subreaper) calls.push({ nr: NR.prctl, args: [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0], what: 'prctl(PR_SET_CHILD_SUBREAPER)' });
@@ -208,4 +222,111 @@ function sameCreds(a: Msg, b: Msg): boolean {
   }
   const g = (m: Msg) => ((m.groups ?? []) as unknown[]).map(num).join();
   return g(a) === g(b);
+}
+
+const NR_SET_THREAD_AREA_32 = 243, NR_SECCOMP = 317;
+const PROT_RWX = 7, MAP_PRIVATE_ANON_32BIT = 0x02 | 0x20 | 0x40;
+const RBX_OFFSET = 5 * 8;
+
+/** struct user_desc of a thread_info.tls entry */
+function userDesc(t: Msg): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt32LE(num(t.entry_number) >>> 0, 0);
+  b.writeUInt32LE(num(t.base_addr) >>> 0, 4);
+  b.writeUInt32LE(num(t.limit) >>> 0, 8);
+  const bits = (t.seg_32bit ? 1 : 0) | (t.contents_l ? 2 : 0) | (t.contents_h ? 4 : 0) | (t.read_exec_only ? 8 : 0)
+    | (t.limit_in_pages ? 16 : 0) | (t.seg_not_present ? 32 : 0) | (t.usable ? 64 : 0);
+  b.writeUInt32LE(bits, 12);
+  return b;
+}
+
+/**
+ * GDT TLS slots: set_thread_area exists only as a 32-bit call here, so each thread runs `int 0x80`
+ * from a page below 4 GiB that holds the instruction and the descriptor (ebx points at it).
+ */
+export function restoreTls(ctx: Ctx, p: Proc): void {
+  const wanted = [...p.tids].map(([vtid, host]) => ({
+    vtid, host, slots: ((p.img.cores.get(vtid)!.thread_info.tls ?? []) as Msg[]).filter((t) => !t.seg_not_present),
+  })).filter((w) => w.slots.length);
+  if (!wanted.length) return;
+  const r = p.remote;
+  const page = r.one(p.host, 'mmap(TLS page below 4 GiB)', NR.mmap, 0, 4096, PROT_RWX, MAP_PRIVATE_ANON_32BIT, -1, 0);
+  if (page >= 1n << 32n) throw new EngineError(`task ${p.img.pid}: the TLS page landed above 4 GiB`);
+  try {
+    native().writeMemory(p.host, page, Buffer.from([0xcd, 0x80]));
+    for (const w of wanted) {
+      for (const t of w.slots) {
+        native().writeMemory(p.host, page + 16n, userDesc(t));
+        const regs = ctx.tracer.getRegset(w.host, NT_PRSTATUS);
+        regs.writeBigUInt64LE(page + 16n, RBX_OFFSET);
+        ctx.tracer.setRegset(w.host, NT_PRSTATUS, regs);
+        const res = ctx.tracer.inject(w.host, page, [{ nr: NR_SET_THREAD_AREA_32 }]).results[0];
+        r.calls++;
+        if (res !== 0n) throw new EngineError(`task ${p.img.pid}: set_thread_area(slot ${t.entry_number}) of thread ${w.vtid} failed: ${errnoName(Number(-res))}`);
+      }
+    }
+  } finally {
+    r.one(p.host, 'munmap(TLS page)', NR.munmap, page, 4096);
+  }
+}
+
+/** SIGIO owners: F_SETOWN_EX and F_SETSIG, once per open file, by a task holding it (PIDs as it sees them). */
+export function restoreFown(ctx: Ctx, p: Proc, done: Set<number>): void {
+  const r = p.remote;
+  r.reset();
+  const calls: Call[] = [];
+  for (const e of p.img.fdinfo ?? []) {
+    const id = num(e.id);
+    if (done.has(id)) continue;
+    const fown = fownOf(ctx.set.files.get(id)!);
+    if (!fown || !num(fown.pid)) continue;
+    done.add(id);
+    const owner = Buffer.alloc(8);
+    owner.writeInt32LE(num(fown.pid_type), 0);
+    owner.writeInt32LE(num(fown.pid), 4);
+    calls.push({ nr: NR.fcntl, args: [num(e.fd), F_SETOWN_EX, r.put(owner)], what: `fcntl(F_SETOWN_EX ${fown.pid}) on fd ${e.fd}` });
+    if (num(fown.signum)) calls.push({ nr: NR.fcntl, args: [num(e.fd), F_SETSIG, num(fown.signum)], what: `fcntl(F_SETSIG) on fd ${e.fd}` });
+  }
+  r.run(p.host, calls);
+}
+
+const F_SETSIG = 10, F_SETOWN_EX = 15;
+const PR_SET_NO_NEW_PRIVS = 38, CAP_SYS_ADMIN = 21;
+const SECCOMP_SET_MODE_STRICT = 0, SECCOMP_SET_MODE_FILTER = 1, SECCOMP_FILTER_FLAG_TSYNC = 1;
+
+/**
+ * no_new_privs, then each thread's seccomp filters oldest first: the last injected calls that
+ * matter. Injections after them (the scratch unmap) pass because seccomp is suspended for the tracer.
+ */
+export function restoreSeccomp(ctx: Ctx, p: Proc): void {
+  const r = p.remote;
+  let suspended = false;
+  for (const [vtid, host] of p.tids) {
+    const tc = p.img.cores.get(vtid)!.thread_core ?? {};
+    const mode = num(tc.seccomp_mode);
+    const creds = tc.creds;
+    const capAdmin = creds ? ((((creds.cap_eff ?? [0]) as unknown[]).map(num)[0] >>> CAP_SYS_ADMIN) & 1) === 1 : true;
+    const nnp = creds && num(creds.no_new_privs) !== 0;
+    if (!mode && !nnp) continue;
+    if (mode && !suspended) {
+      for (const h of p.tids.values()) ctx.tracer.setOptions(h, PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_EXITKILL | PTRACE_O_SUSPEND_SECCOMP);
+      suspended = true;
+    }
+    r.reset();
+    const calls: Call[] = [];
+    // the kernel takes a filter from a task without CAP_SYS_ADMIN only under no_new_privs
+    if (nnp || (mode === 2 && !capAdmin)) calls.push({ nr: NR.prctl, args: [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0], what: 'prctl(PR_SET_NO_NEW_PRIVS)' });
+    if (mode === 2) {
+      for (const [i, f] of seccompChain(ctx.set, `core-${vtid}.img`, tc.seccomp_filter).entries()) {
+        const code = Buffer.from(f.filter as Uint8Array);
+        const prog = Buffer.alloc(16);
+        prog.writeUInt16LE(code.length / 8, 0);
+        prog.writeBigUInt64LE(r.put(code), 8);
+        calls.push({ nr: NR_SECCOMP, args: [SECCOMP_SET_MODE_FILTER, num(f.flags) & ~SECCOMP_FILTER_FLAG_TSYNC, r.put(prog)], what: `seccomp filter ${i} of thread ${vtid}` });
+      }
+    } else if (mode === 1) {
+      calls.push({ nr: NR_SECCOMP, args: [SECCOMP_SET_MODE_STRICT, 0, 0], what: `seccomp strict mode of thread ${vtid}` });
+    }
+    r.run(host, calls);
+  }
 }

@@ -71,6 +71,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   engine_native::InitTracer(env, exports);
   engine_native::InitSys(env, exports);
   engine_native::InitRestore(env, exports);
+  engine_native::InitGpu(env, exports);
   return exports;
 }
 

@@ -38,5 +38,6 @@ bool ToBytes(const Napi::Value &v, uint8_t **data, size_t *len);
 void InitTracer(Napi::Env env, Napi::Object exports);
 void InitSys(Napi::Env env, Napi::Object exports);
 void InitRestore(Napi::Env env, Napi::Object exports);
+void InitGpu(Napi::Env env, Napi::Object exports);
 
 }  // namespace engine_native

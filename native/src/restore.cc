@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -196,12 +198,98 @@ Napi::Value SetChildSubreaper(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+
+// memfdCreate(name, flags) -> fd (MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2)
+Napi::Value MemfdCreate(const Napi::CallbackInfo &info) {
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  unsigned flags = info.Length() > 1 ? info[1].As<Napi::Number>().Uint32Value() : 0;
+  long fd = syscall(SYS_memfd_create, name.c_str(), flags);
+  if (fd < 0) return ThrowSys(info.Env(), "memfd_create", errno);
+  return Napi::Number::New(info.Env(), (double)fd);
+}
+
+// A sockaddr_un from the raw name bytes (abstract names start with a NUL; a path keeps its NUL).
+socklen_t UnixAddr(const Napi::Value &v, struct sockaddr_un *a, bool *ok) {
+  memset(a, 0, sizeof *a);
+  a->sun_family = AF_UNIX;
+  uint8_t *data;
+  size_t len;
+  *ok = ToBytes(v, &data, &len) && len <= sizeof a->sun_path;
+  if (!*ok) return 0;
+  memcpy(a->sun_path, data, len);
+  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+}
+
+// unixSocket(type) -> fd (AF_UNIX, close-on-exec)
+Napi::Value UnixSocket(const Napi::CallbackInfo &info) {
+  int fd = socket(AF_UNIX, info[0].As<Napi::Number>().Int32Value() | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ThrowSys(info.Env(), "socket(AF_UNIX)", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// unixBind(fd, name) / unixConnect(fd, name): name is the raw sun_path bytes
+Napi::Value UnixBind(const Napi::CallbackInfo &info) {
+  struct sockaddr_un a;
+  bool ok;
+  socklen_t n = UnixAddr(info[1], &a, &ok);
+  if (!ok) return ThrowType(info.Env(), "unixBind(fd, name: Buffer of at most 108 bytes)");
+  if (bind(info[0].As<Napi::Number>().Int32Value(), (struct sockaddr *)&a, n) < 0) return ThrowSys(info.Env(), "bind", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value UnixConnect(const Napi::CallbackInfo &info) {
+  struct sockaddr_un a;
+  bool ok;
+  socklen_t n = UnixAddr(info[1], &a, &ok);
+  if (!ok) return ThrowType(info.Env(), "unixConnect(fd, name: Buffer of at most 108 bytes)");
+  if (connect(info[0].As<Napi::Number>().Int32Value(), (struct sockaddr *)&a, n) < 0) return ThrowSys(info.Env(), "connect", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value Listen(const Napi::CallbackInfo &info) {
+  if (listen(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value()) < 0)
+    return ThrowSys(info.Env(), "listen", errno);
+  return info.Env().Undefined();
+}
+
+// sendTo(fd, data, name?: Buffer | null, flags?) -> bytes sent (MSG_NOSIGNAL always)
+Napi::Value SendTo(const Napi::CallbackInfo &info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint8_t *data;
+  size_t len;
+  if (!ToBytes(info[1], &data, &len)) return ThrowType(info.Env(), "sendTo(fd, data, name?, flags?)");
+  int flags = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
+  struct sockaddr_un a;
+  socklen_t n = 0;
+  if (info.Length() > 2 && info[2].IsTypedArray()) {
+    bool ok;
+    n = UnixAddr(info[2], &a, &ok);
+    if (!ok) return ThrowType(info.Env(), "sendTo: name of at most 108 bytes");
+  }
+  ssize_t r = sendto(fd, data, len, flags | MSG_NOSIGNAL, n ? (struct sockaddr *)&a : nullptr, n);
+  if (r < 0) return ThrowSys(info.Env(), "sendto", errno);
+  return Napi::Number::New(info.Env(), (double)r);
+}
+
+Napi::Value Shutdown(const Napi::CallbackInfo &info) {
+  if (shutdown(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value()) < 0)
+    return ThrowSys(info.Env(), "shutdown", errno);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitRestore(Napi::Env env, Napi::Object exports) {
   exports.Set("socketPair", Napi::Function::New(env, SocketPair));
   exports.Set("xcr0", Napi::Function::New(env, Xcr0));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
+  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
+  exports.Set("unixSocket", Napi::Function::New(env, UnixSocket));
+  exports.Set("unixBind", Napi::Function::New(env, UnixBind));
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));
+  exports.Set("listen", Napi::Function::New(env, Listen));
+  exports.Set("sendTo", Napi::Function::New(env, SendTo));
+  exports.Set("shutdown", Napi::Function::New(env, Shutdown));
 }
 
 }  // namespace engine_native

@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/netlink.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <thread>
 #include <vector>
 
 // PAGEMAP_SCAN (Linux 6.7) is newer than Debian 12's uapi headers.
@@ -481,6 +483,62 @@ Napi::Value GetOwnerEx(const Napi::CallbackInfo &info) {
   return r;
 }
 
+// Interrupt guard of a dump or restore: while on, SIGINT, SIGTERM and SIGHUP only record the
+// first signal's number, so the engine can put its tracees back before it exits.
+volatile sig_atomic_t g_interrupt = 0;
+bool g_guard_on = false;
+const int kGuarded[3] = {SIGINT, SIGTERM, SIGHUP};
+struct sigaction g_guard_old[3];
+
+void OnInterrupt(int sig) {
+  if (!g_interrupt) g_interrupt = sig;
+}
+
+// interruptGuard(on): installs (true) or removes (false) the recording handlers.
+Napi::Value InterruptGuard(const Napi::CallbackInfo &info) {
+  bool on = info.Length() > 0 && info[0].ToBoolean().Value();
+  if (on && !g_guard_on) {
+    g_interrupt = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = OnInterrupt;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++)
+      if (sigaction(kGuarded[i], &sa, &g_guard_old[i]) < 0) return ThrowSys(info.Env(), "sigaction", errno);
+    g_guard_on = true;
+  } else if (!on && g_guard_on) {
+    for (int i = 0; i < 3; i++) sigaction(kGuarded[i], &g_guard_old[i], nullptr);
+    g_guard_on = false;
+  }
+  return info.Env().Undefined();
+}
+
+// interruptPending() -> the number of the first guarded signal received (0 = none).
+Napi::Value InterruptPending(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), (int)g_interrupt); }
+
+// fsyncAll(fds) -> undefined: fsync of every fd, run in parallel threads so that the
+// filesystem can commit them together (sequential fsyncs each wait for their own commit).
+Napi::Value FsyncAll(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) return ThrowType(env, "fsyncAll(fds: number[])");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<int> fds(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) fds[i] = arr.Get(i).As<Napi::Number>().Int32Value();
+  std::vector<int> errs(fds.size(), 0);
+  const size_t nthreads = fds.size() < 16 ? fds.size() : 16;
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < nthreads; t++)
+    threads.emplace_back([&, t] {
+      for (size_t i = t; i < fds.size(); i += nthreads)
+        if (fsync(fds[i]) < 0) errs[i] = errno;
+    });
+  for (auto &th : threads) th.join();
+  for (int e : errs)
+    if (e) return ThrowSys(env, "fsync", e);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitSys(Napi::Env env, Napi::Object exports) {
@@ -509,6 +567,9 @@ void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("recvmsg", Napi::Function::New(env, Recvmsg));
   exports.Set("openByHandleAt", Napi::Function::New(env, OpenByHandleAt));
   exports.Set("getOwnerEx", Napi::Function::New(env, GetOwnerEx));
+  exports.Set("interruptGuard", Napi::Function::New(env, InterruptGuard));
+  exports.Set("interruptPending", Napi::Function::New(env, InterruptPending));
+  exports.Set("fsyncAll", Napi::Function::New(env, FsyncAll));
 }
 
 }  // namespace engine_native

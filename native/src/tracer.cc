@@ -7,7 +7,9 @@
 
 #include <linux/elf.h>
 #include <linux/ptrace.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -42,6 +44,7 @@ bool WaitTid(pid_t tid, int timeout_ms, WaitResult *out, SysError *err) {
   struct timespec start;
   clock_gettime(CLOCK_MONOTONIC, &start);
   long sleep_ns = 20000;
+  int spins = 0;  // a stop after a single step or an injected call comes within microseconds
   for (;;) {
     int st = 0;
     pid_t r = waitpid(tid, &st, __WALL | WNOHANG);
@@ -63,6 +66,10 @@ bool WaitTid(pid_t tid, int timeout_ms, WaitResult *out, SysError *err) {
         err->set("waitpid", ETIMEDOUT, "tid " + std::to_string(tid) + " did not stop");
         return false;
       }
+    }
+    if (spins++ < 64) {
+      sched_yield();
+      continue;
     }
     struct timespec ts = {0, sleep_ns};
     nanosleep(&ts, nullptr);
@@ -227,6 +234,8 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   bool stopping_ = false;
 
   void Loop() {
+    // waits poll with short sleeps; a 1 ns timer slack keeps a 20 us sleep near 20 us
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     for (;;) {
       std::function<void()> job;
       {
