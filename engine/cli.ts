@@ -5,7 +5,25 @@ import { EngineError } from './errors';
 import { isNativeError } from '../native';
 import { restoreCommand, RESTORE_USAGE } from './restore/cli';
 
-const USAGE = 'usage: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]\n' + RESTORE_USAGE;
+const USAGE = `usage: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]
+${RESTORE_USAGE}
+
+Checkpoint a live process tree into CRIU 4.2 images, and bring it back (run as root).
+
+dump
+  -t, --tree PID        the root of the tree to dump (all its threads and descendants)
+  -D, --images-dir DIR  where the images go (created; must not exist or be empty)
+  -R, --leave-running   resume the tree after the dump (default: kill it once the images are safe)
+  -j, --shell-job       allow a tree whose session or terminal is outside it
+  -v, --verbose         log each step with its timing to stderr
+restore
+  -D, --images-dir DIR  the images to restore
+  -d, --detach          return once the tree runs (default: wait and exit with the root's status)
+  -j, --shell-job       reattach a terminal that was outside the tree
+  --pidns               restore into a new PID namespace (any PID is free there)
+  -v, --verbose         log each step to stderr
+
+Inspect the images with crit (crit x DIR ps, crit check DIR, crit tui DIR).`;
 
 interface DumpArgs {
   pid?: number;
