@@ -1,6 +1,7 @@
 // What the views show, computed once per image set from the shared query layer
 // (images/imageset.ts, images/query/*) and cached; no UI here.
 import * as fs from 'fs';
+import { kindByName } from '../images/query/names';
 import { ImageSet, entryPages, entryFlags, PE_PRESENT } from '../images/imageset';
 import { rawImageKind } from '../images/magic';
 import { psRows, fdsRows, memsRows, PsRow, FdRow, MemsOfTask } from '../images/query/explore';
@@ -48,7 +49,7 @@ export function fileRows(set: ImageSet): FileRow[] {
       let st: fs.Stats | undefined;
       try { st = fs.statSync(set.path(name)); } catch { /* dangling */ }
       const dir = !!st?.isDirectory();
-      return { name, size: st && !dir ? st.size : 0, dir, raw: dir ? 'directory' : rawImageKind(name) ?? (name.endsWith('.img') ? undefined : 'not an image') };
+      return { name, size: st && !dir ? st.size : 0, dir, raw: dir ? 'directory' : rawImageKind(name) ?? (name.endsWith('.img') || kindByName(name) ? undefined : 'not an image') };
     });
   }
   return c.files;
