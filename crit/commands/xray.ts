@@ -210,7 +210,9 @@ function gpuXray(set: ImageSet, o: XrayOpts, line: (s: string) => void, color: b
   const pick = o.bo !== undefined ? bos.filter((_, i) => String(i) === o.bo) : bos;
   if (!pick.length) throw new XrayError(`--bo ${o.bo}: buffer objects are numbered 0..${bos.length - 1} (see crit x DIR gpu)`);
   for (const { f, b } of pick) {
-    line(`── ${f.file} BO #${b.index} handle ${b.handle} size ${b.size} ${b.domains} ──`);
+    if (o.raw && !b.contentFile) throw new XrayError(`${f.file} BO #${b.index}: no contents in the image (${b.contents})`);
+    // with --raw, stdout carries the bytes and nothing else
+    if (!o.raw) line(`── ${f.file} BO #${b.index} handle ${b.handle} size ${b.size} ${b.domains} ──`);
     if (!b.contentFile) { line(`   contents: ${b.contents}`); continue; }
     const fd = fs.openSync(set.path(b.contentFile), 'r');
     try {

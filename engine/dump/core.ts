@@ -121,11 +121,15 @@ export function taskCore(p: TaskFacts, leaderMask: bigint): Msg {
   };
 }
 
-/** A zombie has only a core image: its state and exit code. */
-export function zombieCore(comm: string, exitCode: number, personality: number, flags: number): Msg {
+/**
+ * A zombie has only a core image. As CRIU 4.2 writes it: task_state TASK_DEAD (CRIU's restore
+ * takes every other state for a live task and then wants its ids) and exit_code the raw wait
+ * status of /proc/PID/stat (exit code << 8, or the terminating signal in the low 7 bits).
+ */
+export function zombieCore(comm: string, waitStatus: number, personality: number, flags: number): Msg {
   return {
     mtype: 1,
-    tc: { task_state: TASK_ZOMBIE, exit_code: exitCode, personality, flags, blk_sigset: 0n, comm },
+    tc: { task_state: TASK_DEAD, exit_code: waitStatus, personality, flags, blk_sigset: 0n, comm },
   };
 }
 

@@ -298,7 +298,7 @@ function collect(
     const ppid = pid === tree.root ? 0 : d.stat.ppid;
     pstree.push({ msg: { pid, ppid, pgid: d.stat.pgid, sid: d.stat.sid, threads: d.proc.state === 'Z' ? [pid] : d.proc.tids } });
     if (d.proc.state === 'Z') {
-      images.push([`core-${pid}.img`, 'CORE', [{ msg: zombieCore(d.stat.comm, d.stat.exitCode >> 8, personality(pid), d.stat.flags) }]]);
+      images.push([`core-${pid}.img`, 'CORE', [{ msg: zombieCore(d.stat.comm, d.stat.exitCode, personality(pid), d.stat.flags) }]]);
       continue;
     }
     stats.threads += d.proc.tids.length;

@@ -243,10 +243,10 @@ describe.skipIf(!IS_ROOT)('engine dump: a tree with a zombie and its own process
     for (const p of pstree) expect(p.sid).toBe(target.pid);
   });
 
-  it('writes only a core image for the zombie, with its exit code', () => {
+  it('writes only a core image for the zombie, with its wait status (as CRIU: TASK_DEAD)', () => {
     const z = decode(path.join(dir, `core-${c2}.img`))[0];
-    expect(z.tc.task_state).toBe(6);
-    expect(z.tc.exit_code).toBe(7);
+    expect(z.tc.task_state).toBe(2);
+    expect(z.tc.exit_code).toBe(7 << 8);
     expect(fs.existsSync(path.join(dir, `mm-${c2}.img`))).toBe(false);
     expect(fs.existsSync(path.join(dir, `mm-${c1}.img`))).toBe(true);
   });

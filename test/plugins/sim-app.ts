@@ -5,6 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import { SimKernel } from '../../engine/plugins/amdgpu/sim/kernel';
+import type { SimKfdBo } from '../../engine/plugins/amdgpu/sim/kfd';
 import * as S from '../../engine/plugins/amdgpu/structs';
 import { O_RDWR } from '../../engine/plugins/amdgpu/backend';
 
@@ -67,6 +68,22 @@ export class App {
   }
   close(fd: number): void {
     this.k.close(this.pid, fd);
+  }
+  // ---- ROCm: /dev/kfd ----
+  openKfd(): number {
+    return this.k.open(this.pid, '/dev/kfd', O_RDWR);
+  }
+  acquireVm(kfdFd: number, drmFd: number): void {
+    this.k.kfd.acquireVm(this.pid, kfdFd, drmFd);
+  }
+  /** a KFD BO with a recognisable pattern (doorbells too: they are memory the process sees) */
+  kfdAlloc(kfdFd: number, gpuId: number, size: bigint, flags: number, addr: bigint, seed: number): SimKfdBo {
+    const b = this.k.kfd.alloc(this.pid, kfdFd, gpuId, size, flags, addr);
+    for (let i = 0; i < b.bo.contents.length; i++) b.bo.contents[i] = (i * 7 + seed * 13 + (i >> 12)) & 0xff;
+    return b;
+  }
+  kfdExport(b: SimKfdBo): number {
+    return this.k.kfd.exportDmabuf(this.pid, b);
   }
 }
 

@@ -55,6 +55,20 @@ export function checkRenderNode(name: string, rd: Msg): void {
   });
 }
 
+/** checks a criu_kfd: counts match, every BO names a GPU of the image */
+export function checkKfd(name: string, k: Msg): void {
+  const bos = (k.bo_entries ?? []) as Msg[];
+  const devs = (k.device_entries ?? []) as Msg[];
+  if (big(k.num_of_bos) !== BigInt(bos.length)) throw new AmdgpuImageError(name, 'num_of_bos', `says ${k.num_of_bos}, bo_entries holds ${bos.length}`);
+  if (Number(k.num_of_gpus) + Number(k.num_of_cpus) !== devs.length)
+    throw new AmdgpuImageError(name, 'device_entries', `holds ${devs.length}, num_of_gpus + num_of_cpus say ${Number(k.num_of_gpus) + Number(k.num_of_cpus)}`);
+  const gpus = new Set(devs.map((d) => Number(d.gpu_id)).filter((g) => g));
+  bos.forEach((b, i) => {
+    if (!gpus.has(Number(b.gpu_id))) throw new AmdgpuImageError(name, `bo_entries[${i}].gpu_id`, `0x${Number(b.gpu_id).toString(16)} is not in device_entries`);
+    if (big(b.size) <= 0n || big(b.size) % 4096n) throw new AmdgpuImageError(name, `bo_entries[${i}].size`, `${b.size} is not a positive multiple of 4096`);
+  });
+}
+
 /** writes a contents file with its true length, atomically */
 export function writePages(dir: string, name: string, size: bigint, chunks: Iterable<Uint8Array>): void {
   const file = path.join(dir, name);

@@ -2,7 +2,6 @@
 // an amdgpu device's (D17): other render nodes, unknown dma-bufs and foreign mappings are
 // answered NOT_MINE so that the next plugin is asked.
 import { NOT_MINE, Plugin, PluginEnv, DumpFileArgs, DeviceVmaArgs } from '../host';
-import { UnsupportedError } from '../../errors';
 import { DeviceSys, S_IFMT, S_IFCHR, major, minor } from './backend';
 import { DRM_MAJOR } from './structs';
 import { AmdgpuDumper } from './dump';
@@ -57,12 +56,12 @@ export function amdgpuPlugin(opts: AmdgpuOptions): Plugin {
         const st = sys.fstat(a.fd);
         if ((st.mode & S_IFMT) !== S_IFCHR) return NOT_MINE;
         if (isRenderNode(st.rdev)) return d().dumpRender(a.fd, a.id, st.rdev, label);
-        if (isKfd(st.rdev)) throw new UnsupportedError(`${label}: KFD (ROCm compute) checkpoint is not implemented yet`);
+        if (isKfd(st.rdev)) return d().dumpKfd(a.fd, a.id, label);
         return NOT_MINE;
       },
       HANDLE_DEVICE_VMA(a: DeviceVmaArgs) {
-        if (isRenderNode(a.rdev)) return; // metadata only: the BO's contents are dumped with its file
-        if (isKfd(a.rdev)) throw new UnsupportedError(`task ${a.pid}: mapping of /dev/kfd at 0x${a.start.toString(16)}: KFD checkpoint is not implemented yet`);
+        // metadata only: a BO's contents are dumped with its file (render node or /dev/kfd)
+        if (isRenderNode(a.rdev) || isKfd(a.rdev)) return;
         return NOT_MINE;
       },
       DUMP_DEVICES_LATE() {
@@ -80,6 +79,10 @@ export function amdgpuPlugin(opts: AmdgpuOptions): Plugin {
       UPDATE_VMA_MAP(a) {
         if (!restoring) return NOT_MINE;
         return r().updateVmaMap(a);
+      },
+      RESUME_DEVICES_LATE(pid: number) {
+        if (!restoring) return NOT_MINE;
+        return r().resume(pid);
       },
     },
   };

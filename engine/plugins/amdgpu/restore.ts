@@ -12,7 +12,8 @@ import { FdStore } from '../fdstore';
 import { DeviceSys, O_RDWR, O_CLOEXEC } from './backend';
 import { Drm } from './drm';
 import * as S from './structs';
-import { renderName, dmabufName, drmPagesName, readMessage, checkRenderNode, openPages, AmdgpuImageError } from './images';
+import { renderName, dmabufName, drmPagesName, kfdName, kfdPagesName, readMessage, checkRenderNode, checkKfd, openPages, AmdgpuImageError } from './images';
+import { Kfd, mapGpus } from './kfd';
 
 export interface RestoreConfig {
   /** used when an image does not say (CRIU's images) */
@@ -29,7 +30,9 @@ interface FileState {
   done: boolean[];
 }
 
+/** a CPU-mappable range at dump (offset in the render node of minor ckptMinor, or in /dev/kfd: -1) and now */
 interface Range { ckptMinor: number; old: bigint; size: bigint; now: bigint; fd: number }
+interface KfdState { fd: number; drmFds: number[]; pid: number }
 
 const big = (v: unknown): bigint => (v === undefined || v === null ? 0n : BigInt(v as number | bigint));
 
@@ -41,6 +44,8 @@ export class AmdgpuRestorer {
   private ranges: Range[] = [];
   private renders = new Map<number, Msg>();
   private dmabufs = new Map<number, Msg>();
+  private kfdImages = new Map<number, Msg>();
+  private kfds = new Map<number, KfdState>();
 
   constructor(private sys: DeviceSys, private dir: string, private cfg: RestoreConfig, private notify: () => void) {
     this.store = new FdStore(sys);
@@ -57,14 +62,18 @@ export class AmdgpuRestorer {
         this.renders.set(Number(m[1]), rd);
       } else if ((m = /^amdgpu-dmabuf_(\d+)\.img$/.exec(name))) {
         this.dmabufs.set(Number(m[1]), readMessage(this.dir, name)!);
-      } else if (/^amdgpu-kfd-\d+\.img$/.test(name)) {
-        throw new AmdgpuImageError(name, 'file', 'KFD (ROCm compute) state is not restored by this engine yet');
+      } else if ((m = /^amdgpu-kfd-(\d+)\.img$/.exec(name))) {
+        const k = readMessage(this.dir, name)!;
+        checkKfd(name, k);
+        this.kfdImages.set(Number(m[1]), k);
       }
     }
-    return this.renders.size > 0 || this.dmabufs.size > 0;
+    return this.renders.size > 0 || this.dmabufs.size > 0 || this.kfdImages.size > 0;
   }
 
   restoreFile(id: number): Answer<RestoreFileResult> {
+    const k = this.kfdImages.get(id);
+    if (k) return this.restoreKfd(id, k);
     const rd = this.renders.get(id);
     if (rd) return this.restoreRender(id, rd);
     const d = this.dmabufs.get(id);
@@ -93,12 +102,12 @@ export class AmdgpuRestorer {
     if (!st) {
       const node = this.targetNode(rd, name);
       const fd = this.sys.open(node.path, O_RDWR | O_CLOEXEC);
-      st = { rd, fd, minor: node.minor, drm: new Drm(this.sys, fd, `${name} (${node.path})`), done: rd.bo_entries.map(() => false) };
+      st = { rd, fd, minor: node.minor, drm: new Drm(this.sys, fd, `${name} (${node.path})`), done: ((rd.bo_entries ?? []) as Msg[]).map(() => false) };
       this.files.set(id, st);
     }
     let retry = false;
     try {
-      (rd.bo_entries as Msg[]).forEach((bo, i) => {
+      ((rd.bo_entries ?? []) as Msg[]).forEach((bo, i) => {
         if (st!.done[i]) return;
         if (!this.restoreBo(st!, id, bo, i)) retry = true;
       });
@@ -187,6 +196,95 @@ export class AmdgpuRestorer {
     }
   }
 
+  /**
+   * A /dev/kfd file (spec §5.3): devices mapped to local GPUs, each bound to a new drm file of
+   * ours (CPU mappings of its BOs go through it), RESTORE, then contents from the per-GPU pages
+   * file, and every VRAM/GTT BO published for the render files and dma-bufs that share it.
+   */
+  private restoreKfd(id: number, e: Msg): Answer<RestoreFileResult> {
+    const name = kfdName(id);
+    const fd = this.sys.open('/dev/kfd', O_RDWR | O_CLOEXEC);
+    const drmFds: number[] = [];
+    const ranges: Range[] = [];
+    let out: S.KfdBoBucket[] = [];
+    try {
+      const kfd = new Kfd(this.sys, fd, `${name} (/dev/kfd)`);
+      kfd.checkVersion();
+      const entries = (e.device_entries ?? []) as Msg[];
+      const gpus = mapGpus(name, entries, this.sys.kfdNodes());
+      const nodes = this.sys.renderNodes();
+      const devices: S.KfdDeviceBucket[] = [];
+      const drmOf = new Map<number, number>();
+      for (const [user, node] of gpus) {
+        const rn = nodes.find((n) => n.gpuId === node.gpuId);
+        if (!rn) throw new AmdgpuImageError(name, 'device_entries', `gpu 0x${node.gpuId.toString(16)} has no render node here`);
+        const dfd = this.sys.open(rn.path, O_RDWR | O_CLOEXEC);
+        drmFds.push(dfd);
+        drmOf.set(user, dfd);
+        devices.push({ userGpuId: user, actualGpuId: node.gpuId, drmFd: dfd });
+      }
+      const bos = (e.bo_entries ?? []) as Msg[];
+      out = kfd.restore(Number(e.pid), Number(e.num_of_objects), devices, bos.map((b) => ({
+        addr: big(b.addr), size: big(b.size), offset: big(b.offset), restoredOffset: 0n, gpuId: Number(b.gpu_id), allocFlags: Number(b.alloc_flags), dmabufFd: 0,
+      })), Buffer.from(e.priv_data as Uint8Array));
+      const content = (b: Msg) => (Number(b.alloc_flags) & (S.KFD_ALLOC.VRAM | S.KFD_ALLOC.GTT)) !== 0;
+      for (const user of new Set(bos.map((b) => Number(b.gpu_id)))) {
+        const idx = bos.map((b, i) => i).filter((i) => Number(bos[i].gpu_id) === user && content(bos[i]));
+        if (!idx.length) continue;
+        const total = idx.reduce((s, i) => s + big(bos[i].size), 0n);
+        const src = openPages(this.dir, kfdPagesName(id, user), total, `the VRAM/GTT buffers of gpu 0x${user.toString(16)}`);
+        try {
+          let at = 0;
+          for (const i of idx) {
+            const fdI = out[i].dmabufFd;
+            if (fdI < 0) throw new EngineError(`${name}: RESTORE gave no dma-buf for bo_entries[${i}] (VRAM/GTT)`);
+            this.copyIn(fdI, 0n, big(bos[i].size), (o, n) => src.read(at + o, n));
+            at += Number(big(bos[i].size));
+          }
+        } finally {
+          src.close();
+        }
+      }
+      const minorOf = new Map(entries.filter((d) => Number(d.gpu_id)).map((d) => [Number(d.gpu_id), Number(d.drm_render_minor)]));
+      bos.forEach((b, i) => {
+        const f = Number(b.alloc_flags);
+        if (content(b)) ranges.push({ ckptMinor: minorOf.get(Number(b.gpu_id)) ?? -2, old: big(b.offset), size: big(b.size), now: out[i].restoredOffset, fd: drmOf.get(Number(b.gpu_id))! });
+        else if (f & (S.KFD_ALLOC.DOORBELL | S.KFD_ALLOC.MMIO_REMAP)) ranges.push({ ckptMinor: -1, old: big(b.offset), size: big(b.size), now: out[i].restoredOffset, fd });
+      });
+      // published last: an importer must never see a buffer whose contents are not in yet
+      bos.forEach((b, i) => {
+        if (!content(b)) return;
+        const key = this.key(b, b.handle);
+        if (!this.table.has(key)) this.table.set(key, this.store.add(out[i].dmabufFd));
+      });
+    } catch (err) {
+      for (const d of [fd, ...drmFds]) try { this.sys.close(d); } catch { /* closed */ }
+      throw err;
+    } finally {
+      for (const b of out) if (b.dmabufFd >= 0 && b.dmabufFd !== S.KFD_INVALID_FD) this.sys.close(b.dmabufFd);
+    }
+    this.ranges.push(...ranges);
+    this.kfds.set(id, { fd, drmFds, pid: Number(e.pid) });
+    this.notify();
+    return { fd: this.sys.dup(fd) };
+  }
+
+  /** RESUME of the KFD processes restored for pid; NOT_MINE when there are none */
+  resume(pid: number): Answer<void> {
+    const mine = [...this.kfds.values()].filter((k) => k.pid === pid);
+    if (!mine.length) return NOT_MINE;
+    for (const k of mine) new Kfd(this.sys, k.fd, `/dev/kfd of task ${pid}`).resume(pid);
+  }
+
+  /** copies size bytes (from read(offset, n)) into a mapping of fd, chunk by chunk */
+  private copyIn(fd: number, offset: bigint, size: bigint, read: (off: number, n: number) => Buffer): void {
+    const chunk = this.cfg.chunk ?? 16 << 20;
+    for (let at = 0n; at < size; at += BigInt(chunk)) {
+      const n = size - at < BigInt(chunk) ? Number(size - at) : chunk;
+      this.sys.writeMapped(fd, offset + at, read(Number(at), n));
+    }
+  }
+
   private restoreDmabuf(id: number, d: Msg): Answer<RestoreFileResult> {
     const sid = this.table.get(this.key(d, d.gem_handle));
     if (sid === undefined) return { retry: true };
@@ -195,9 +293,10 @@ export class AmdgpuRestorer {
 
   /** a CPU mapping of a BO: the new offset (same delta inside the BO) and a file that may map it */
   updateVmaMap(a: VmaMapArgs): Answer<VmaMapResult> {
-    const m = /^\/dev\/dri\/renderD(\d+)$/.exec(a.path.replace(/\/+/g, '/'));
-    if (!m || !this.renders.size) return NOT_MINE;
-    const minor = Number(m[1]);
+    const p = a.path.replace(/\/+/g, '/');
+    const m = /^\/dev\/dri\/renderD(\d+)$/.exec(p);
+    if ((!m && p !== '/dev/kfd') || (!this.renders.size && !this.kfdImages.size)) return NOT_MINE;
+    const minor = m ? Number(m[1]) : -1;
     const r = this.ranges.find((x) => x.ckptMinor === minor && a.pgoff >= x.old && a.pgoff < x.old + x.size);
     if (!r) throw new EngineError(`task ${a.pid}: mapping at 0x${a.start.toString(16)} of ${a.path} (offset 0x${a.pgoff.toString(16)}) shows no restored buffer`);
     if (a.pgoff + (a.end - a.start) > r.old + r.size) throw new EngineError(`task ${a.pid}: mapping at 0x${a.start.toString(16)} runs past the end of its buffer`);
@@ -208,6 +307,8 @@ export class AmdgpuRestorer {
   close(): void {
     for (const st of this.files.values()) try { this.sys.close(st.fd); } catch { /* gone */ }
     this.files.clear();
+    for (const k of this.kfds.values()) for (const fd of [k.fd, ...k.drmFds]) try { this.sys.close(fd); } catch { /* gone */ }
+    this.kfds.clear();
     this.ranges = [];
     this.store.close();
     this.table.clear();

@@ -21,6 +21,8 @@ export interface SimSwitches {
   vmFlags: 'uapi' | 'pte';
   /** LIST_HANDLES fails once with EAGAIN (handle table changed under it) */
   listHandlesRaceOnce: boolean;
+  /** /dev/kfd exists (ROCm compute) */
+  kfd: boolean;
 }
 
 export interface SimFault {
@@ -64,8 +66,9 @@ export class SimKernel {
     // offsets differ between kernels, so a restore always has to translate CPU mappings
     const base = 0x1_0000_0000n + BigInt(++kernels) * 0x100_0000n * PAGE;
     for (const d of devices) this.devices.set(d.minor, new SimDevice(d.minor, d.gpuId, base + BigInt(d.minor) * 0x10_0000n * PAGE, d.driver ?? 'amdgpu'));
-    this.switches = { listHandles: true, mappingInfo: true, changeHandle: 'ok', vmFlags: 'uapi', listHandlesRaceOnce: false, ...switches };
+    this.switches = { listHandles: true, mappingInfo: true, changeHandle: 'ok', vmFlags: 'uapi', listHandlesRaceOnce: false, kfd: false, ...switches };
     this.kfd = new SimKfd(this);
+    this.kfd.enabled = this.switches.kfd;
   }
 
   spawn(pid: number): SimProcess {

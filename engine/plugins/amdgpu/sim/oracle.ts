@@ -19,6 +19,8 @@ export interface Snapshot {
       vms: { addr: bigint; size: bigint; offset: bigint; flags: number }[]; digest: string }[];
     prime?: [string, number][];
   }>;
+  /** KFD files: paused or running, and their BOs (gpu as the process knows it) */
+  kfd: Record<string, { paused: boolean; gpus: number[]; bos: { addr: bigint; size: bigint; flags: number; gpu: number; buffer: string; digest: string }[] }>;
 }
 
 export function snapshot(k: SimKernel, pids: number[], withPrime = false): Snapshot {
@@ -29,7 +31,7 @@ export function snapshot(k: SimKernel, pids: number[], withPrime = false): Snaps
     if (!buffers.has(id)) buffers.set(id, `B${buffers.size + 1}`);
     return buffers.get(id)!;
   };
-  const snap: Snapshot = { tasks: [], files: {} };
+  const snap: Snapshot = { tasks: [], files: {}, kfd: {} };
   for (const pid of pids) {
     const p = k.proc(pid);
     const fds: Snapshot['tasks'][number]['fds'] = [];
@@ -57,6 +59,15 @@ export function snapshot(k: SimKernel, pids: number[], withPrime = false): Snaps
           };
           if (withPrime) snap.files[name].prime = [...drm.prime].map(([d, h]) => [buf(d.bo), h] as [string, number]);
         }
+        const st = f.kind === 'kfd' ? k.kfd.stateOf(f) : undefined;
+        if (st) snap.kfd[name] = {
+          paused: st.paused, gpus: st.devices.map((d) => d.userGpuId),
+          bos: st.bos.map((b) => ({
+            addr: b.addr, size: b.size, flags: b.allocFlags, gpu: st.devices.find((d) => d.actualGpuId === b.gpuId)!.userGpuId, buffer: buf(b.bo),
+            // doorbells and MMIO are device registers KFD recreates, not memory a checkpoint holds
+            digest: b.allocFlags & 0x18 ? '-' : createHash('sha1').update(b.bo.identity.contents).digest('hex').slice(0, 16),
+          })),
+        };
       }
       fds.push({ fd, file: fileNames.get(f)!, kind: f.kind, access: f.accessMode, buffer: f.dmabuf ? buf(f.dmabuf.bo) : undefined });
     }
