@@ -6,6 +6,7 @@ import * as path from 'path';
 import { loadImage, LoadedImage } from './files';
 import type { Msg } from './codec';
 import { MemoryReader } from './memory/reader';
+import { PE } from './flags';
 
 export class ImageSetError extends Error {}
 
@@ -222,9 +223,9 @@ export function entryPages(e: Msg): number {
   return Number(e.nr_pages ?? e.compat_nr_pages ?? 0);
 }
 
-export const PE_PARENT = 1;
-export const PE_LAZY = 2;
-export const PE_PRESENT = 4;
+export const PE_PARENT = PE.PARENT;
+export const PE_LAZY = PE.LAZY;
+export const PE_PRESENT = PE.PRESENT;
 
 /** CRIU's normalisation of legacy entries: in_parent -> PE_PARENT, no flags -> PE_PRESENT. */
 export function entryFlags(e: Msg): number {

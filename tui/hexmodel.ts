@@ -2,6 +2,8 @@
 // as a GPU buffer's contents), the screen lines from an address (hex rows with squeezed
 // repeats, one line per range the image does not hold or per unmapped gap), cursor motion,
 // the data inspector and search. Only what is on screen is ever read.
+import { vmaWhat, protString } from '../images/query/vma';
+import { VMA } from '../images/flags';
 import type { MemoryReader, Span } from '../images/memory/reader';
 import { hexRows } from '../images/query/hexdump';
 import { searchMemory, Pattern } from '../images/query/search';
@@ -51,9 +53,6 @@ export function lineEnd(l: Line): bigint {
   return l.kind === 'hex' ? l.addr + W : l.end;
 }
 
-function prot(p: number): string {
-  return (p & 1 ? 'r' : '-') + (p & 2 ? 'w' : '-') + (p & 4 ? 'x' : '-');
-}
 
 /** A dumped task's address space. */
 export function memorySource(reader: () => MemoryReader, pid: number): HexSource {
@@ -63,20 +62,7 @@ export function memorySource(reader: () => MemoryReader, pid: number): HexSource
   const label = (i: number): string => {
     const v = vmas[i];
     const st = v.status;
-    let what = v.file ? `${v.file}${v.pgoff ? ` +0x${v.pgoff.toString(16)}` : ''}` : '';
-    if (!what) {
-      if (st & 0x2) what = '[stack]';
-      else if (st & 0x20) what = '[heap]';
-      else if (v.flags & 0x100) what = '[stack]'; // VM_GROWSDOWN, as crit x mems marks it
-      else if (st & 0x8) what = '[vdso]';
-      else if (st & 0x1000) what = '[vvar]';
-      else if (st & 0x4) what = '[vsyscall]';
-      else if (st & 0x100) what = `shmem ${v.shmid}`;
-      else if (st & 0x400) what = `sysv shm ${v.shmid}`;
-      else if (st & 0x4000) what = 'memfd';
-      else what = 'anon';
-    }
-    return `${prot(v.prot)}${st & 0x80 || st & 0x100 ? 's' : 'p'} ${what}`;
+    return `${protString(v.prot)}${st & (VMA.FILE_SHARED | VMA.ANON_SHARED) ? 's' : 'p'} ${vmaWhat(v)}`;
   };
   const region = (i: number): Region => ({ start: vmas[i].start, end: vmas[i].end, label: label(i) });
   // index of the first VMA with end > a

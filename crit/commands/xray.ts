@@ -2,11 +2,11 @@
 // absent pages; raw bytes out; search (text, hex, regex) and strings; amdgpu buffer contents.
 import * as fs from 'fs';
 import { ImageSet } from '../../images/imageset';
-import { MemoryReader, Vma, Span } from '../../images/memory/reader';
+import { MemoryReader, Span } from '../../images/memory/reader';
 import { hexRows } from '../../images/query/hexdump';
 import { searchMemory, memoryStrings, Pattern } from '../../images/query/search';
 import { gpuRows } from '../../images/query/explore-more';
-import { fileDescription } from '../../images/query/explore';
+import { vmaLabel } from '../../images/query/vma';
 import { pyJson } from '../../images/json/pytext';
 import { TextSink } from '../../images/json/document';
 import { writeAll } from '../../images/image';
@@ -46,19 +46,6 @@ function parseHexBytes(s: string): Uint8Array {
   const t = s.replace(/0x/gi, '').replace(/[\s:,]/g, '');
   if (!/^([0-9a-fA-F]{2})+$/.test(t)) throw new XrayError(`--hex/--patch: '${s}' is not a sequence of hex bytes (e.g. "de ad be ef")`);
   return Uint8Array.from(Buffer.from(t, 'hex'));
-}
-
-function vmaLabel(set: ImageSet, v: Vma): string {
-  const prot = (v.prot & 1 ? 'r' : '-') + (v.prot & 2 ? 'w' : '-') + (v.prot & 4 ? 'x' : '-');
-  let what = '';
-  if (v.status & 0xc0) what = ' ' + fileDescription(set, 'REG', v.shmid) + (v.pgoff ? ` + 0x${v.pgoff.toString(16)}` : '');
-  else if (v.status & 0x2) what = ' [stack]';
-  else if (v.status & 0x8) what = ' [vdso]';
-  else if (v.status & 0x1000) what = ' [vvar]';
-  else if (v.status & 0x20) what = ' [heap]';
-  else if (v.status & 0x100) what = ' [shared anon]';
-  else what = ' [anon]';
-  return `VMA #${v.index} ${v.start.toString(16)}-${v.end.toString(16)} ${prot}${what}`;
 }
 
 function selectRange(mem: MemoryReader, o: XrayOpts): { addr: bigint; len: number } | undefined {
@@ -123,7 +110,7 @@ export function xray(dir: string, o: XrayOpts): void {
         const v = mem.vmaAt(m.addr);
         if (o.json) hits.push({ addr: m.addr, length: m.length, vma: v?.index, context_start: m.contextStart, context: Buffer.from(m.context).toString('base64') });
         else {
-          line(`0x${m.addr.toString(16)} (${m.length} bytes) in ${v ? vmaLabel(set, v) : 'no VMA'}`);
+          line(`0x${m.addr.toString(16)} (${m.length} bytes) in ${v ? vmaLabel(v) : 'no VMA'}`);
           if (ctx > 0) for (const r of renderRows(hexRows([{ addr: m.contextStart, len: m.context.length, data: m.context }], 16, false), color)) line('  ' + r);
         }
       }
@@ -149,9 +136,9 @@ export function xray(dir: string, o: XrayOpts): void {
         for (const s of mem.layout(v.start, Number(v.end - v.start))) if (s.present) present += s.len;
         return { v, present };
       });
-      if (o.json) return line(pyJson(rows.map(({ v, present }) => ({ vma: v.index, start: v.start, end: v.end, label: vmaLabel(set, v), bytes_in_image: present })), true));
+      if (o.json) return line(pyJson(rows.map(({ v, present }) => ({ vma: v.index, start: v.start, end: v.end, label: vmaLabel(v), bytes_in_image: present })), true));
       line(`pid ${pid}: ${mem.vmas.length} VMAs (choose one with --vma I, or --addr A [--len N])`);
-      for (const { v, present } of rows) line(`  ${vmaLabel(set, v).padEnd(70)} ${present ? `${present / 1024} KiB in image` : 'nothing in image'}`);
+      for (const { v, present } of rows) line(`  ${vmaLabel(v).padEnd(70)} ${present ? `${present / 1024} KiB in image` : 'nothing in image'}`);
       return;
     }
 
@@ -174,7 +161,7 @@ export function xray(dir: string, o: XrayOpts): void {
     for (const s of groupSpans(spans)) {
       const v = mem.vmaAt(s.addr);
       if (v && v.index !== lastVma) {
-        line((color ? '\x1b[1m' : '') + `── ${vmaLabel(set, v)} ──` + (color ? '\x1b[0m' : ''));
+        line((color ? '\x1b[1m' : '') + `── ${vmaLabel(v)} ──` + (color ? '\x1b[0m' : ''));
         lastVma = v.index;
       }
       const end = s.addr + BigInt(s.len);

@@ -1,23 +1,12 @@
 // The bytes at any virtual address of a dumped task: private pages from pagemap-<pid> and
 // pages-<id>, shared anonymous, memfd and SysV memory from pagemap-shmem-<id>, pages kept in
-// a parent image (PE_PARENT) from the `parent` set at any depth. Every absent range says why.
+// a parent image (PE.PARENT) from the `parent` set at any depth. Every absent range says why.
 import type { ImageSet } from '../imageset';
 import type { Msg } from '../codec';
 import { PagemapIndex } from './pagemap-index';
 import { PageSource, openPageSource } from './pagesource';
-import { PE_PARENT, PE_LAZY, PE_PRESENT } from '../imageset';
+import { VMA, VMA_FILE, PE } from '../flags';
 
-export const VMA_AREA_STACK = 0x2;
-export const VMA_AREA_VSYSCALL = 0x4;
-export const VMA_AREA_VDSO = 0x8;
-export const VMA_AREA_HEAP = 0x20;
-export const VMA_FILE_PRIVATE = 0x40;
-export const VMA_FILE_SHARED = 0x80;
-export const VMA_ANON_SHARED = 0x100;
-export const VMA_AREA_SYSVIPC = 0x400;
-export const VMA_AREA_SOCKET = 0x800;
-export const VMA_AREA_VVAR = 0x1000;
-export const VMA_AREA_MEMFD = 0x4000;
 
 export interface Vma {
   index: number;
@@ -108,14 +97,14 @@ export class MemoryReader {
 
   /** The shmem pagemap holding a shared VMA's pages, by CRIU's naming. */
   shmemName(v: Vma): string | undefined {
-    if (v.status & VMA_AREA_MEMFD) {
+    if (v.status & VMA.MEMFD) {
       const f = this.set.file(v.shmid);
       const inode = f?.memfd?.inode_id;
       if (inode === undefined) return undefined;
       const ino = this.set.tryImage('memfd.img')?.entries.find((e) => Number(e.msg.inode_id) === Number(inode));
       return ino ? `pagemap-shmem-${ino.msg.shmid}.img` : undefined;
     }
-    if (v.status & (VMA_ANON_SHARED | VMA_AREA_SYSVIPC)) return `pagemap-shmem-${v.shmid}.img`;
+    if (v.status & (VMA.ANON_SHARED | VMA.SYSVIPC)) return `pagemap-shmem-${v.shmid}.img`;
     return undefined;
   }
 
@@ -172,12 +161,12 @@ export class MemoryReader {
       }
       return this.fromStore(st, a, limit, delta, out, () => 'shared page never written (zero)', false, fetch);
     }
-    if (v.status & (VMA_AREA_VVAR | VMA_AREA_VSYSCALL)) {
-      out.push({ addr: a, len: Number(limit - a), absent: v.status & VMA_AREA_VVAR ? 'vvar: kernel data, never dumped' : 'vsyscall page: kernel text, never dumped' });
+    if (v.status & (VMA.VVAR | VMA.VSYSCALL)) {
+      out.push({ addr: a, len: Number(limit - a), absent: v.status & VMA.VVAR ? 'vvar: kernel data, never dumped' : 'vsyscall page: kernel text, never dumped' });
       return limit;
     }
     const st = this.store();
-    const why = () => (v.file && v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) ? `clean page of ${v.file} (restored from the file, not stored)` : 'never written (zero page, not stored)');
+    const why = () => (v.file && v.status & VMA_FILE ? `clean page of ${v.file} (restored from the file, not stored)` : 'never written (zero page, not stored)');
     if (!st) {
       out.push({ addr: a, len: Number(limit - a), absent: `no pagemap-${this.pid}.img in the image set` });
       return limit;
@@ -202,7 +191,7 @@ export class MemoryReader {
       const stop = entryEnd < limit ? entryEnd : limit;
       const n = Number(stop - a);
       const f = idx.flags[i];
-      if (f & PE_PRESENT) {
+      if (f & PE.PRESENT) {
         const off = idx.offsets[i] + Number(o - idx.starts[i]);
         if (!st.source) {
           out.push({ addr: a, len: n, absent: `${st.sourceName} is missing` });
@@ -218,11 +207,11 @@ export class MemoryReader {
             out.push({ addr: a, len: n, absent: (e as Error).message });
           }
         }
-      } else if (f & PE_PARENT && parentOk) {
+      } else if (f & PE.PARENT && parentOk) {
         const p = this.parent();
         if (!p) out.push({ addr: a, len: n, absent: 'in the parent image, but the set has no parent link' });
         else for (const s of p.walk(a, n, fetch)) out.push({ ...s, origin: s.origin ? `parent/${s.origin}` : undefined });
-      } else if (f & PE_LAZY) {
+      } else if (f & PE.LAZY) {
         out.push({ addr: a, len: n, absent: 'lazy page: not in this image (served by the lazy-pages daemon at restore)' });
       } else {
         out.push({ addr: a, len: n, absent: `pagemap entry with flags ${f} holds no data` });
@@ -300,7 +289,7 @@ function loadStore(set: ImageSet, pagemapName: string): Store | null {
 
 function fileOfVma(set: ImageSet, v: Msg): string | undefined {
   const status = Number(v.status);
-  if (!(status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED))) return undefined;
+  if (!(status & VMA_FILE)) return undefined;
   const f = set.file(Number(v.shmid));
   if (!f) return undefined;
   if (f.reg) return f.reg.name;

@@ -2,6 +2,7 @@
 // file's framing and required fields (through the normal reader, so offsets and entry indexes
 // are the reader's), then the cross-references CRIU relies on at restore. Also the salvage
 // reader behind `crit decode --salvage`. Data only; crit/commands/check.ts prints it.
+import { VMA, VMA_FILE } from '../flags';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ByteSource } from '../source';
@@ -270,7 +271,7 @@ class Checker {
       if (s % ps || en % ps) this.err(name, `${at} is not aligned to the ${this.ps}-byte page size (--page-size?)`, e.offset, 0);
       if (s < prevEnd) this.err(name, `${at} overlaps the VMA before it or is out of order`, e.offset, 0);
       prevEnd = en;
-      if (st & 0xc0) this.refFile(name, e, 0, Number(v.shmid), `${at} (file mapping)`);
+      if (st & VMA_FILE) this.refFile(name, e, 0, Number(v.shmid), `${at} (file mapping)`);
     });
   }
 
@@ -396,12 +397,12 @@ class Checker {
       (e?.msg.vmas || []).forEach((v: Msg, i: number) => {
         const st = Number(v.status);
         const at = `vma ${i} (${hex(BigInt(v.start))}-${hex(BigInt(v.end))})`;
-        if (st & 0x4000) {
+        if (st & VMA.MEMFD) {
           const f = files?.get(Number(v.shmid));
           if (!f || !memfd) return; // reported as a dangling file id / missing memfd.img
           const ino = f.msg.memfd?.inode_id;
           if (ino === undefined) this.err(name, `${at} is a memfd mapping but files.img id ${v.shmid} is not a memfd`, e.offset, 0);
-        } else if (st & 0x100 || st & 0x400) need(Number(v.shmid), name, `${at} (shared memory ${v.shmid})`, e.offset, 0);
+        } else if (st & (VMA.ANON_SHARED | VMA.SYSVIPC)) need(Number(v.shmid), name, `${at} (shared memory ${v.shmid})`, e.offset, 0);
       });
     }
   }

@@ -2,6 +2,8 @@
 // files, sockets, VMAs, memory pages, GPU buffer objects, and every other image entry by
 // entry, field by field. Each image is compared exactly once, in the section that owns it.
 // Data only: crit/commands/diff.ts renders it, the TUI can too.
+import { protString, vmaWhat } from './vma';
+import { VMA_FILE } from '../flags';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ImageSet } from '../imageset';
@@ -332,15 +334,9 @@ class Differ {
     });
     const rng = (v: Msg) => `0x${BigInt(v.start).toString(16)}-0x${BigInt(v.end).toString(16)}`;
     const desc = (set: ImageSet, v: Msg) => {
-      const prot = Number(v.prot);
       const st = Number(v.status);
-      let d = (prot & 1 ? 'r' : '-') + (prot & 2 ? 'w' : '-') + (prot & 4 ? 'x' : '-');
-      if (st & 0xc0) d += ' ' + fileDescription(set, 'REG', Number(v.shmid));
-      else if (st & 0x2) d += ' [stack]';
-      else if (st & 0x20) d += ' [heap]';
-      else if (st & 0x8) d += ' [vdso]';
-      else if (st & 0x100) d += ' [shared]';
-      return d;
+      const file = st & VMA_FILE ? fileDescription(set, 'REG', Number(v.shmid)) : undefined;
+      return `${protString(Number(v.prot))} ${vmaWhat({ status: st, flags: Number(v.flags), shmid: Number(v.shmid), pgoff: 0n, file })}`;
     };
     va.forEach((v, i) => {
       const j = pairs.get(i);

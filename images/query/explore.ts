@@ -1,6 +1,7 @@
 // The data behind `crit x DIR ps|fds|mems|rss|sk|tree|gpu`, as CRIT's explorers compute it
 // (same order, same descriptions) but without its crashes. Text rendering lives in crit/.
 import { ImageSet, entryPages } from '../imageset';
+import { VMA, VMA_FILE } from '../flags';
 import type { Msg } from '../codec';
 import { enumType } from '../schema';
 import { qpEncode } from '../json/quopri';
@@ -135,19 +136,19 @@ export function memsRows(set: ImageSet): MemsOfTask[] {
         if (!shmids.has(id)) shmids.set(id, shmids.size + 1);
         return ` ${kind}[${shmids.get(id)!.toString(16)}]`;
       };
-      if (st & 0x400) desc = shared('ips');
-      else if (st & 0x100) desc = shared('shmem');
-      else if (st & 0x800) desc = shared('packet');
-      else if (st & 0xc0) {
+      if (st & VMA.SYSVIPC) desc = shared('ips');
+      else if (st & VMA.ANON_SHARED) desc = shared('shmem');
+      else if (st & VMA.SOCKET) desc = shared('packet');
+      else if (st & VMA_FILE) {
         desc = ' ' + fileDescription(set, 'REG', Number(v.shmid));
         if (BigInt(v.pgoff) !== 0n) desc += ` + 0x${BigInt(v.pgoff).toString(16)}`;
-        if (st & 0x80) desc += ' (s)';
-      } else if (st & 0x2) desc = ' [stack]';
-      else if (st & 0x4) desc = ' [vsyscall]';
-      else if (st & 0x8) desc = ' [vdso]';
+        if (st & VMA.FILE_SHARED) desc += ' (s)';
+      } else if (st & VMA.STACK) desc = ' [stack]';
+      else if (st & VMA.VSYSCALL) desc = ' [vsyscall]';
+      else if (st & VMA.VDSO) desc = ' [vdso]';
       else if (Number(v.flags) & 0x100) desc = ' [stack?]';
       else desc = '';
-      if (!(st & 0x1)) desc += ' *';
+      if (!(st & VMA.REGULAR)) desc += ' *';
       return { start: BigInt(v.start), end: BigInt(v.end), prot: protString(Number(v.prot)), desc, vma: v };
     });
     return { pid: t.pid, exe, vmas };
@@ -186,7 +187,7 @@ export function rssRows(set: ImageSet): RssOfTask[] {
         if (i === p) touched.push(null);
         else {
           const st = Number(v.status);
-          touched.push({ start: BigInt(v.start), pages: Number((BigInt(v.end) - BigInt(v.start)) >> 12n), file: st & 0xc0 ? fileDescription(set, 'REG', Number(v.shmid)) : undefined });
+          touched.push({ start: BigInt(v.start), pages: Number((BigInt(v.end) - BigInt(v.start)) >> 12n), file: st & VMA_FILE ? fileDescription(set, 'REG', Number(v.shmid)) : undefined });
           p = i;
         }
         i++;

@@ -1,6 +1,7 @@
 // Page-level comparison of one task's memory in two checkpoints, through the memory reader
 // (so shmem, memfd and parent layers count): both sides are read in address order, one
 // bounded chunk at a time, which reads each pages file front to back.
+import { vmaWhat } from './vma';
 import type { MemoryReader, Span, Vma } from '../memory/reader';
 
 export type PageRunKind = 'differ' | 'only-a' | 'only-b';
@@ -84,14 +85,7 @@ class PageCursor {
 }
 
 export function vmaWhere(v: Vma | undefined): string | undefined {
-  if (!v) return undefined;
-  if (v.file) return v.file;
-  if (v.status & 0x2) return '[stack]';
-  if (v.status & 0x20) return '[heap]';
-  if (v.status & 0x8) return '[vdso]';
-  if (v.status & 0x100) return '[shared anonymous]';
-  if (v.status & 0x400) return '[SysV shm]';
-  return '[anonymous]';
+  return v ? vmaWhat(v) : undefined;
 }
 
 function countDiff(a: Uint8Array, b: Uint8Array): { n: number; first: number } {
