@@ -1,5 +1,6 @@
 // pagemap-<pid>.img + pages-<id>.img: which pages to save (from /proc/PID/pagemap) and the
 // copy itself (process_vm_readv straight into the image file, /proc/PID/mem for unreadable VMAs).
+import { PE } from '../../images/flags';
 import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import { native } from '../../native';
@@ -10,7 +11,6 @@ import { isNativeError } from '../../native';
 export const PAGE_SIZE = 4096n;
 /** pagemap bits 63 (present), 62 (swapped), 61 (file page or shared anon), in the high word */
 const HI_PRESENT = 0x80000000, HI_SWAPPED = 0x40000000, HI_FILE = 0x20000000;
-const PE_LAZY = 2, PE_PRESENT = 4;
 /** CRIU 4.2 never writes an entry longer than this */
 const MAX_ENTRY_PAGES = 256n;
 
@@ -43,7 +43,7 @@ export function planPages(pid: number, vmas: PlannedVma[]): PagePlan {
       const npages = Number((v.end - v.start) / PAGE_SIZE);
       plan.pagesScanned += npages;
       const pm = native().preadU64(fd, (v.start / PAGE_SIZE) * 8n, npages);
-      const flags = v.lazy ? PE_LAZY | PE_PRESENT : PE_PRESENT;
+      const flags = v.lazy ? PE.LAZY | PE.PRESENT : PE.PRESENT;
       const viaProcMem = !v.readable;
       // the high 32 bits of each entry hold every flag needed: test them as plain numbers
       const hi = new Uint32Array(pm.buffer, pm.byteOffset, npages * 2);

@@ -2,6 +2,7 @@
 // unlinked shmem file "/dev/zero"): one memfd_inode_entry each in memfd.img and its contents in
 // pagemap-shmem-<inode>.img, offsets inside the object. CRIU 4.2 on this kernel records both
 // kinds as memfd (the anonymous one named "/dev/zero"), so we do the same.
+import { PE } from '../../images/flags';
 import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import type { NewEntry } from '../../images/files';
@@ -11,7 +12,6 @@ import { EngineError, UnsupportedError } from '../errors';
 const SEEK_DATA = 3, SEEK_HOLE = 4;
 const F_GET_SEALS = 1034;
 const PAGE = 4096;
-const PE_PRESENT = 4;
 /** entries are split like the task pagemaps */
 const MAX_ENTRY_PAGES = 256;
 
@@ -114,7 +114,7 @@ export class ShmemTable {
   pagemap(o: ShmemObject): NewEntry[] {
     return [
       { msg: { pages_id: o.pagesId } },
-      ...o.runs.map(([off, n]) => ({ msg: { vaddr: off, compat_nr_pages: 0, flags: PE_PRESENT, nr_pages: n } })),
+      ...o.runs.map(([off, n]) => ({ msg: { vaddr: off, compat_nr_pages: 0, flags: PE.PRESENT, nr_pages: n } })),
     ];
   }
 

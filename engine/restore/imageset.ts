@@ -4,6 +4,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { loadImage, loadMessages } from '../../images/files';
 import type { Msg } from '../../images/codec';
+import { enumType } from '../../images/schema';
+import { entryPages, entryFlags, PE_PARENT, PE_LAZY, PE_PRESENT } from '../../images/imageset';
+import { VMA } from '../../images/flags';
 import { EngineError } from '../errors';
 
 /** A refusal: "<image>: <field>: <why>". */
@@ -18,19 +21,10 @@ export const big = (v: unknown): bigint => (v === undefined || v === null ? 0n :
 export const num = (v: unknown): number => (v === undefined || v === null ? 0 : Number(v));
 
 export const TASK_ALIVE = 1, TASK_DEAD = 2, TASK_STOPPED = 3, TASK_ZOMBIE = 6;
-export const VMA = {
-  REGULAR: 0x1, STACK: 0x2, VSYSCALL: 0x4, VDSO: 0x8, HEAP: 0x20, FILE_PRIVATE: 0x40, FILE_SHARED: 0x80,
-  ANON_SHARED: 0x100, ANON_PRIVATE: 0x200, SYSVIPC: 0x400, SOCKET: 0x800, VVAR: 0x1000, AIORING: 0x2000,
-  MEMFD: 0x4000, UNSUPP: 0x40000000,
-  /** a device plugin's mapping: mapped through the file UPDATE_VMA_MAP gives, never by path */
-  EXT_PLUGIN: 0x8000000,
-} as const;
-export const PE_PARENT = 1, PE_LAZY = 2, PE_PRESENT = 4;
-export const FD_TYPES: Record<number, string> = {
-  1: 'REG', 2: 'PIPE', 3: 'FIFO', 4: 'INETSK', 5: 'UNIXSK', 6: 'EVENTFD', 7: 'EVENTPOLL', 8: 'INOTIFY', 9: 'SIGNALFD',
-  10: 'PACKETSK', 11: 'TTY', 12: 'FANOTIFY', 13: 'NETLINKSK', 14: 'NS', 15: 'TUNF', 16: 'EXT', 17: 'TIMERFD',
-  18: 'MEMFD', 19: 'BPFMAP', 20: 'PIDFD',
-};
+// VMA status bits and pagemap flags come from the format library's one table
+export { VMA, PE_PARENT, PE_LAZY, PE_PRESENT };
+/** fd_types names by number, from the schema's enum */
+export const FD_TYPES: Record<number, string> = Object.fromEntries(enumType('fd_types').byValue);
 /** file kinds restored here (16, EXT: by the device plugin that dumped it) */
 export const SUPPORTED_FILES = new Set([1, 2, 5, 6, 7, 8, 9, 11, 16, 17, 18]);
 
@@ -132,9 +126,8 @@ function loadPagemapImage(dir: string, image: string): Pagemap {
   entries.slice(1).forEach((e, i) => {
     const field = `entry ${i + 1}`;
     // CRIU <= 4.1 keeps the count in field 2, 4.2 in field 5 (field 2 then 0)
-    const nr = e.nr_pages !== undefined ? big(e.nr_pages) : big(e.compat_nr_pages);
-    let flags = e.flags === undefined ? PE_PRESENT : num(e.flags);
-    if (e.in_parent) flags |= PE_PARENT;
+    const nr = BigInt(entryPages(e));
+    const flags = entryFlags(e);
     if (flags & PE_PARENT) throw new ImageError(image, `${field}.flags`, 'pages in a parent image (incremental dumps are not supported)');
     if (!(flags & PE_PRESENT)) throw new ImageError(image, `${field}.flags`, 'pages not in this image (lazy dump)');
     const vaddr = big(e.vaddr);
