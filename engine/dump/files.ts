@@ -435,8 +435,13 @@ function timerfdEntry(id: number, flags: number, info: FdInfo, fown: Msg): Msg {
     const m = /\(\s*(\d+),\s*(\d+)\)/.exec(s ?? '');
     return m ? [BigInt(m[1]), BigInt(m[2])] : [0n, 0n];
   };
-  const [vsec, vnsec] = pair(f.get('it_value'));
+  let [vsec, vnsec] = pair(f.get('it_value'));
   const [isec, insec] = pair(f.get('it_interval'));
+  // A periodic timer whose expiry is pending (counted in ticks, not read yet) is re-armed by the
+  // kernel only on the next read, so fdinfo shows it_value (0, 0). CRIU's restore hands it_value
+  // to timerfd_settime as it is, and a zero value disarms the timer for good: record the next
+  // expiry as one interval away (the true one is at most that far; the pending one is in ticks).
+  if (!vsec && !vnsec && (isec || insec)) [vsec, vnsec] = [isec, insec];
   return {
     id, flags, fown, clockid: Number(f.get('clockid') ?? 0), ticks: BigInt(f.get('ticks') ?? '0'),
     settime_flags: parseInt(f.get('settime flags') ?? '0', 8), vsec, vnsec, isec, insec,

@@ -11,11 +11,17 @@ export const VMA = {
   REGULAR: 0x1, STACK: 0x2, VSYSCALL: 0x4, VDSO: 0x8, HEAP: 0x20, FILE_PRIVATE: 0x40, FILE_SHARED: 0x80,
   ANON_SHARED: 0x100, ANON_PRIVATE: 0x200, SYSVIPC: 0x400, VVAR: 0x1000, MEMFD: 0x4000,
 } as const;
-const MAP_SHARED = 0x1, MAP_PRIVATE = 0x2, MAP_ANON = 0x20, MAP_GROWSDOWN = 0x100;
+const MAP_SHARED = 0x1, MAP_PRIVATE = 0x2, MAP_ANON = 0x20;
 const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
 
 /** VmFlags mnemonics -> MADV_* numbers; vma_entry.madv is a mask of 1 << MADV_* */
-const MADV_OF_VMFLAG: Record<string, number> = { dc: 10, mg: 12, hg: 14, nh: 15, dd: 16, wf: 18 };
+const MADV_OF_VMFLAG: Record<string, number> = { rr: 1, sr: 2, dc: 10, mg: 12, hg: 14, nh: 15, dd: 16, wf: 18 };
+/**
+ * VmFlags mnemonics -> the mmap flags that made them; CRIU 4.2 records them in vma_entry.flags
+ * and maps the area again with them (MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE: e.g. glibc's
+ * per-thread malloc arenas are MAP_NORESERVE).
+ */
+const MAP_OF_VMFLAG: Record<string, number> = { gd: 0x100, lo: 0x2000, nr: 0x4000 };
 
 /** How the page dumper treats a VMA. */
 export type PagePolicy = 'anon' | 'file-private' | 'vdso' | 'none' | 'shmem';
@@ -49,8 +55,10 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
     let policy: PagePolicy = 'anon';
     let fdflags: number | undefined;
     let madv = 0;
-    for (const f of v.vmFlags) if (MADV_OF_VMFLAG[f] !== undefined) madv += 2 ** MADV_OF_VMFLAG[f];
-    if (v.vmFlags.has('gd')) flags |= MAP_GROWSDOWN;
+    for (const f of v.vmFlags) {
+      if (MADV_OF_VMFLAG[f] !== undefined) madv += 2 ** MADV_OF_VMFLAG[f];
+      if (MAP_OF_VMFLAG[f] !== undefined) flags |= MAP_OF_VMFLAG[f];
+    }
     if (v.name === '[vsyscall]') {
       flags |= MAP_ANON;
       status = VMA.VSYSCALL | VMA.ANON_PRIVATE;
