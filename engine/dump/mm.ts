@@ -5,12 +5,10 @@ import type { ProcStat } from '../proc/stat';
 import type { FileTable } from './files';
 import { UnsupportedError } from '../errors';
 import { SHMEM_DEV } from './shmem';
-import { deviceVma, VMA_EXT_PLUGIN } from '../plugins/glue';
+import { deviceVma } from '../plugins/glue';
+import { VMA } from '../../images/flags';
 
-export const VMA = {
-  REGULAR: 0x1, STACK: 0x2, VSYSCALL: 0x4, VDSO: 0x8, HEAP: 0x20, FILE_PRIVATE: 0x40, FILE_SHARED: 0x80,
-  ANON_SHARED: 0x100, ANON_PRIVATE: 0x200, SYSVIPC: 0x400, VVAR: 0x1000, MEMFD: 0x4000,
-} as const;
+export { VMA };
 const MAP_SHARED = 0x1, MAP_PRIVATE = 0x2, MAP_ANON = 0x20;
 const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
 
@@ -87,7 +85,7 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
     } else if (deviceVma(files.plugins, pid, v.name, v.start, v.end, v.pgoff)) {
       // a device plugin owns it: metadata only, remapped at restore through UPDATE_VMA_MAP
       shmid = files.mappedFile(pid, v.name, v.start, v.end, v.dev, v.inode, v.shared);
-      status = VMA.REGULAR | VMA.FILE_SHARED | VMA_EXT_PLUGIN;
+      status = VMA.REGULAR | VMA.FILE_SHARED | VMA.EXT_PLUGIN;
       fdflags = v.write ? 2 : 0;
       policy = 'none';
     } else if (v.name.startsWith('/')) {

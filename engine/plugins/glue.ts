@@ -1,5 +1,6 @@
 // The engine core's calls into the plugin host, kept here so that dump and restore need only a
 // line each: fds and mappings the core cannot handle go to the plugins before it gives up.
+import { VMA } from '../../images/flags';
 import * as fs from 'fs';
 import { native } from '../../native';
 import type { Msg } from '../../images/codec';
@@ -10,7 +11,8 @@ import { openExtFiles, ExtOpen } from './schedule';
 
 export const FD_TYPE_EXT = 16;
 /** vma_entry.status bit: the mapping belongs to a plugin (contents not dumped) */
-export const VMA_EXT_PLUGIN = 1 << 27;
+/** CRIU's VMA_EXT_PLUGIN status bit (images/flags.ts) */
+export const VMA_EXT_PLUGIN = VMA.EXT_PLUGIN;
 
 /** DUMP_EXT_FILE on a duplicate of the task's fd; true when a plugin took it */
 export function dumpExtFile(host: PluginHost | undefined, pidfd: number, pid: number, fd: number, id: number, link: string): boolean {

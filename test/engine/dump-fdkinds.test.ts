@@ -3,7 +3,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, Target } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, Target, dumpOk } from './helpers';
 import { CORPUS, checkAllImagesDecode, fdTable } from './dump-support';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine fd kind tests: ${SKIP_REASON}`);
@@ -28,9 +28,7 @@ describe.skipIf(!IS_ROOT)('engine dump: eventfd, timerfd, signalfd, inotify, epo
     await target.waitFor(/count=2\n/);
     for (const n of Object.values(fd)) fdinfoBefore.set(n, fs.readFileSync(`/proc/${target.pid}/fdinfo/${n}`, 'utf8'));
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir, '--leave-running']);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir, '--leave-running');
     table = fdTable(dir, decode(path.join(dir, `ids-${target.pid}.img`))[0].files_id);
   });
 

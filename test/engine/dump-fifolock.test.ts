@@ -6,7 +6,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadImage } from '../../images/files';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, consecutive, Target } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, consecutive, Target, dumpOk } from './helpers';
 import { CORPUS, checkAllImagesDecode, fdTable, imageKinds } from './dump-support';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine fifo/lock tests: ${SKIP_REASON}`);
@@ -29,9 +29,7 @@ describe.skipIf(!IS_ROOT)('engine dump: FIFO data and file locks', () => {
     fds = { r: +m[1], w: +m[2], posix: +m[3], flock: +m[4] };
     await target.waitFor(/count=2\n/);
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir, '--leave-running']);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir, '--leave-running');
     table = fdTable(dir, decode(path.join(dir, `ids-${target.pid}.img`))[0].files_id);
     files = decode(path.join(dir, 'files.img'));
   });

@@ -6,7 +6,7 @@ import * as dgram from 'dgram';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, Target } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, Target, dumpOk } from './helpers';
 import { CORPUS, checkAllImagesDecode, fdTable } from './dump-support';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine inet tests: ${SKIP_REASON}`);
@@ -40,9 +40,7 @@ describe.skipIf(!IS_ROOT)('engine dump: IPv4 sockets', () => {
     fds = { lsn: +m[1], lport: +m[2], udp: +m[3], uport: +m[4], udp2: +m[5] };
     await target.waitFor(/count=2\n/);
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir, '--leave-running']);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir, '--leave-running');
     table = fdTable(dir, decode(path.join(dir, `ids-${target.pid}.img`))[0].files_id);
   });
 

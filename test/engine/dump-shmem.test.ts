@@ -3,7 +3,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, sleep, Target } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, sleep, Target, dumpOk, cleanUp } from './helpers';
 import { CORPUS, pagemapBytes, imageKinds, checkAllImagesDecode, mapsOf, fdTable, MapsEntry } from './dump-support';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine shmem tests: ${SKIP_REASON}`);
@@ -34,20 +34,10 @@ describe.skipIf(!IS_ROOT)('engine dump: shared anonymous memory and memfd', () =
     memfdMap = maps.find((v) => v.start === memfdAddr)!;
     fdonlyIno = fs.statSync(`/proc/${target.pid}/fd/${fds[1]}`).ino;
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir, '--leave-running']);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir, '--leave-running');
   });
 
-  afterAll(() => {
-    target?.kill();
-    try {
-      process.kill(child, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => cleanUp(target, work, child));
 
   it('writes the image kinds CRIU 4.2 wrote for the same program (corpus shmem/), all decodable', () => {
     checkAllImagesDecode(dir);

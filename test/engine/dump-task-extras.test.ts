@@ -4,7 +4,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, Target } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, Target, dumpOk, cleanUp } from './helpers';
 import { checkAllImagesDecode, fdTable } from './dump-support';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine task extras tests: ${SKIP_REASON}`);
@@ -25,20 +25,10 @@ describe.skipIf(!IS_ROOT)('engine dump: fown, TLS, seccomp, cgroups', () => {
     child = +m[2];
     await target.waitFor(/child=2\n/);
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir, '--leave-running']);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir, '--leave-running');
   });
 
-  afterAll(() => {
-    target?.kill();
-    try {
-      process.kill(child, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => cleanUp(target, work, child));
 
   it('records the owner and signal of an owned file, zeros elsewhere', () => {
     checkAllImagesDecode(dir);

@@ -5,7 +5,7 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { native } from '../../native';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, sleep, Target } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, sleep, Target, dumpOk, cleanUp } from './helpers';
 import { CORPUS, imageKinds, checkAllImagesDecode, fdTable } from './dump-support';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine tty tests: ${SKIP_REASON}`);
@@ -28,20 +28,10 @@ describe.skipIf(!IS_ROOT)('engine dump: a pty pair inside the tree', () => {
     child = +m[3];
     await target.waitFor(/child=2\n/);
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir, '--leave-running']);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir, '--leave-running');
   });
 
-  afterAll(() => {
-    target?.kill();
-    try {
-      process.kill(child, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => cleanUp(target, work, child));
 
   it('writes the image kinds of the corpus pty/ set, all decodable', () => {
     checkAllImagesDecode(dir);

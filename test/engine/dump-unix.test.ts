@@ -7,7 +7,7 @@ import * as path from 'path';
 import { loadImage } from '../../images/files';
 import { native } from '../../native';
 import { collectUnixSockets } from '../../engine/dump/netlink';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, Target } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, alive, lastCount, consecutive, Target, dumpOk, cleanUp } from './helpers';
 import { CORPUS, imageKinds, checkAllImagesDecode, fdTable } from './dump-support';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine unix socket tests: ${SKIP_REASON}`);
@@ -33,20 +33,10 @@ describe.skipIf(!IS_ROOT)('engine dump: unix sockets', () => {
     await target.waitFor(/child=2\n/);
     inoOf = (pid, n) => Number(/\[(\d+)\]/.exec(fs.readlinkSync(`/proc/${pid}/fd/${n}`))![1]);
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir, '--leave-running']);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir, '--leave-running');
   });
 
-  afterAll(() => {
-    target?.kill();
-    try {
-      process.kill(child, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => cleanUp(target, work, child));
 
   it('writes the image kinds of the corpus unix/ set, all decodable', () => {
     checkAllImagesDecode(dir);

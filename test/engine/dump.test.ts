@@ -3,10 +3,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadImage } from '../../images/files';
-import {
-  IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, pyCritDecode, readMaps, dumpedMemory,
-  alive, lastCount, consecutive, sleep, Target,
-} from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, decode, pyCritDecode, readMaps, dumpedMemory, alive, lastCount, consecutive, sleep, Target, dumpOk, cleanUp } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine dump tests: ${SKIP_REASON}`);
 
@@ -42,9 +39,7 @@ describe.skipIf(!IS_ROOT)('engine dump: single-threaded counter', () => {
     await target.waitFor(/count=3\n/);
     mapsBefore = readMaps(target.pid);
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir, '--leave-running']);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir, '--leave-running');
     countAtDump = lastCount(target.output());
   });
 
@@ -159,9 +154,7 @@ describe.skipIf(!IS_ROOT)('engine dump: multi-threaded', () => {
     await target.waitFor(/tick=2\n/);
     tids = fs.readdirSync(`/proc/${target.pid}/task`).map(Number).sort((a, b) => a - b);
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir, '--leave-running']);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir, '--leave-running');
   });
 
   afterAll(() => {
@@ -216,20 +209,10 @@ describe.skipIf(!IS_ROOT)('engine dump: a tree with a zombie and its own process
     await target.waitFor(/child=2\n/);
     for (let i = 0; i < 100 && alive(c2); i++) await sleep(10);
     dir = path.join(work, 'images');
-    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir]);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    dumpOk(target.pid, dir);
   });
 
-  afterAll(() => {
-    target?.kill();
-    try {
-      process.kill(c1, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => cleanUp(target, work, c1));
 
   it('records all three tasks with their groups and sessions', () => {
     checkAllImagesDecode(dir);

@@ -156,3 +156,27 @@ export function consecutive(text: string, key = 'count'): boolean {
   const all = [...text.matchAll(new RegExp(`^${key}=(\\d+)$`, 'gm'))].map((m) => Number(m[1]));
   return all.every((v, i) => v === i);
 }
+
+/** `engine dump` of pid into dir (extra args appended); asserts a clean run. */
+export function dumpOk(pid: number, dir: string, ...extra: string[]): EngineRun {
+  const r = runEngine(['dump', '-t', String(pid), '-D', dir, ...extra]);
+  if (r.stderr !== '' || r.status !== 0) throw new Error(`engine dump failed (status ${r.status}): ${r.stderr}`);
+  return r;
+}
+
+/** SIGKILL a pid we started, if it is still there. */
+export function killPid(pid: number | undefined): void {
+  if (!pid) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+}
+
+/** After a suite: kill the target (its whole group), extra pids, and remove the work directory. */
+export function cleanUp(target: Target | undefined, work: string | undefined, ...pids: (number | undefined)[]): void {
+  target?.kill();
+  for (const p of pids) killPid(p);
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+}

@@ -3,6 +3,7 @@
 // CRIU images (inventory, pstree, files, fdinfo, mm) are written as the engine writes them; the
 // restore reads them back, calls RESTORE_INIT before any task exists, opens EXT files with the
 // retry schedule, hands fds to tasks and maps device VMAs through UPDATE_VMA_MAP.
+import { VMA } from '../../../../images/flags';
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeImage, loadMessages } from '../../../../images/files';
@@ -17,8 +18,8 @@ import type { SimOpenFile } from './model';
 /** the engine's own process in the simulated machine */
 export const ENGINE_PID = 1;
 export const FD_EXT = 16, FD_REG = 1;
-export const VMA_EXT_PLUGIN = 1 << 27;
-const VMA_REGULAR = 0x1, VMA_FILE_SHARED = 0x80, MAP_SHARED = 1;
+export const VMA_EXT_PLUGIN = VMA.EXT_PLUGIN;
+const VMA_REGULAR = VMA.REGULAR, VMA_FILE_SHARED = VMA.FILE_SHARED, MAP_SHARED = 1;
 
 export type SimPluginOptions = Omit<AmdgpuOptions, 'sys'>;
 
