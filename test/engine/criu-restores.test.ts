@@ -6,7 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, dumpOk } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, dumpOk, until, gone, killPid } from './helpers';
 
 interface Criu {
   bin?: string;
@@ -31,27 +31,6 @@ function findCriu(): Criu {
 const criu: Criu = IS_ROOT ? findCriu() : { skip: SKIP_REASON };
 if (criu.skip) console.warn(`SKIPPING the CRIU restore tests: ${criu.skip}`);
 else console.info(`CRIU restore tests with ${criu.bin} (CRIU ${criu.version})`);
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-/** Dead and reaped: the PID is free for CRIU to take again. */
-const gone = (pid: number) => !fs.existsSync(`/proc/${pid}`);
-
-function kill(...pids: number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-}
 
 function stateOf(pid: number): string {
   const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -110,7 +89,7 @@ async function dumpedByEngine(c: Case): Promise<Started> {
     await until(() => pids.every(gone), 'the dumped tree to be reaped');
     return { work, target, m, pids, dir };
   } catch (e) {
-    kill(...pids);
+    killPid(...pids);
     throw e;
   }
 }
@@ -248,7 +227,7 @@ describe.skipIf(!!criu.skip)(`CRIU restores what engine dump writes`, () => {
       });
 
       afterAll(() => {
-        kill(...pids);
+        killPid(...pids);
         if (s?.work) fs.rmSync(s.work, { recursive: true, force: true });
       });
 

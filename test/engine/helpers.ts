@@ -158,25 +158,48 @@ export function consecutive(text: string, key = 'count'): boolean {
 }
 
 /** `engine dump` of pid into dir (extra args appended); asserts a clean run. */
-export function dumpOk(pid: number, dir: string, ...extra: string[]): EngineRun {
-  const r = runEngine(['dump', '-t', String(pid), '-D', dir, ...extra]);
+export function dumpOk(pid: number, dir: string, ...extra: (string | string[])[]): EngineRun {
+  const r = runEngine(['dump', '-t', String(pid), '-D', dir, ...extra.flat()]);
   if (r.stderr !== '' || r.status !== 0) throw new Error(`engine dump failed (status ${r.status}): ${r.stderr}`);
   return r;
 }
 
-/** SIGKILL a pid we started, if it is still there. */
-export function killPid(pid: number | undefined): void {
-  if (!pid) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
+/** `engine restore -d` (with ENGINE_RESTORE_STATS set); asserts a clean run, returns the root's pid. */
+export function restoreOk(dir: string, extra: string[] = []): number {
+  const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', "process.exitCode = require('./engine/cli.ts').main(process.argv.slice(1))", 'restore', '-D', dir, '-d', ...extra], {
+    cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ENGINE_RESTORE_STATS: '1' },
+  });
+  if (r.stderr !== '' || r.status !== 0) throw new Error(`engine restore failed (status ${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!).pid;
+}
+
+/** SIGKILL pids we started, if they are still there. */
+export function killPid(...pids: (number | undefined)[]): void {
+  for (const pid of pids) {
+    if (!pid) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+/** Dead and reaped: the PID is free again (a zombie still holds it). */
+export const gone = (pid: number): boolean => !fs.existsSync(`/proc/${pid}`);
+
+/** Polls cond every 10 ms; throws naming `what` after ms. */
+export async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
   }
 }
 
 /** After a suite: kill the target (its whole group), extra pids, and remove the work directory. */
 export function cleanUp(target: Target | undefined, work: string | undefined, ...pids: (number | undefined)[]): void {
   target?.kill();
-  for (const p of pids) killPid(p);
+  killPid(...pids);
   if (work) fs.rmSync(work, { recursive: true, force: true });
 }

@@ -5,7 +5,7 @@ import { describe, it, expect, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawn } from 'child_process';
-import { IS_ROOT, SKIP_REASON, runEngine, tempDir, pyCritDecode, Target, sleep, lastCount, consecutive, ROOT } from './helpers';
+import { IS_ROOT, SKIP_REASON, runEngine, tempDir, pyCritDecode, Target, sleep, lastCount, consecutive, ROOT, until } from './helpers';
 import { crit } from '../helpers/cli';
 
 if (!IS_ROOT) console.warn(`SKIPPING interpreter dump/restore tests: ${SKIP_REASON}`);
@@ -16,14 +16,6 @@ afterAll(() => {
   for (const t of targets) t.kill();
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
-
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 const CASES: [string, string, string[]][] = [
   ['python3', '/usr/bin/python3', [path.join(ROOT, 'fixtures', 'engine', 'loop.py')]],
@@ -77,15 +69,15 @@ describe.skipIf(!IS_ROOT)('dump and restore of interpreters', () => {
       expect(threads).toContain(`"pid": ${t.pid}`);
       // still running after the dump, output without a gap
       const before = lastCount(t.output());
-      await until(() => lastCount(t.output()) >= before + 3, `${name} to go on after the dump`);
+      await until(() => lastCount(t.output()) >= before + 3, `${name} to go on after the dump`, 10_000);
       expect(consecutive(t.output())).toBe(true);
       // kill, restore, and it continues from where the dump caught it
       process.kill(t.pid, 'SIGKILL');
-      await until(() => !fs.existsSync(`/proc/${t.pid}`), `${name} to be reaped`);
+      await until(() => !fs.existsSync(`/proc/${t.pid}`), `${name} to be reaped`, 10_000);
       const seen = counts(t.output()).length;
       const r = runEngine(['restore', '-D', dir, '-d']);
       expect(r.status, r.stderr).toBe(0);
-      await until(() => counts(t.output()).length >= seen + 5, `restored ${name} to print`);
+      await until(() => counts(t.output()).length >= seen + 5, `restored ${name} to print`, 10_000);
       // the restored process goes on from the checkpoint: right after the count it had at dump time
       const after = counts(t.output()).slice(seen);
       expect(after[0] - 1, `counts at dump ${lo}..${hi}, after restore ${after.slice(0, 5)}`).toBeGreaterThanOrEqual(lo);

@@ -4,19 +4,9 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadMessages, writeImage } from '../../images/files';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, sleep, Target } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, sleep, Target, until, gone } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine restore fault tests: ${SKIP_REASON}`);
-
-const gone = (pid: number) => !fs.existsSync(`/proc/${pid}`);
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 describe.skipIf(!IS_ROOT)('engine restore: refusals and failures', () => {
   let work: string;

@@ -10,26 +10,12 @@ import * as path from 'path';
 import { loadMessages, writeImage } from '../../images/files';
 import { native, isNativeError } from '../../native';
 import { collectUnixSockets } from '../../engine/dump/netlink';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine restore tests: ${SKIP_REASON}`);
 process.env.ENGINE_RESTORE_STATS = '1';
 
 const MSG_DONTWAIT = 0x40;
-const gone = (pid: number) => !fs.existsSync(`/proc/${pid}`);
-
-function dumpOk(pid: number, dir: string, extra: string[] = []): void {
-  const r = runEngine(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-}
-
-function restoreOk(dir: string, extra: string[] = []): number {
-  const r = runEngine(['restore', '-D', dir, '-d', ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!).pid;
-}
 
 function expectRefused(dir: string, re: RegExp, pids: number[], extra: string[] = []): void {
   const r = runEngine(['restore', '-D', dir, '-d', ...extra]);
@@ -37,18 +23,6 @@ function expectRefused(dir: string, re: RegExp, pids: number[], extra: string[] 
   expect(r.stderr).toMatch(re);
   expect(r.stderr.trim().split('\n')).toHaveLength(1);
   for (const p of pids) expect(gone(p)).toBe(true);
-}
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-function kill(...pids: number[]): void {
-  for (const p of pids) try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
 }
 
 /** A duplicate of a task's fd in this process (pidfd_getfd); the caller closes it. */
@@ -126,7 +100,7 @@ async function dumped(name: string, args: (work: string) => string[], ready: Reg
     await until(() => pids.every(gone), 'the dumped tree to be reaped');
     return { work, target, m, pids, dir };
   } catch (e) {
-    kill(...pids);
+    killPid(...pids);
     throw e;
   }
 }
@@ -143,7 +117,7 @@ describe.skipIf(!IS_ROOT)('engine restore: shared anonymous memory and memfds', 
   });
 
   afterAll(() => {
-    kill(...(s?.pids ?? []));
+    killPid(...(s?.pids ?? []));
     if (s?.work) fs.rmSync(s.work, { recursive: true, force: true });
   });
 
@@ -215,7 +189,7 @@ describe.skipIf(!IS_ROOT)('engine restore: unix sockets', () => {
   });
 
   afterAll(() => {
-    kill(...(s?.pids ?? []));
+    killPid(...(s?.pids ?? []));
     if (s?.work) fs.rmSync(s.work, { recursive: true, force: true });
   });
 
@@ -282,7 +256,7 @@ describe.skipIf(!IS_ROOT)('engine restore: a pty pair inside the tree', () => {
   });
 
   afterAll(() => {
-    kill(...(s?.pids ?? []));
+    killPid(...(s?.pids ?? []));
     if (s?.work) fs.rmSync(s.work, { recursive: true, force: true });
   });
 
@@ -362,7 +336,7 @@ describe.skipIf(!IS_ROOT)('engine restore: the caller\'s terminal (--shell-job)'
   });
 
   afterAll(() => {
-    if (pid) kill(pid);
+    if (pid) killPid(pid);
     fs.closeSync(ptm);
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
@@ -404,7 +378,7 @@ describe.skipIf(!IS_ROOT)('engine restore: inotify watches', () => {
   });
 
   afterAll(() => {
-    kill(...(s?.pids ?? []));
+    killPid(...(s?.pids ?? []));
     if (s?.work) fs.rmSync(s.work, { recursive: true, force: true });
   });
 
@@ -448,7 +422,7 @@ describe.skipIf(!IS_ROOT)('engine restore: SIGIO owner, GDT TLS, seccomp', () =>
   });
 
   afterAll(() => {
-    kill(...(s?.pids ?? []));
+    killPid(...(s?.pids ?? []));
     if (s?.work) fs.rmSync(s.work, { recursive: true, force: true });
   });
 

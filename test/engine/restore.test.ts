@@ -4,45 +4,12 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import {
-  IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, readMaps, alive, lastCount, consecutive, sleep, Target, decode,
-} from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, readMaps, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine restore tests: ${SKIP_REASON}`);
 process.env.ENGINE_RESTORE_STATS = '1';
 
-function dumpOk(pid: number, dir: string, extra: string[] = []): void {
-  const r = runEngine(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-}
-
 /** engine restore -d; returns the restored root's PID in our namespace. */
-function restoreOk(dir: string, extra: string[] = []): number {
-  const r = runEngine(['restore', '-D', dir, '-d', ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!).pid;
-}
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-/** Dead and reaped: the PID is free (a zombie still holds it). */
-const gone = (pid: number) => !fs.existsSync(`/proc/${pid}`);
-
-function kill(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-}
 
 function status(pid: number, tid = pid): Map<string, string> {
   const m = new Map<string, string>();
@@ -88,7 +55,7 @@ describe.skipIf(!IS_ROOT)('engine restore: the counter', () => {
   });
 
   afterAll(() => {
-    if (target) kill(target.pid);
+    if (target) killPid(target.pid);
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -168,7 +135,7 @@ describe.skipIf(!IS_ROOT)('engine restore: threads', () => {
   });
 
   afterAll(() => {
-    if (target) kill(target.pid);
+    if (target) killPid(target.pid);
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -208,8 +175,8 @@ describe.skipIf(!IS_ROOT)('engine restore: a tree with a zombie and its own proc
   });
 
   afterAll(() => {
-    if (target) kill(target.pid);
-    kill(c1);
+    if (target) killPid(target.pid);
+    killPid(c1);
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -243,7 +210,7 @@ describe.skipIf(!IS_ROOT)('engine restore: timers and event fds', () => {
   });
 
   afterAll(() => {
-    if (target) kill(target.pid);
+    if (target) killPid(target.pid);
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -283,8 +250,8 @@ describe.skipIf(!IS_ROOT)('engine restore --pidns while the original runs', () =
   });
 
   afterAll(() => {
-    kill(pid);
-    if (restored) kill(restored);
+    killPid(pid);
+    if (restored) killPid(restored);
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
