@@ -34,7 +34,9 @@ class StringOut implements JsonOut {
   }
 }
 
-const cache = new Map<string, JsonFn>();
+// one map per (mode, hex context): the lookup per entry builds no key string
+const caches: Record<string, Map<string, JsonFn>> = { 'plain:false': new Map(), 'plain:true': new Map(), 'pretty:false': new Map(), 'pretty:true': new Map() };
+const cacheOf = (mode: Mode, hexCtx: boolean) => caches[`${mode}:${hexCtx}`];
 
 const helpers = {
   pyString,
@@ -152,13 +154,14 @@ function compile(typeName: string, mode: Mode, hexCtx: boolean): JsonFn {
   lines.push(pretty ? "out.s += first ? '}' : '\\n' + ind + '}';" : "out.s += '}';");
   lines.push('};');
   const fn = new Function('D', 'H', 'C', 'K', lines.join('\n'))(deps, helpers, consts, UNKNOWN) as JsonFn;
-  cache.set(`${mode}:${hexCtx}:${typeName}`, fn);
+  cacheOf(mode, hexCtx).set(typeName, fn);
   depSpecs.forEach(([t, h], i) => { deps[i] = jsonWriterFor(t, mode, h); });
   return fn;
 }
 
 export function jsonWriterFor(typeName: string, mode: Mode, hexCtx = false): JsonFn {
-  return cache.get(`${mode}:${hexCtx}:${typeName}`) || compile(typeName, mode, hexCtx);
+  const c = hexCtx ? (mode === 'plain' ? caches['plain:true'] : caches['pretty:true']) : mode === 'plain' ? caches['plain:false'] : caches['pretty:false'];
+  return c.get(typeName) || compile(typeName, mode, hexCtx);
 }
 
 /** JSON text of one message; `ind` is the indentation of the line the object starts on. */

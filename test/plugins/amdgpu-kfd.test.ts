@@ -107,6 +107,32 @@ describe('amdgpu plugin, KFD path', () => {
   });
 });
 
+describe('every amdgpu plugin image through crit decode/encode', () => {
+  it('kfd, renderD, dmabuf, pages and drm-pages files come back byte for byte, plain and pretty', () => {
+    const { dir } = roundTrip(s10(true));
+    const fixtures = path.join(__dirname, '..', '..', 'fixtures', 'amdgpu');
+    const files = [
+      ...fs.readdirSync(dir).map((n) => path.join(dir, n)),
+      ...fs.readdirSync(fixtures).flatMap((set) => fs.readdirSync(path.join(fixtures, set)).map((n) => path.join(fixtures, set, n))),
+    ].filter((f) => path.basename(f).startsWith('amdgpu-'));
+    const kinds = new Set<string>();
+    const work = tmpDir('recode');
+    for (const f of files) {
+      for (const pretty of [[], ['--pretty']]) {
+        const json = path.join(work, 'x.json');
+        crit('decode', ...pretty, '-i', f, '-o', json);
+        kinds.add(JSON.parse(fs.readFileSync(json, 'utf8')).magic);
+        // encode by the same file name, so the pseudo-magic of the plugin file is used
+        const out = path.join(work, path.basename(f));
+        crit('encode', '-i', json, '-o', out);
+        expect(fs.readFileSync(out).equals(fs.readFileSync(f)), `${f} ${pretty}`).toBe(true);
+      }
+    }
+    expect([...kinds].sort()).toEqual(['AMDGPU_DMABUF', 'AMDGPU_DRM_PAGES', 'AMDGPU_KFD', 'AMDGPU_PAGES', 'AMDGPU_RENDER_NODE']);
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+});
+
 describe('amdgpu plugin, KFD refusals', () => {
   function dumped(): string {
     const k = new SimKernel([DEV(128, GPU)], KFD);
