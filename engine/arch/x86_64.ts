@@ -63,8 +63,24 @@ function u32s(buf: Buffer, off: number, count: number): number[] {
 }
 
 /** XSAVE layout: legacy 512-byte FXSAVE area, then the header with xstate_bv, then components. */
-const XSAVE_HDR = 512;
-const AVX_OFFSET = 576;
+export const XSAVE_HDR = 512;
+export const AVX_OFFSET = 576;
+
+/**
+ * AVX-512 state in the image (opmask k0-k7, the upper halves of zmm0-15, zmm16-31) at the
+ * offsets of the standard XSAVE format, which is what PTRACE_GETREGSET(NT_X86_XSTATE) returns.
+ */
+export const XSAVE_AVX512 = [
+  { bit: 5, field: 'opmask_reg', offset: 1088, count: 8 },
+  { bit: 6, field: 'zmm_upper', offset: 1152, count: 64 },
+  { bit: 7, field: 'hi16_zmm', offset: 1664, count: 128 },
+] as const;
+
+function u64s(buf: Buffer, off: number, count: number): bigint[] {
+  const out: bigint[] = [];
+  for (let i = 0; i < count; i++) out.push(buf.readBigUInt64LE(off + i * 8));
+  return out;
+}
 
 export function fpregsEntry(xstate: Buffer): Msg {
   const fx = xstate;
@@ -83,6 +99,8 @@ export function fpregsEntry(xstate: Buffer): Msg {
   if (xstate.length > XSAVE_HDR) {
     const xsave: Msg = { xstate_bv: xstate.readBigUInt64LE(XSAVE_HDR) };
     if (xstate.length >= AVX_OFFSET + 256) xsave.ymmh_space = u32s(xstate, AVX_OFFSET, 64);
+    // as CRIU does: every AVX-512 component the CPU has, whether or not it is in use
+    for (const c of XSAVE_AVX512) if (xstate.length >= c.offset + c.count * 8) xsave[c.field] = u64s(xstate, c.offset, c.count);
     // CRIU 4.2 always records the (here unsupported, zero) CET state
     xsave.cet = { cet: 0n, ssp: 0n };
     entry.xsave = xsave;

@@ -7,6 +7,7 @@ import type { Msg } from '../../images/codec';
 import { enumType } from '../../images/schema';
 import { entryPages, entryFlags, PE_PARENT, PE_LAZY, PE_PRESENT } from '../../images/imageset';
 import { VMA } from '../../images/flags';
+import { XSAVE_AVX512 } from '../arch/x86_64';
 import { EngineError } from '../errors';
 
 /** A refusal: "<image>: <field>: <why>". */
@@ -248,9 +249,14 @@ function checkThreadCore(image: string, core: Msg): void {
     if (!t.seg_not_present && (n < 12 || n > 14)) throw new ImageError(image, `thread_info.tls[${i}].entry_number`, `GDT slot ${n} is not a TLS slot (12..14)`);
   }
   const x = ti.fpregs.xsave;
+  const restored = ['xstate_bv', 'ymmh_space', 'cet', ...XSAVE_AVX512.map((c) => c.field as string)];
   if (x) for (const k of Object.keys(x))
-    if (!['xstate_bv', 'ymmh_space', 'cet'].includes(k) && (x[k] as unknown[] | undefined)?.length)
+    if (!restored.includes(k) && (x[k] as unknown[] | undefined)?.length)
       throw new ImageError(image, `thread_info.fpregs.xsave.${k}`, 'this XSAVE component is not restored');
+  if (x) for (const c of XSAVE_AVX512) {
+    const n = (x[c.field] as unknown[] | undefined)?.length ?? 0;
+    if (n && n !== c.count) throw new ImageError(image, `thread_info.fpregs.xsave.${c.field}`, `${n} values, expected ${c.count}`);
+  }
 }
 
 /** The fown_entry of a file entry, whatever its kind. */

@@ -6,7 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, dumpOk, until, gone, killPid } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, dumpOk, until, gone, killPid, restoreOk } from './helpers';
 
 interface Criu {
   bin?: string;
@@ -244,6 +244,30 @@ describe.skipIf(!!criu.skip)(`CRIU restores what engine dump writes`, () => {
         // what we gave CRIU decodes with our crit, as before
         expect(decode(path.join(st.dir, 'inventory.img'))[0].img_version).toBe(2);
       });
+    });
+  }
+});
+
+describe.skipIf(!!criu.skip)('engine restore restores what CRIU 4.2 dumps', () => {
+  for (const [name, key] of [['counter', 'count'], ['threads', 'tick']]) {
+    it(`${name}: dumped by criu, restored by our engine, goes on from its checkpoint`, async () => {
+      const work = tempDir(`criu-dumped-${name}`);
+      const target = startTarget(compile(name, work, ['-pthread']), name === 'counter' ? [path.join(work, 'c.txt')] : [], work);
+      try {
+        await target.waitFor(new RegExp(`${key}=3\\b`));
+        const dir = path.join(work, 'images');
+        fs.mkdirSync(dir);
+        const d = spawnSync(criu.bin!, ['dump', '-t', String(target.pid), '-D', dir, '-v4', '-o', 'dump.log', '--shell-job'], { encoding: 'utf8', timeout: 60_000 });
+        expect(d.status, d.stderr).toBe(0);
+        await until(() => gone(target.pid), 'the dumped task to be reaped');
+        const before = lastCount(target.output(), key);
+        expect(restoreOk(dir)).toBe(target.pid);
+        await target.waitFor(new RegExp(`^${key}=${before + 5}\\b`, 'm'), 10_000);
+        expect(consecutive(target.output(), key)).toBe(true);
+      } finally {
+        target.kill();
+        fs.rmSync(work, { recursive: true, force: true });
+      }
     });
   }
 });
