@@ -3,9 +3,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ByteSource } from '../../images/source';
-import { readHeader, readEntries, ImageWriter, BinSink } from '../../images/image';
-import { writeDocument, DocumentReader, jsonToEntry } from '../../images/json/document';
-import { kindFor } from '../../images/kinds';
+import { readHeader, readEntries } from '../../images/image';
+import { writeDocument } from '../../images/json/document';
+import { encode } from '../../crit/commands/codec';
 import type { Mode } from '../../images/json/tojson';
 
 class StringSink {
@@ -38,26 +38,16 @@ export function decodeBuffer(buf: Uint8Array, name: string, mode: Mode = 'plain'
   }
 }
 
+/** Encodes JSON text with the very function `crit encode -i IN -o OUT` runs. */
 export function encodeFromString(json: string): Buffer {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crit-enc-'));
   const inFile = path.join(dir, 'in.json');
   const outFile = path.join(dir, 'out.img');
   fs.writeFileSync(inFile, json);
-  const fd = fs.openSync(inFile, 'r');
-  const out = fs.openSync(outFile, 'w');
   try {
-    const reader = new DocumentReader(fd, inFile);
-    let v = reader.next();
-    const kind = kindFor(reader.magic!);
-    if (!kind) throw new Error(`unknown magic ${reader.magic}`);
-    const sink = new BinSink(out);
-    const w = new ImageWriter(sink, kind);
-    for (let i = 0; v !== undefined; v = reader.next(), i++) w.write(jsonToEntry(kind, w.nextType(), v, `entries[${i}]`));
-    sink.flush();
+    encode(inFile, outFile);
     return fs.readFileSync(outFile);
   } finally {
-    fs.closeSync(fd);
-    fs.closeSync(out);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
