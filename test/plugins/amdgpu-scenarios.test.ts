@@ -190,6 +190,25 @@ describe('amdgpu plugin on the simulator: more scenarios', () => {
     }, undefined, true);
   });
 
+  it('S12: mappings packed from the lowest GPU address, where an SDMA helper would put its temporaries (D12)', () => {
+    // CRIU's SDMA copies map temporary BOs into the target's own VM at addresses its allocator
+    // picks; with the VM full there, GEM_VA fails. We copy through our own drm file and CPU
+    // mappings, so the target's VM is never touched: the dump leaves it equal (roundTrip checks
+    // the live snapshot) and the restore rebuilds exactly these mappings with their contents.
+    roundTrip([DEV()], (k) => {
+      const a = new App(k, 100);
+      const fd = a.open();
+      let va = 2n * MiB; // the first address the VM allows
+      for (let i = 0; i < 6; i++) {
+        const h = a.create(fd, 2n * MiB, i % 2 ? GTT : VRAM);
+        a.fill(fd, h, 2n * MiB, 20 + i);
+        a.map(fd, h, va, 2n * MiB);
+        va += 2n * MiB;
+      }
+      return [100];
+    });
+  });
+
   it('GPU remap: restored on a machine where the GPU is another render minor', () => {
     const k = new SimKernel([DEV(128, 0x77)]);
     const a = new App(k, 100);
