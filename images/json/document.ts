@@ -94,6 +94,10 @@ export class DocumentReader {
   private chunk = new Uint8Array(1 << 20);
   magic: string | undefined;
   private pending: JsonValue[] = [];
+  /** entries parsed ahead by V8's JSON.parse (see batch) */
+  private batched: JsonValue[] = [];
+  private batchIndex = 0;
+  private noBatch = false;
 
   constructor(private fd: number, public name: string) {}
 
@@ -185,6 +189,35 @@ export class DocumentReader {
     this.pos++;
   }
 
+  /**
+   * Fast path for the common case: the buffered text holds many complete entries in CRIT's
+   * layout ("}, {" or "},\n        {" between entries) and no integer long enough to lose
+   * precision as a double. Then V8's JSON.parse reads them all at once. Anything else (nested
+   * separators, long integers, other layouts) falls back to the exact parser for good.
+   */
+  private batch(): boolean {
+    if (this.noBatch) return false;
+    this.ws();
+    const t = this.text;
+    if (t.charCodeAt(this.pos) !== 123) return false;
+    const cut = Math.max(t.lastIndexOf('}, {'), t.lastIndexOf('},\n        {'));
+    if (cut <= this.pos) return false;
+    const body = t.slice(this.pos, cut + 1);
+    // a digit run of 16 or more (found from its first digit only, so the scan stays linear)
+    if (/(?<![0-9])[0-9]{16}/.test(body)) { this.noBatch = true; return false; }
+    let entries: JsonValue[];
+    try {
+      entries = JSON.parse('[' + body + ']');
+    } catch {
+      this.noBatch = true; // a separator inside an entry: this document takes the exact path
+      return false;
+    }
+    this.batched = entries;
+    this.batchIndex = 0;
+    this.pos = cut + 1;
+    return entries.length > 0;
+  }
+
   private state: 'start' | 'keys' | 'entries' | 'done' = 'start';
   private first = true;
 
@@ -194,6 +227,7 @@ export class DocumentReader {
    * otherwise the entry comes back as a plain JSON value.
    */
   next<T>(parse?: (p: JsonParser) => T): JsonValue | Parsed<T> | undefined {
+    if (this.batchIndex < this.batched.length) return this.batched[this.batchIndex++];
     if (this.magic !== undefined && this.pending.length) return this.pending.shift();
     for (;;) {
       if (this.state === 'start') {
@@ -238,7 +272,10 @@ export class DocumentReader {
       if (c === 93) { this.pos++; this.state = 'keys'; this.first = false; continue; }
       if (!this.first) this.expect(44, "',' or ']' in the entries array");
       this.first = false;
-      if (parse && this.magic !== undefined) return new Parsed(this.parseWith(parse));
+      if (parse && this.magic !== undefined) {
+        if (this.batch()) return this.batched[this.batchIndex++];
+        return new Parsed(this.parseWith(parse));
+      }
       const v = this.parseValue();
       if (this.magic !== undefined) return v;
       this.pending.push(v);

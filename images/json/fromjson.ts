@@ -24,6 +24,9 @@ export function keyPath(parent: string, key: string | number): string {
   return typeof key === 'number' ? `${parent}[${key}]` : key === '' ? parent : `${parent}.${key}`;
 }
 
+/** "0x" and up to 13 hex digits: exact as a double, no BigInt needed */
+const HEX_SHORT = /^0x[0-9a-fA-F]{1,13}$/;
+
 const RANGES: Record<string, [bigint, bigint]> = {
   uint32: [0n, 0xffffffffn], fixed32: [0n, 0xffffffffn],
   int32: [-0x80000000n, 0x7fffffffn], sint32: [-0x80000000n, 0x7fffffffn], sfixed32: [-0x80000000n, 0x7fffffffn],
@@ -55,9 +58,20 @@ function intConv(f: FieldDesc): Conv {
   const flagDict = o.flags ? FLAG_DICTS[o.flags] || [] : undefined;
   const labels = o.dict ? VALUE_DICTS[o.dict]?.[f.name] : undefined;
   const lo = Number(range[0]), hi = Number(range[1]);
+  // pretty text repeats the same flag strings (every VMA's prot/flags/status): remember them
+  const flagMemo = flagDict ? new Map<string, number>() : undefined;
   return (v, parent, key) => {
-    // fast path: a plain safe integer within range needs no BigInt
+    // fast paths: a plain safe integer, short "0x..." hex, or a flag string seen before
     if (typeof v === 'number' && Number.isSafeInteger(v) && v >= lo && v <= hi) return v;
+    if (typeof v === 'string') {
+      if (HEX_SHORT.test(v) && !(o.dev && v.includes(':'))) {
+        const n = parseInt(v.slice(2), 16);
+        if (n >= lo && n <= hi) return n;
+      } else if (flagMemo) {
+        const n = flagMemo.get(v);
+        if (n !== undefined) return n;
+      }
+    }
     const path = keyPath(parent, key);
     let b: bigint;
     if (typeof v === 'number') {
@@ -67,7 +81,10 @@ function intConv(f: FieldDesc): Conv {
     else if (typeof v === 'string') {
       try {
         if (o.dev && v.includes(':')) b = parseDev(v, !!o.odev);
-        else if (flagDict) b = parseFlags(v, flagDict);
+        else if (flagDict) {
+          b = parseFlags(v, flagDict);
+          if (b >= range[0] && b <= range[1] && flagMemo!.size < 4096) flagMemo!.set(v, Number(b));
+        }
         else if (labels && labels.some(([, l]) => l === v)) b = BigInt(labels.find(([, l]) => l === v)![0]);
         else b = parsePyInt(v);
       } catch (e) {

@@ -254,3 +254,24 @@ describe('JSON mapping details', () => {
     expect(back).toBe('{"magic": "VMAS", "entries": [{"start": 4096, "end": 8192, "pgoff": 0, "shmid": 0, "prot": 3, "flags": 34, "status": 0, "fd": -1}]}');
   });
 });
+
+describe('encode of many entries (the batched fast path and its fallbacks)', () => {
+  it('a long pagemap with one address beyond 2^53 stays exact; nested separators fall back', () => {
+    const entries = ['{"pages_id": 1}'];
+    for (let i = 0; i < 30000; i++) {
+      const vaddr = i === 17000 ? '18446744073709547520' : String(0x7f0000000000 + i * 8192);
+      entries.push(`{"vaddr": ${vaddr}, "compat_nr_pages": 0, "flags": ${i % 3 ? 4 : 6}, "nr_pages": 1}`);
+    }
+    const plain = `{"magic": "PAGEMAP", "entries": [${entries.join(', ')}]}`;
+    const bin = encodeFromString(plain);
+    expect(decodeBuffer(bin, 'pagemap-1.img', 'plain')).toBe(plain);
+    const pretty = decodeBuffer(bin, 'pagemap-1.img', 'pretty');
+    expect(encodeFromString(pretty).equals(bin)).toBe(true);
+    // entries whose repeated sub-messages look like entry separators ("}, {") inside an entry
+    const fown = '{"uid": 0, "euid": 0, "signum": 0, "pid_type": 0, "pid": 0}';
+    const tfd = (fd: number) => `{"id": ${fd}, "tfd": ${fd}, "events": 1, "data": ${fd}}`;
+    const files = Array.from({ length: 3000 }, (_, i) => `{"type": "EVENTPOLL", "id": ${i + 1}, "epfd": {"id": ${i + 1}, "flags": 2, "fown": ${fown}, "tfd": [${tfd(3)}, ${tfd(4)}]}}`);
+    const doc = `{"magic": "FILES", "entries": [${files.join(', ')}]}`;
+    expect(decodeBuffer(encodeFromString(doc), 'files.img', 'plain')).toBe(doc);
+  });
+});
