@@ -6,7 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, dumpOk, until, gone, killPid, restoreOk } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, dumpOk, until, gone, killPid, restoreOk, readMem } from './helpers';
 
 interface Criu {
   bin?: string;
@@ -93,17 +93,6 @@ async function dumpedByEngine(c: Case): Promise<Started> {
     throw e;
   }
 }
-
-const readMem = (pid: number, addr: bigint, len: number): Buffer => {
-  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
-  try {
-    const b = Buffer.alloc(len);
-    fs.readSync(fd, b, 0, len, Number(addr));
-    return b;
-  } finally {
-    fs.closeSync(fd);
-  }
-};
 
 const fdinfo = (pid: number, fd: number) => fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
 

@@ -203,3 +203,15 @@ export function cleanUp(target: Target | undefined, work: string | undefined, ..
   killPid(...pids);
   if (work) fs.rmSync(work, { recursive: true, force: true });
 }
+
+/** Bytes of a live process's memory, through /proc/PID/mem (user addresses fit a number). */
+export function readMem(pid: number, addr: bigint, len: number): Buffer {
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    const b = Buffer.alloc(len);
+    fs.readSync(fd, b, 0, len, Number(addr));
+    return b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

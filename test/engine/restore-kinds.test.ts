@@ -10,7 +10,7 @@ import * as path from 'path';
 import { loadMessages, writeImage } from '../../images/files';
 import { native, isNativeError } from '../../native';
 import { collectUnixSockets } from '../../engine/dump/netlink';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk, readMem } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine restore tests: ${SKIP_REASON}`);
 process.env.ENGINE_RESTORE_STATS = '1';
@@ -50,17 +50,6 @@ function drain(sock: number): string[] {
     }
   }
   return out;
-}
-
-function readMem(pid: number, addr: bigint, len: number): Buffer {
-  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
-  try {
-    const b = Buffer.alloc(len);
-    fs.readSync(fd, b, 0, len, Number(addr));
-    return b;
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 function writeMem(pid: number, addr: bigint, data: Buffer): void {

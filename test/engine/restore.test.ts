@@ -4,7 +4,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, readMaps, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, readMaps, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk, readMem } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine restore tests: ${SKIP_REASON}`);
 process.env.ENGINE_RESTORE_STATS = '1';
@@ -18,18 +18,6 @@ function status(pid: number, tid = pid): Map<string, string> {
     if (i > 0) m.set(l.slice(0, i), l.slice(i + 1).trim());
   }
   return m;
-}
-
-function readMem(pid: number, addr: bigint, len: number): Buffer {
-  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
-  try {
-    const b = Buffer.alloc(len);
-    // fs positions are numbers: fine for user addresses below 2^53
-    fs.readSync(fd, b, 0, len, Number(addr));
-    return b;
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 describe.skipIf(!IS_ROOT)('engine restore: the counter', () => {

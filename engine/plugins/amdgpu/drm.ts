@@ -14,7 +14,8 @@ export class DrmError extends EngineError {
   }
 }
 
-function wrap<T>(what: string, f: () => T, known: Record<string, string> = {}): T {
+/** Runs a driver call; a kernel error becomes a DrmError naming the call (and what the code means). */
+export function wrap<T>(what: string, f: () => T, known: Record<string, string> = {}): T {
   try {
     return f();
   } catch (e) {

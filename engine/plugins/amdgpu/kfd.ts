@@ -6,18 +6,10 @@
 import type { Msg } from '../../../images/codec';
 import { DeviceSys, KfdNode, SysError } from './backend';
 import * as S from './structs';
-import { DrmError } from './drm';
+import { DrmError, wrap } from './drm';
 
 export const KFD_MIN_VERSION = { major: 1, minor: 8 };
 
-function wrap<T>(what: string, f: () => T, known: Record<string, string> = {}): T {
-  try {
-    return f();
-  } catch (e) {
-    if (e instanceof SysError) throw new DrmError(`${what}: ${known[e.code] ?? e.code}`, e.code);
-    throw e;
-  }
-}
 
 export interface KfdCheckpoint {
   info: S.KfdCriuArgs;
