@@ -6,7 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, dumpOk, until, gone, killPid, restoreOk, readMem } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, dumpOk, until, gone, killPid, restoreOk, readMem, dumpAndReap } from './helpers';
 
 interface Criu {
   bin?: string;
@@ -85,8 +85,7 @@ async function dumpedByEngine(c: Case): Promise<Started> {
     pids = [target.pid, ...(c.others ? c.others(m) : [])];
     await target.waitFor(new RegExp(`${c.keys[0]}=3\\b`));
     const dir = path.join(work, 'images');
-    dumpOk(target.pid, dir);
-    await until(() => pids.every(gone), 'the dumped tree to be reaped');
+    await dumpAndReap(target.pid, dir, pids);
     return { work, target, m, pids, dir };
   } catch (e) {
     killPid(...pids);

@@ -215,3 +215,9 @@ export function readMem(pid: number, addr: bigint, len: number): Buffer {
     fs.closeSync(fd);
   }
 }
+
+/** Dumps pid (the tree is killed) and waits until it and `others` are reaped, so their PIDs are free. */
+export async function dumpAndReap(pid: number, dir: string, others: number[] = [pid]): Promise<void> {
+  dumpOk(pid, dir);
+  await until(() => others.every(gone), 'the dumped tree to be reaped');
+}

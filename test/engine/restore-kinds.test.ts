@@ -10,7 +10,7 @@ import * as path from 'path';
 import { loadMessages, writeImage } from '../../images/files';
 import { native, isNativeError } from '../../native';
 import { collectUnixSockets } from '../../engine/dump/netlink';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk, readMem } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk, readMem, dumpAndReap } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine restore tests: ${SKIP_REASON}`);
 process.env.ENGINE_RESTORE_STATS = '1';
@@ -85,8 +85,7 @@ async function dumped(name: string, args: (work: string) => string[], ready: Reg
     pids = [target.pid, ...extraPids(m)];
     await target.waitFor(/count=2[\n ]/);
     const dir = path.join(work, 'images');
-    dumpOk(target.pid, dir);
-    await until(() => pids.every(gone), 'the dumped tree to be reaped');
+    await dumpAndReap(target.pid, dir, pids);
     return { work, target, m, pids, dir };
   } catch (e) {
     killPid(...pids);

@@ -4,7 +4,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, readMaps, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk, readMem } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, readMaps, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk, readMem, dumpAndReap, cleanUp } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine restore tests: ${SKIP_REASON}`);
 process.env.ENGINE_RESTORE_STATS = '1';
@@ -42,10 +42,7 @@ describe.skipIf(!IS_ROOT)('engine restore: the counter', () => {
     await until(() => gone(target.pid), 'the dumped counter to be reaped');
   });
 
-  afterAll(() => {
-    if (target) killPid(target.pid);
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => cleanUp(target, work));
 
   it('comes back with its PID and its output continues the sequence', async () => {
     const pid = restoreOk(dir);
@@ -117,15 +114,11 @@ describe.skipIf(!IS_ROOT)('engine restore: threads', () => {
     tids = fs.readdirSync(`/proc/${target.pid}/task`).map(Number).sort((a, b) => a - b);
     masks = new Map(tids.map((t) => [t, status(target.pid, t).get('SigBlk')!]));
     const dir = path.join(work, 'images');
-    dumpOk(target.pid, dir);
-    await until(() => gone(target.pid), 'the dumped process to be reaped');
+    await dumpAndReap(target.pid, dir);
     expect(restoreOk(dir)).toBe(target.pid);
   });
 
-  afterAll(() => {
-    if (target) killPid(target.pid);
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => cleanUp(target, work));
 
   it('keeps every TID, name and signal mask, and all threads run on', async () => {
     expect(fs.readdirSync(`/proc/${target.pid}/task`).map(Number).sort((a, b) => a - b)).toEqual(tids);
@@ -192,15 +185,11 @@ describe.skipIf(!IS_ROOT)('engine restore: timers and event fds', () => {
     target = startTarget(compile('timers', work, ['-lrt']), [], work);
     await target.waitFor(/tick=5 /);
     const dir = path.join(work, 'images');
-    dumpOk(target.pid, dir);
-    await until(() => gone(target.pid), 'the dumped process to be reaped');
+    await dumpAndReap(target.pid, dir);
     expect(restoreOk(dir)).toBe(target.pid);
   });
 
-  afterAll(() => {
-    if (target) killPid(target.pid);
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => cleanUp(target, work));
 
   it('keeps POSIX timer ids, and every timer still fires', async () => {
     const m = target.output().match(/timer=(\d+) tfd=(\d+) efd=(\d+) sfd=(\d+) ep=(\d+)/)!;
