@@ -2,6 +2,8 @@
 // under that name and how many entries it holds. Used to validate a set (a file whose magic
 // disagrees with its name is damaged) and to salvage a file whose magic is damaged.
 
+import { amdgpuKindOfFile, kindFor } from '../kinds';
+
 /** [file name pattern, CRIT magic name] for every image CRIU writes or once wrote. */
 const NAME_KINDS: [RegExp, string][] = [
   [/^inventory\.img$/, 'INVENTORY'], [/^pstree\.img$/, 'PSTREE'], [/^core-\d+\.img$/, 'CORE'],
@@ -26,15 +28,14 @@ const NAME_KINDS: [RegExp, string][] = [
   [/^tty\.img$/, 'TTY_FILES'], [/^vmas-\d+\.img$/, 'VMAS'], [/^sigacts-\d+\.img$/, 'SIGACT'],
   [/^itimers-\d+\.img$/, 'ITIMERS'], [/^posix-timers-\d+\.img$/, 'POSIX_TIMERS'], [/^creds-\d+\.img$/, 'CREDS'],
   [/^rlimit-\d+\.img$/, 'RLIMIT'], [/^signal-[sp]-\d+\.img$/, 'SIGNAL'], [/^pidfd\.img$/, 'PIDFD'],
-  [/^amdgpu-kfd-\d+\.img$/, 'AMDGPU_KFD'], [/^amdgpu-renderD-\d+\.img$/, 'AMDGPU_RENDER_NODE'],
-  [/^amdgpu-dmabuf_\d+\.img$/, 'AMDGPU_DMABUF'],
 ];
 
 /** The kind CRIU writes under this file name, if it is one of its image names. */
 export function kindByName(fileName: string): string | undefined {
   const b = fileName.replace(/^.*\//, '');
   for (const [re, k] of NAME_KINDS) if (re.test(b)) return k;
-  return undefined;
+  const amd = amdgpuKindOfFile(b); // the plugin's files: one table, in kinds.ts
+  return amd && kindFor(amd)?.layout === 'amdgpu' ? amd : undefined;
 }
 
 /** Kinds CRIU reads with "exactly one entry". */
