@@ -31,6 +31,8 @@ export interface FrozenTree {
   /** how the tree was stopped, and the cgroup frozen for it */
   method: 'cgroup' | 'ptrace';
   cgroup?: string;
+  /** how long one task may take to stop (criu --timeout) */
+  timeoutMs: number;
 }
 
 const SIGTRAP = 5;
@@ -57,7 +59,7 @@ function waitForStop(tracer: Tracer, tid: number, tree: FrozenTree): boolean {
   for (;;) {
     let st;
     try {
-      st = tracer.wait(tid, 5000);
+      st = tracer.wait(tid, tree.timeoutMs);
     } catch (e) {
       if (isNativeError(e) && e.code === 'ECHILD') return false;
       throw e;
@@ -79,8 +81,8 @@ function waitForStop(tracer: Tracer, tid: number, tree: FrozenTree): boolean {
  * Stops every thread of the tree under root. On failure (or when check() throws, e.g. on an
  * interruption) every thread seized so far is detached again before the error propagates.
  */
-export function freezeTree(tracer: Tracer, root: number, log: Log, check: () => void = () => {}): FrozenTree {
-  const tree: FrozenTree = { root, processes: [], pendingStopSignals: new Map(), seized: new Set(), method: 'ptrace' };
+export function freezeTree(tracer: Tracer, root: number, log: Log, check: () => void = () => {}, timeoutMs = 5000): FrozenTree {
+  const tree: FrozenTree = { root, processes: [], pendingStopSignals: new Map(), seized: new Set(), method: 'ptrace', timeoutMs };
   const want = process.env.ENGINE_FREEZE ?? 'auto';
   try {
     const cg = want === 'ptrace' ? { reason: 'ENGINE_FREEZE=ptrace' } : ownCgroup(root);
@@ -178,9 +180,9 @@ function setFreeze(dir: string, on: boolean): void {
 function cgroupFreeze(tracer: Tracer, tree: FrozenTree, dir: string, check: () => void): boolean {
   setFreeze(dir, true);
   try {
-    const until = Date.now() + 5000;
+    const until = Date.now() + tree.timeoutMs;
     while (!/^frozen 1$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8'))) {
-      if (Date.now() > until) throw new EngineError(`cgroup ${dir} did not freeze within 5 s`);
+      if (Date.now() > until) throw new EngineError(`cgroup ${dir} did not freeze within ${tree.timeoutMs / 1000} s`);
       check();
       Atomics.wait(sleepCell, 0, 0, 0.05);
     }

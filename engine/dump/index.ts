@@ -24,7 +24,7 @@ import { CgroupSets } from './cgroup';
 import { planVmas, mmEntry } from './mm';
 import { planPages, pagemapEntries, writePages, PagePlan } from './pages';
 import { threadCore, threadInfo, taskCore, zombieCore, parseLimits, ThreadFacts, TASK_ALIVE, TASK_STOPPED } from './core';
-import { EngineError } from '../errors';
+import { EngineError, UnsupportedError } from '../errors';
 import { checkInterrupted, holdForTest } from './interrupt';
 import { ImageDir, warmEncoders } from './imgdir';
 import type { Log } from '../log';
@@ -38,6 +38,17 @@ export interface DumpOptions {
   log: Log;
   /** progress line on a terminal */
   progress?: (written: number, total: number) => void;
+  /**
+   * CRIU's layout: DIR may exist and hold other files (logs); the images are staged beside it
+   * and renamed into it one by one, inventory.img last (a set without it is incomplete)
+   */
+  intoExisting?: boolean;
+  /** false: refuse a tree holding file locks (criu without --file-locks); default: dump them */
+  fileLocks?: boolean;
+  /** leave the tree stopped (SIGSTOP) instead of running or killed */
+  leaveStopped?: boolean;
+  /** how long freezing may take (ms) */
+  freezeTimeoutMs?: number;
 }
 
 export interface DumpStats {
@@ -69,7 +80,7 @@ function preflight(opts: DumpOptions): string {
   const dir = path.resolve(opts.dir);
   if (fs.existsSync(dir)) {
     if (!fs.statSync(dir).isDirectory()) throw new EngineError(`${dir} exists and is not a directory`);
-    if (fs.readdirSync(dir).length) throw new EngineError(`${dir} is not empty`);
+    if (!opts.intoExisting && fs.readdirSync(dir).length) throw new EngineError(`${dir} is not empty`);
   } else if (!fs.existsSync(path.dirname(dir))) {
     throw new EngineError(`parent directory of ${dir} does not exist`);
   }
@@ -106,7 +117,7 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
     rehearse(opts.pid);
     checkInterrupted();
     t0 = nowUs();
-    tree = freezeTree(tracer, opts.pid, log, checkInterrupted);
+    tree = freezeTree(tracer, opts.pid, log, checkInterrupted, opts.freezeTimeoutMs);
     tFrozen = nowUs();
     const phases = new Phases(tFrozen);
     holdForTest('frozen');
@@ -114,8 +125,8 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
     const { stats, writeImages } = collect(tracer, tree, opts, tmp, remotes, closers, phases);
     stats.freezingUs = tFrozen - t0;
     holdForTest('written');
-    if (opts.leaveRunning) {
-      finish(tracer, tree, true);
+    if (opts.leaveRunning || opts.leaveStopped) {
+      finish(tracer, tree, true, opts.leaveStopped);
       stats.frozenUs = nowUs() - tFrozen;
       phases.mark('resume');
     }
@@ -126,11 +137,14 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
     out.sync();
     phases.mark('fsync');
     checkInterrupted(); // the last moment a signal still cancels the dump
-    if (fs.existsSync(dir)) fs.rmdirSync(dir);
-    fs.renameSync(tmp, dir);
-    fsyncDir(path.dirname(dir));
+    if (opts.intoExisting && fs.existsSync(dir)) moveInto(tmp, dir);
+    else {
+      if (fs.existsSync(dir)) fs.rmdirSync(dir);
+      fs.renameSync(tmp, dir);
+      fsyncDir(path.dirname(dir));
+    }
     phases.mark('rename');
-    if (!opts.leaveRunning) {
+    if (!opts.leaveRunning && !opts.leaveStopped) {
       finish(tracer, tree, false);
       stats.frozenUs = nowUs() - tFrozen;
       phases.mark('kill');
@@ -243,7 +257,25 @@ function fsyncDir(d: string): void {
   }
 }
 
-function finish(tracer: Tracer, tree: FrozenTree, leaveRunning: boolean): void {
+/** Renames every staged image into dir, inventory.img last, and removes the staging directory. */
+function moveInto(tmp: string, dir: string): void {
+  const names = fs.readdirSync(tmp).sort((a, b) => Number(a === 'inventory.img') - Number(b === 'inventory.img'));
+  for (const n of names) fs.renameSync(path.join(tmp, n), path.join(dir, n));
+  fs.rmdirSync(tmp);
+  fsyncDir(dir);
+}
+
+function finish(tracer: Tracer, tree: FrozenTree, leaveRunning: boolean, leaveStopped = false): void {
+  if (leaveStopped) {
+    // queued before the detach: every task enters a group stop as soon as ptrace lets it go
+    for (const p of tree.processes) {
+      try {
+        process.kill(p.pid, 'SIGSTOP');
+      } catch {
+        /* gone */
+      }
+    }
+  }
   if (!leaveRunning) {
     for (const p of tree.processes) {
       try {
@@ -388,6 +420,10 @@ function collect(
   }
 
   plugins.call('DUMP_DEVICES_LATE', tree.root);
+  if (opts.fileLocks === false && files.locks.length) {
+    const l = files.locks[0];
+    throw new UnsupportedError(`task ${l.pid} fd ${l.fd}: holds a file lock (${l.flag === 1 ? 'POSIX' : 'flock'}); dump file locks with --file-locks`);
+  }
   files.unix.finish();
   files.ttys.finish(opts.shellJob);
   checkInterrupted();

@@ -16,6 +16,10 @@ export interface RestoreOptions {
   log: Log;
   /** how long to wait for a PID still held by a zombie (ms) */
   pidWaitMs?: number;
+  /** leave every task stopped (SIGSTOP) once restored */
+  leaveStopped?: boolean;
+  /** called once the tree runs, before a non-detached restore waits for its root */
+  onRunning?: (stats: import('./index').RestoreStats) => void;
 }
 
 export interface Proc {

@@ -20,7 +20,8 @@ import { ShmemRestorer } from './shmem';
 import { UnixRestorer } from './unix';
 import { TtyRestorer } from './tty';
 import { setThreadRegs } from './regs';
-import { TASK_STOPPED, num } from './imageset';
+import { TASK_STOPPED, num, PE_PRESENT } from './imageset';
+import type { ImageSet, PageRun } from './imageset';
 import { PR_SET_DUMPABLE, NR, SIGSTOP } from './sys';
 import { restorePlugins, restoreDevices } from '../plugins/glue';
 
@@ -32,6 +33,10 @@ export interface RestoreStats {
   tasks: number;
   threads: number;
   injectedCalls: number;
+  /** start to the moment every task exists (CRIU's forking_time) */
+  forkedMs: number;
+  /** pages written into the tasks and shared memory */
+  pagesRestored: number;
   /** PID of the restored root in the engine's namespace */
   rootHost: number;
   /** exit status of the root when not detached */
@@ -59,6 +64,7 @@ export function restore(opts: RestoreOptions): RestoreStats {
   n.setChildSubreaper(true);
   const files = new FileRestorer(ctx);
   let stats: RestoreStats;
+  let forkedMs = 0;
   try {
     try {
       // device files and mappings, made by their plugins in the engine before any process
@@ -69,6 +75,7 @@ export function restore(opts: RestoreOptions): RestoreStats {
       ctx.ttys.build();
       opts.log.debug(`shared memory, sockets and terminals made at ${ms()} ms`);
       buildTree(ctx);
+      forkedMs = Number(process.hrtime.bigint() - t0) / 1e6;
       opts.log.debug(`tree built at ${ms()} ms`);
     } finally {
       n.close(stubFd);
@@ -105,7 +112,7 @@ export function restore(opts: RestoreOptions): RestoreStats {
     plugins.exit(false);
     for (const p of order) for (const [vtid, host] of p.tids) setThreadRegs(tracer, host, p.img.cores.get(vtid)!, p.img.leader.tc);
     // everything is in place: let the whole tree go at once
-    for (const p of order) for (const host of p.tids.values()) tracer.detach(host, host === p.host && p.img.state === TASK_STOPPED ? SIGSTOP : 0);
+    for (const p of order) for (const host of p.tids.values()) tracer.detach(host, host === p.host && (p.img.state === TASK_STOPPED || opts.leaveStopped) ? SIGSTOP : 0);
     if (ctx.init !== undefined) tracer.detach(ctx.init, 0);
     const root = ctx.procs.get(set.tasks[0].pid)!;
     stats = {
@@ -114,6 +121,8 @@ export function restore(opts: RestoreOptions): RestoreStats {
       threads: order.reduce((s, p) => s + p.tids.size, 0),
       injectedCalls: order.reduce((s, p) => s + p.remote.calls, 0),
       rootHost: root.host,
+      forkedMs,
+      pagesRestored: pagesInSet(set),
     };
     opts.log.debug(`restored ${stats.tasks} tasks / ${stats.threads} threads with ${stats.injectedCalls} injected calls in ${stats.toRunningMs.toFixed(1)} ms`);
   } catch (e) {
@@ -127,6 +136,7 @@ export function restore(opts: RestoreOptions): RestoreStats {
     throw translate(e);
   }
   n.close(engineFd);
+  opts.onRunning?.(stats);
   if (!opts.detach) {
     // like criu restore without -d: stay the tree's parent until the root ends
     const st = tracer.wait(ctx.init ?? stats.rootHost, -1);
@@ -134,6 +144,16 @@ export function restore(opts: RestoreOptions): RestoreStats {
   }
   tracer.close();
   return stats;
+}
+
+function pagesInSet(set: ImageSet): number {
+  let n = 0;
+  const add = (p?: { runs: PageRun[] }) => {
+    for (const r of p?.runs ?? []) if (r.flags & PE_PRESENT) n += Number(r.nrPages);
+  };
+  for (const t of set.tasks) add(t.pagemap);
+  for (const o of set.memfds.values()) add(o.pagemap);
+  return n;
 }
 
 /** The engine's copies of what it made for the tasks. */

@@ -1,0 +1,120 @@
+// `criu check`: answers for this engine, not for CRIU. A feature is reported as supported only
+// when the kernel has what it takes here AND the engine dumps and restores the state it is
+// about; every name of CRIU 4.2's list is answered, with the reason when the answer is no.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { native } from '../../native';
+
+export interface FeatureAnswer {
+  ok: boolean;
+  why: string;
+}
+
+const no = (why: string): FeatureAnswer => ({ ok: false, why });
+const yes = (why: string): FeatureAnswer => ({ ok: true, why });
+
+function kernelAtLeast(major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(os.release());
+  if (!m) return false;
+  return Number(m[1]) > major || (Number(m[1]) === major && Number(m[2]) >= minor);
+}
+
+/** fdinfo of a file of ours shows `key:` */
+function fdinfoShows(key: RegExp): boolean {
+  const file = path.join(os.tmpdir(), `.criu-check-${process.pid}`);
+  const fd = fs.openSync(file, 'w+');
+  try {
+    return key.test(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  } catch {
+    return false;
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+  }
+}
+
+const NS = 'namespaces are not handled by this engine';
+const NET = 'network namespaces, TCP repair and network locking are not handled by this engine';
+
+const FEATURES: [string, () => FeatureAnswer][] = [
+  ['mnt_id', () => (fdinfoShows(/^mnt_id:/m) ? yes('fdinfo shows mnt_id') : no('fdinfo has no mnt_id'))],
+  ['mem_dirty_track', () => no('pre-dump and --track-mem are not implemented (this kernel has no soft-dirty bits)')],
+  ['aio_remap', () => no('AIO rings are refused at dump')],
+  ['timerfd', () => yes('timerfds are dumped and restored with their ticks')],
+  ['tun', () => no(NET)],
+  ['tun_ns', () => no(NET)],
+  ['userns', () => no(NS)],
+  ['fdinfo_lock', () => (kernelAtLeast(4, 1) ? yes('file locks are read from fdinfo and restored') : no('the kernel is older than 4.1'))],
+  ['seccomp_suspend', () => yes('PTRACE_O_SUSPEND_SECCOMP is used while the tree is traced')],
+  ['seccomp_filters', () => yes('seccomp filters are read with PTRACE_SECCOMP_GET_FILTER and restored last')],
+  ['loginuid', () => (fs.existsSync('/proc/self/loginuid') ? yes('loginuid is dumped and restored') : no('no /proc/PID/loginuid (no audit)'))],
+  ['cgroupns', () => no(NS)],
+  ['autofs', () => no('autofs mounts are not handled')],
+  ['tcp_half_closed', () => no(NET)],
+  ['compat_cr', () => no('32-bit (compat) tasks are not handled')],
+  ['uffd', () => no('lazy pages are not implemented')],
+  ['uffd-noncoop', () => no('lazy pages are not implemented')],
+  ['can_map_vdso', () => yes('the vDSO block is moved to its dumped place at restore')],
+  ['sk_ns', () => no(NET)],
+  ['sk_unix_file', () => no('unix socket files are identified by path only')],
+  ['net_diag_raw', () => no('raw sockets are refused at dump')],
+  ['nsid', () => no(NS)],
+  ['link_nsid', () => no(NS)],
+  ['kcmp_epoll', () => no('epoll targets are matched by fd number, not with KCMP_EPOLL_TFD')],
+  ['timens', () => no(NS)],
+  ['external_net_ns', () => no(NS)],
+  ['clone3_set_tid', () => (kernelAtLeast(5, 5) ? yes('tasks are restored with their PIDs through clone3(set_tid)') : no('the kernel is older than 5.5'))],
+  ['newifindex', () => no(NET)],
+  ['nftables', () => no(NET)],
+  ['has_ipt_legacy', () => no(NET)],
+  ['pidfd_store', () => no('the pidfd store is not implemented')],
+  ['ns_pid', () => no(NS)],
+  ['apparmor_stacking', () => no('LSM profiles are not handled')],
+  ['network_lock_nftables', () => no(NET)],
+  ['sockopt_buf_lock', () => no('socket buffer locks (SO_BUF_LOCK) are not dumped')],
+  ['memfd_hugetlb', () => no('hugetlb memfds are refused')],
+  ['move_mount_set_group', () => no(NS)],
+  ['openat2', () => no('not used by this engine')],
+  ['get_rseq_conf', () => yes('rseq registrations are read with PTRACE_GET_RSEQ_CONFIGURATION')],
+  ['ipv6_freebind', () => no('IPv6 sockets are refused')],
+  ['pagemap_scan', () => (kernelAtLeast(6, 7) ? yes('the kernel has PAGEMAP_SCAN') : no('the kernel is older than 6.7'))],
+  ['timer_cr_ids', () => (kernelAtLeast(6, 10) ? yes('POSIX timers are restored with their ids (PR_TIMER_CREATE_RESTORE_IDS)') : no('the kernel is older than 6.10'))],
+  ['overlayfs_maps', () => no(NS)],
+  ['breakpoints', () => no('hardware breakpoints (debug registers) are not dumped')],
+  ['pagemap_scan_guard_pages', () => no('guard regions (MADV_GUARD_INSTALL) are not dumped')],
+];
+
+export function featureNames(): string[] {
+  return FEATURES.map(([n]) => n);
+}
+
+export function checkFeature(name: string): FeatureAnswer | undefined {
+  const f = FEATURES.find(([n]) => n === name);
+  if (!f) return undefined;
+  try {
+    return f[1]();
+  } catch (e) {
+    return no(`probe failed: ${(e as Error).message}`);
+  }
+}
+
+/** `criu check` without --feature: what this engine needs from the machine. */
+export function basicChecks(): string[] {
+  const problems: string[] = [];
+  if (process.getuid?.() !== 0) problems.push('must run as root (ptrace, process_vm_readv, clone3 with set_tid)');
+  if (os.arch() !== 'x64') problems.push(`architecture ${os.arch()}: only x86_64 is supported`);
+  try {
+    native();
+  } catch (e) {
+    problems.push(`the native addon does not load: ${(e as Error).message}`);
+  }
+  try {
+    const scope = Number(fs.readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'utf8'));
+    if (scope >= 3) problems.push('ptrace is disabled (kernel.yama.ptrace_scope = 3)');
+  } catch {
+    /* no Yama */
+  }
+  if (!kernelAtLeast(5, 5)) problems.push('the kernel is older than 5.5 (no clone3 set_tid)');
+  return problems;
+}
