@@ -221,3 +221,16 @@ export async function dumpAndReap(pid: number, dir: string, others: number[] = [
   dumpOk(pid, dir);
   await until(() => others.every(gone), 'the dumped tree to be reaped');
 }
+
+/** Runs `criu <args>` (our CRIU command line) from the TypeScript sources in a child node process. */
+export function runCriu(args: string[], opts: { cwd?: string; stdio?: ('pipe' | 'ignore')[]; env?: NodeJS.ProcessEnv } = {}): EngineRun & { output: (string | null)[] } {
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ['-r', require.resolve('tsx/cjs'), '-e', `process.exitCode = require(${JSON.stringify(path.join(ROOT, 'engine', 'criu', 'cli.ts'))}).main(process.argv.slice(1))`, '--', ...args], {
+    cwd: opts.cwd ?? ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+    stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe'],
+    env: opts.env ?? process.env,
+  });
+  return { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms: Date.now() - t0, output: r.output as (string | null)[] };
+}
