@@ -31,6 +31,7 @@ dump
   -j, --shell-job           allow a session or terminal outside the tree
       --file-locks          dump file locks (without it a tree holding locks is refused, as in CRIU)
       --timeout N           seconds a task may take to stop (default 5)
+      --ghost-limit SIZE    the largest unlinked file saved as a ghost file (default 1M; K, M, G)
 restore
   -D, --images-dir DIR      the images to restore
   -d, --restore-detached    return once the tree runs (default: wait until its root ends)
@@ -162,6 +163,15 @@ function intOpt(p: ParsedArgs, name: string): number | undefined {
   return Number(v);
 }
 
+/** A size as CRIU takes it: bytes, or a number with K, M or G. */
+function sizeOpt(p: ParsedArgs, name: string): number | undefined {
+  const v = str(p, name);
+  if (v === undefined) return undefined;
+  const m = /^(\d+)([KMG]?)$/i.exec(v);
+  if (!m) throw new EngineError(`--${name} needs a size (bytes, or with K, M or G), not ${JSON.stringify(v)}`);
+  return Number(m[1]) * { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
+}
+
 /** CRIU's --status-fd: one NUL byte, then the fd is closed. */
 function signalStatus(p: ParsedArgs): void {
   const fd = intOpt(p, 'status-fd');
@@ -187,6 +197,7 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
     shellJob: flag(p, 'shell-job'),
     fileLocks: flag(p, 'file-locks'),
     freezeTimeoutMs: timeout !== undefined && timeout > 0 ? timeout * 1000 : undefined,
+    ghostLimit: sizeOpt(p, 'ghost-limit'),
   });
   if (workDir !== imagesDir) fs.renameSync(path.join(imagesDir, 'stats-dump'), path.join(workDir, 'stats-dump'));
   log.info('Dumping finished successfully');

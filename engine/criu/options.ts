@@ -20,7 +20,7 @@ const NS = 'namespaces and mounts are not handled by this engine yet (the tree m
 const TCP = 'established TCP connections are refused at dump by this engine (TCP_REPAIR is not implemented yet)';
 const REMOTE = 'page servers, lazy pages, incremental and streamed dumps are not implemented by this engine';
 const CG = 'this engine records the tasks\' cgroups but does not create or restore cgroups';
-const DELETED = 'deleted files (ghost files, link remap) are refused at dump by this engine';
+const DELETED = 'unlinked files still linked elsewhere (link remap) are refused at dump by this engine; unlinked files are saved as ghost files';
 
 const TABLE: OptionDef[] = [
   { long: 'tree', short: 't', arg: 'required' },
@@ -57,8 +57,8 @@ const TABLE: OptionDef[] = [
   { long: 'network-lock', arg: 'required', refused: TCP },
   { long: 'ext-unix-sk', short: 'x', arg: 'optional', refused: 'unix sockets connected outside the dumped tree are refused at dump' },
   { long: 'link-remap', arg: 'none', bool: true, refused: DELETED },
-  { long: 'ghost-limit', arg: 'required', refused: DELETED },
-  { long: 'ghost-fiemap', arg: 'none', bool: true, refused: DELETED },
+  { long: 'ghost-limit', arg: 'required' },
+  { long: 'ghost-fiemap', arg: 'none', bool: true, refused: 'ghost files are read with SEEK_DATA/SEEK_HOLE' },
   { long: 'manage-cgroups', arg: 'optional', refused: CG },
   { long: 'cgroup-root', arg: 'required', refused: CG },
   { long: 'cgroup-props', arg: 'required', refused: CG },

@@ -13,6 +13,7 @@ import { inotifyWdEntries } from './fsnotify';
 import { TtyTable, CttyOwner, isPtyDevice, major } from './tty';
 import type { PluginHost } from '../plugins/host';
 import { dumpExtFile, FD_TYPE_EXT } from '../plugins/glue';
+import { GhostFiles, unlinkedName } from '../kinds/ghost';
 
 /** What dumping an fd may need from its task beyond /proc. */
 export interface TaskFdContext {
@@ -150,6 +151,8 @@ export class FileTable {
   readonly ttys: TtyTable;
   /** device plugins, asked about fds the core has no kind for (and device files) */
   plugins?: PluginHost;
+  /** where unlinked files' contents go; without it an unlinked file is refused */
+  ghosts?: GhostFiles;
 
   /**
    * allocPagesId hands out pages-<id>.img numbers in CRIU's order (shared with the task pagemaps);
@@ -181,15 +184,22 @@ export class FileTable {
     return reg;
   }
 
+  /** The name to record for file `id` seen as `link`: an unlinked file is saved as a ghost. */
+  private linkedName(id: number, link: string, via: string, who: string): string {
+    if (unlinkedName(link) === undefined) return link;
+    if (!this.ghosts) throw new UnsupportedError(`${who}: unlinked file ${link} (ghost files are not enabled)`);
+    return this.ghosts.remap(id, link, via, who) ?? link;
+  }
+
   /** The id of a mapped file (exe, libraries, file mappings), one per inode. */
   mappedFile(pid: number, name: string, start: bigint, end: bigint, dev: string, inode: number, shared: boolean): number {
     const key = `${dev}:${inode}:${shared ? 's' : 'p'}`;
     const known = this.mapped.get(key);
     if (known !== undefined) return known;
-    if (name.endsWith(' (deleted)')) throw new UnsupportedError(`task ${pid}: mapping of a deleted file ${name} (ghost files are not supported)`);
     const id = this.allocId();
     const via = procPath(pid, 'map_files', `${start.toString(16)}-${end.toString(16)}`);
-    this.entries.push({ type: 1, id, reg: this.regEntry(id, name, via, shared ? O_RDWR : 0, 0n, true) });
+    const recorded = this.linkedName(id, name, via, `task ${pid} mapping ${start.toString(16)}-${end.toString(16)}`);
+    this.entries.push({ type: 1, id, reg: this.regEntry(id, recorded, via, shared ? O_RDWR : 0, 0n, true) });
     this.mapped.set(key, id);
     return id;
   }
@@ -212,14 +222,15 @@ export class FileTable {
     const v = vmas.find((m) => m.name === exePath && !m.shared);
     if (v) return this.mappedFile(pid, v.name, v.start, v.end, v.dev, v.inode, false);
     const id = this.allocId();
-    this.entries.push({ type: 1, id, reg: this.regEntry(id, exePath, procPath(pid, 'exe'), 0, 0n, true) });
+    const recorded = this.linkedName(id, exePath, procPath(pid, 'exe'), `task ${pid} exe`);
+    this.entries.push({ type: 1, id, reg: this.regEntry(id, recorded, procPath(pid, 'exe'), 0, 0n, true) });
     return id;
   }
 
   /** cwd / root: a directory REG entry per task (CRIU does not share them). */
   fsDir(pid: number, which: 'cwd' | 'root'): number {
     const id = this.allocId();
-    const name = readLinkProc(pid, which);
+    const name = this.linkedName(id, readLinkProc(pid, which), procPath(pid, which), `task ${pid} ${which}`);
     this.entries.push({ type: 1, id, reg: this.regEntry(id, name, procPath(pid, which), 0, 0n, false) });
     return id;
   }
@@ -315,8 +326,10 @@ export class FileTable {
         break;
       }
       case 'reg':
-        if (link.endsWith(' (deleted)')) throw new UnsupportedError(`task ${pid} fd ${fd}: unlinked file ${link} (ghost files are not supported)`);
-        this.entries.push({ type: 1, id, reg: this.regEntry(id, link, procPath(pid, 'fd', String(fd)), flags, info.pos, false, fown) });
+        this.entries.push({
+          type: 1, id,
+          reg: this.regEntry(id, this.linkedName(id, link, procPath(pid, 'fd', String(fd)), `task ${pid} fd ${fd}`), procPath(pid, 'fd', String(fd)), flags, info.pos, false, fown),
+        });
         break;
       case 'pipe': {
         const pipeId = Number(/\[(\d+)\]/.exec(link)![1]);

@@ -29,6 +29,7 @@ import { checkInterrupted, holdForTest } from './interrupt';
 import { ImageDir, warmEncoders } from './imgdir';
 import type { Log } from '../log';
 import { engineHost } from '../plugins';
+import { GhostFiles, DEFAULT_GHOST_LIMIT } from '../kinds/ghost';
 
 export interface DumpOptions {
   pid: number;
@@ -49,6 +50,8 @@ export interface DumpOptions {
   leaveStopped?: boolean;
   /** how long freezing may take (ms) */
   freezeTimeoutMs?: number;
+  /** the largest unlinked file saved (allocated bytes; default CRIU's 1 MiB) */
+  ghostLimit?: number;
 }
 
 export interface DumpStats {
@@ -317,6 +320,7 @@ function collect(
   const plugins = engineHost('dump', tmp, (m) => log.debug(m));
   plugins.init();
   files.plugins = plugins;
+  files.ghosts = new GhostFiles(tmp, opts.ghostLimit ?? DEFAULT_GHOST_LIMIT);
   closers.push(() => plugins.exit(true));
   const seccomp = new SeccompTable();
   const cgroups = new CgroupSets();
@@ -458,6 +462,7 @@ function collect(
     writeImage(path.join(tmp, 'files.img'), 'FILES', files.entries.map((msg) => ({ msg })));
     if (files.pipesData.length) writeImage(path.join(tmp, 'pipes-data.img'), 'PIPES_DATA', files.pipesData);
     if (files.fifoData.length) writeImage(path.join(tmp, 'fifo-data.img'), 'FIFO_DATA', files.fifoData);
+    if (files.ghosts!.remaps.length) writeImage(path.join(tmp, 'remap-fpath.img'), 'REMAP_FPATH', files.ghosts!.remaps.map((msg) => ({ msg })));
     if (files.locks.length) writeImage(path.join(tmp, 'filelocks.img'), 'FILE_LOCKS', files.locks.map((msg) => ({ msg })));
     if (files.ttys.infos.length) writeImage(path.join(tmp, 'tty-info.img'), 'TTY_INFO', files.ttys.infos.map((msg) => ({ msg })));
     if (files.unix.queues.length) writeImage(path.join(tmp, 'sk-queues.img'), 'SK_QUEUES', files.unix.queues);

@@ -24,6 +24,7 @@ import { TASK_STOPPED, num, PE_PRESENT } from './imageset';
 import type { ImageSet, PageRun } from './imageset';
 import { PR_SET_DUMPABLE, NR, SIGSTOP } from './sys';
 import { restorePlugins, restoreDevices } from '../plugins/glue';
+import { RestoredGhosts } from '../kinds/ghost';
 
 export type { RestoreOptions } from './context';
 
@@ -45,8 +46,18 @@ export interface RestoreStats {
 
 export function restore(opts: RestoreOptions): RestoreStats {
   const t0 = process.hrtime.bigint();
-  const ms = () => (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1);
   const set = loadImageSet(opts.dir);
+  // unlinked files are made again for the tasks to open, and unlinked again in every case
+  const ghosts = RestoredGhosts.make(set.dir, set.files);
+  try {
+    return restoreSet(set, opts, t0, () => ghosts.remove());
+  } finally {
+    ghosts.remove();
+  }
+}
+
+function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: () => void): RestoreStats {
+  const ms = () => (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1);
   opts.log.debug(`images loaded at ${ms()} ms`);
   preflight(set, opts);
   const plugins = restorePlugins(set.inventory, set.dir, (m) => opts.log.debug(m));
@@ -136,6 +147,7 @@ export function restore(opts: RestoreOptions): RestoreStats {
     throw translate(e);
   }
   n.close(engineFd);
+  running();
   opts.onRunning?.(stats);
   if (!opts.detach) {
     // like criu restore without -d: stay the tree's parent until the root ends

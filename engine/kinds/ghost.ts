@@ -1,0 +1,252 @@
+// Ghost files: files (and directories) that a task still holds open, maps, runs or sits in after
+// they were unlinked. Both halves, in CRIU 4.2's layout: at dump the contents go into
+// ghost-file-<hex id>.img (holes kept: chunked from 12 KiB on, data regions found with
+// SEEK_DATA/SEEK_HOLE) and remap-fpath.img maps each files.img id to its ghost. At restore the
+// file is made again at its old path (or beside it when that path is taken), everything opens it
+// by that name, and it is unlinked again once the tree is restored (or the restore failed).
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Msg } from '../../images/codec';
+import { writeImage, loadImage, NewEntry } from '../../images/files';
+import { ByteSource } from '../../images/source';
+import { readHeader, readEntries, ImageError } from '../../images/image';
+import { native } from '../../native';
+import { UnsupportedError, EngineError } from '../errors';
+
+/** CRIU's default --ghost-limit: allocated bytes of one ghost file */
+export const DEFAULT_GHOST_LIMIT = 1 << 20;
+/** files from this size on are written as chunks (holes are not stored) */
+const CHUNKS_FROM = 3 * 4096;
+/** the most bytes read or written per step: bounded memory whatever the file's size */
+const STEP = 4 << 20;
+const SEEK_DATA = 3, SEEK_HOLE = 4;
+const REMAP_GHOST = 1;
+const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000;
+
+const DELETED = ' (deleted)';
+
+/** What a /proc link says about a file that may have been unlinked. */
+export function unlinkedName(link: string): string | undefined {
+  return link.endsWith(DELETED) ? link.slice(0, -DELETED.length) : undefined;
+}
+
+/** The dump half: one ghost image per unlinked inode, one remap entry per files.img id. */
+export class GhostFiles {
+  private byInode = new Map<string, number>();
+  private nextId = 1;
+  readonly remaps: Msg[] = [];
+
+  constructor(private dir: string, private limit: number) {}
+
+  /**
+   * Is the file behind `via` (a /proc link) with /proc name `link` unlinked? Then its contents are
+   * saved and files.img id `fileId` is remapped to them; returns the name to record (without
+   * " (deleted)"), or undefined when the file is simply there under that name.
+   */
+  remap(fileId: number, link: string, via: string, who: string): string | undefined {
+    const name = unlinkedName(link);
+    if (name === undefined) return undefined;
+    const st = fs.statSync(via);
+    if (st.nlink > 0) {
+      // a file really named "... (deleted)", or one unlinked here but linked elsewhere
+      try {
+        const there = fs.statSync(link);
+        if (there.dev === st.dev && there.ino === st.ino) return undefined;
+      } catch {
+        /* not there */
+      }
+      throw new UnsupportedError(`${who}: ${name} was unlinked but is still linked elsewhere (link remap is not supported)`);
+    }
+    // an internal mount's object (hugetlb or SysV memory, an AIO ring) only looks like an
+    // unlinked file; a real one was on the mount its directory is still on
+    let parent: fs.Stats | undefined;
+    try {
+      parent = fs.statSync(path.dirname(name));
+    } catch {
+      /* gone too */
+    }
+    if (!parent || parent.dev !== st.dev)
+      throw new UnsupportedError(`${who}: ${link} is not on a mounted file system that can be written again (${parent ? 'an internal mount: hugetlb, SysV or AIO memory' : `its directory ${path.dirname(name)} is gone`})`);
+    const kind = st.mode & S_IFMT;
+    if (kind !== S_IFREG && kind !== S_IFDIR) throw new UnsupportedError(`${who}: unlinked ${name} is neither a regular file nor a directory (mode 0${st.mode.toString(8)})`);
+    const used = st.blocks * 512;
+    if (kind === S_IFREG && used > this.limit)
+      throw new UnsupportedError(`${who}: unlinked file ${name} holds ${used} bytes, more than the ghost limit of ${this.limit} (raise it with --ghost-limit)`);
+    const key = `${st.dev}:${st.ino}`;
+    let id = this.byInode.get(key);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.byInode.set(key, id);
+      this.write(id, via, st);
+    }
+    this.remaps.push({ orig_id: fileId, remap_id: id, remap_type: REMAP_GHOST });
+    return name;
+  }
+
+  private write(id: number, via: string, st: fs.Stats): void {
+    const tv = (ms: number, ns: bigint) => ({ tv_sec: BigInt(Math.floor(ms / 1000)), tv_usec: (ns / 1000n) % 1_000_000n });
+    const big = fs.statSync(via, { bigint: true });
+    const head: Msg = {
+      uid: st.uid, gid: st.gid, mode: st.mode, dev: st.dev, ino: BigInt(st.ino),
+      atim: tv(st.atimeMs, big.atimeNs), mtim: tv(st.mtimeMs, big.mtimeNs),
+    };
+    const file = path.join(this.dir, `ghost-file-${id.toString(16)}.img`);
+    if ((st.mode & S_IFMT) !== S_IFREG) {
+      writeImage(file, 'GHOST_FILE', [{ msg: head }]);
+      return;
+    }
+    // reopened through /proc: the task's own fd may be write-only
+    const fd = fs.openSync(via, 'r');
+    try {
+      if (st.size < CHUNKS_FROM) {
+        const data = Buffer.alloc(st.size);
+        readFull(fd, data, 0);
+        writeImage(file, 'GHOST_FILE', [{ msg: head, extra: { kind: 'blob', data } }]);
+      } else {
+        writeImage(file, 'GHOST_FILE', [{ msg: { ...head, chunks: true, size: BigInt(st.size) } }, ...chunks(fd, st.size)]);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+function readFull(fd: number, buf: Buffer, at: number): void {
+  let off = 0;
+  while (off < buf.length) {
+    const n = fs.readSync(fd, buf, off, buf.length - off, at + off);
+    if (n === 0) throw new EngineError(`unlinked file shrank while it was saved (short read at ${at + off})`);
+    off += n;
+  }
+}
+
+/** ghost_chunk_entry + data for every data region, at most STEP bytes each. */
+function* chunks(fd: number, size: number): Generator<NewEntry> {
+  const n = native();
+  let at = 0;
+  while (at < size) {
+    let data: number, hole: number;
+    try {
+      data = Number(n.lseek(fd, at, SEEK_DATA));
+    } catch {
+      return; // ENXIO: only a hole is left
+    }
+    hole = Math.min(size, Number(n.lseek(fd, data, SEEK_HOLE)));
+    for (let off = data; off < hole; off += STEP) {
+      const len = Math.min(STEP, hole - off);
+      const buf = Buffer.alloc(len);
+      readFull(fd, buf, off);
+      yield { msg: { len: BigInt(len), off: BigInt(off) }, extra: { kind: 'blob', data: buf } };
+    }
+    at = hole;
+  }
+}
+
+/** The restore half: the ghosts made for a restore, removed again by remove(). */
+export class RestoredGhosts {
+  private made: { path: string; dir: boolean }[] = [];
+
+  /** Makes every ghost of the set and points its files.img entries at it. */
+  static make(dir: string, files: Map<number, Msg>): RestoredGhosts {
+    const g = new RestoredGhosts();
+    const remapFile = path.join(dir, 'remap-fpath.img');
+    if (!fs.existsSync(remapFile)) return g;
+    try {
+      const byGhost = new Map<number, number[]>();
+      for (const e of loadImage(remapFile).entries) {
+        const m = e.msg;
+        const type = m.remap_type === undefined ? ((Number(m.remap_id) >>> 31) ? REMAP_GHOST : 0) : Number(m.remap_type);
+        const ghost = Number(m.remap_id) & 0x7fffffff;
+        if (type !== REMAP_GHOST) throw new EngineError(`remap-fpath.img: file id ${m.orig_id}: remap type ${type} (only ghost files are restored)`, 'EIMAGE');
+        const f = files.get(Number(m.orig_id));
+        if (!f?.reg) throw new EngineError(`remap-fpath.img: file id ${m.orig_id} is not a regular file in files.img`, 'EIMAGE');
+        const l = byGhost.get(ghost) ?? [];
+        l.push(Number(m.orig_id));
+        byGhost.set(ghost, l);
+      }
+      for (const [ghost, ids] of byGhost) {
+        const at = g.makeOne(dir, ghost, files.get(ids[0])!.reg.name as string);
+        for (const id of ids) files.get(id)!.reg.name = at;
+      }
+    } catch (e) {
+      g.remove();
+      throw e;
+    }
+    return g;
+  }
+
+  private makeOne(dir: string, id: number, name: string): string {
+    const image = `ghost-file-${id.toString(16)}.img`;
+    const file = path.join(dir, image);
+    if (!fs.existsSync(file)) throw new EngineError(`${image}: missing from the image set (needed for ${name})`, 'EIMAGE');
+    const src = ByteSource.open(file);
+    try {
+      return this.makeFrom(src, image, id, name);
+    } catch (e) {
+      if (e instanceof ImageError) throw new EngineError(`${image}: ${e.message}`, 'EIMAGE');
+      throw e;
+    } finally {
+      src.close();
+    }
+  }
+
+  /** The ghost's entries are read one at a time: memory stays bounded by one chunk. */
+  private makeFrom(src: ByteSource, image: string, id: number, name: string): string {
+    const entries = readEntries(src, readHeader(src, image));
+    const first = entries.next();
+    if (first.done) throw new EngineError(`${image}: no ghost_file_entry`, 'EIMAGE');
+    const head = first.value.msg;
+    const parent = path.dirname(name);
+    if (!fs.existsSync(parent)) throw new EngineError(`${image}: cannot make the unlinked ${name} again: its directory ${parent} is gone`, 'EIMAGE');
+    // the old name when it is free, so that /proc shows the same "<name> (deleted)" again
+    const at = fs.existsSync(name) ? `${name}.cr.${id.toString(16)}.ghost` : name;
+    const mode = Number(head.mode);
+    if ((mode & S_IFMT) === S_IFDIR) {
+      fs.mkdirSync(at, mode & 0o7777);
+      this.made.push({ path: at, dir: true });
+    } else if ((mode & S_IFMT) === S_IFREG) {
+      const fd = fs.openSync(at, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600);
+      this.made.push({ path: at, dir: false });
+      try {
+        if (head.chunks) {
+          for (const e of entries) {
+            const data = e.extra?.kind === 'blob' ? e.extra.data : Buffer.alloc(0);
+            if (BigInt(data.length) !== BigInt(e.msg.len as bigint)) throw new EngineError(`${image}: a chunk at ${e.msg.off} holds ${data.length} bytes, not ${e.msg.len}`, 'EIMAGE');
+            writeFull(fd, data, Number(e.msg.off));
+          }
+          fs.ftruncateSync(fd, Number(head.size ?? 0));
+        } else {
+          const data = first.value.extra?.kind === 'blob' ? first.value.extra.data : Buffer.alloc(0);
+          writeFull(fd, data, 0);
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    } else {
+      throw new EngineError(`${image}: mode 0${mode.toString(8)}: only regular files and directories are made again`, 'EIMAGE');
+    }
+    fs.chownSync(at, Number(head.uid), Number(head.gid));
+    fs.chmodSync(at, mode & 0o7777);
+    const t = (tv: Msg | undefined) => (tv ? Number(tv.tv_sec) + Number(tv.tv_usec) / 1e6 : Date.now() / 1000);
+    fs.utimesSync(at, t(head.atim), t(head.mtim));
+    return at;
+  }
+
+  /** Unlinks every ghost again (the restored tasks keep them open, as before the dump). */
+  remove(): void {
+    for (const m of this.made.reverse()) {
+      try {
+        if (m.dir) fs.rmdirSync(m.path);
+        else fs.unlinkSync(m.path);
+      } catch {
+        /* already gone */
+      }
+    }
+    this.made = [];
+  }
+}
+
+function writeFull(fd: number, data: Uint8Array, at: number): void {
+  let off = 0;
+  while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off, at + off);
+}
