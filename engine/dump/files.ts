@@ -340,9 +340,9 @@ export class FileTable {
       case 'fifo': {
         // as CRIU: the path as a REG entry of its own, then the FIFO entry naming it; the
         // buffered bytes go to fifo-data.img keyed by the FIFO's inode
-        if (link.endsWith(' (deleted)')) throw new UnsupportedError(`task ${pid} fd ${fd}: FIFO ${link} was unlinked (not supported)`);
         const regId = this.allocId();
-        this.entries.push({ type: 1, id: regId, reg: this.regEntry(regId, link, procPath(pid, 'fd', String(fd)), flags, 0n, false, fown) });
+        const via = procPath(pid, 'fd', String(fd));
+        this.entries.push({ type: 1, id: regId, reg: this.regEntry(regId, this.linkedName(regId, link, via, `task ${pid} fd ${fd}`), via, flags, 0n, false, fown) });
         this.entries.push({ type: 3, id, fifo: { id, pipe_id: st!.ino, regf_id: regId } });
         this.dumpPipeData(pid, fd, st!.ino, this.fifoData);
         break;

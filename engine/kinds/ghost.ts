@@ -1,10 +1,11 @@
-// Ghost files: files (and directories) that a task still holds open, maps, runs or sits in after
+// Ghost files: files (directories, FIFOs) that a task still holds open, maps, runs or sits in after
 // they were unlinked. Both halves, in CRIU 4.2's layout: at dump the contents go into
 // ghost-file-<hex id>.img (holes kept: chunked from 12 KiB on, data regions found with
 // SEEK_DATA/SEEK_HOLE) and remap-fpath.img maps each files.img id to its ghost. At restore the
 // file is made again at its old path (or beside it when that path is taken), everything opens it
 // by that name, and it is unlinked again once the tree is restored (or the restore failed).
 import * as fs from 'fs';
+import { spawnSync } from 'child_process';
 import * as path from 'path';
 import type { Msg } from '../../images/codec';
 import { writeImage, loadImage, NewEntry } from '../../images/files';
@@ -21,7 +22,7 @@ const CHUNKS_FROM = 3 * 4096;
 const STEP = 4 << 20;
 const SEEK_DATA = 3, SEEK_HOLE = 4;
 const REMAP_GHOST = 1;
-const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000;
+const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFIFO = 0o010000;
 
 const DELETED = ' (deleted)';
 
@@ -68,7 +69,7 @@ export class GhostFiles {
     if (!parent || parent.dev !== st.dev)
       throw new UnsupportedError(`${who}: ${link} is not on a mounted file system that can be written again (${parent ? 'an internal mount: hugetlb, SysV or AIO memory' : `its directory ${path.dirname(name)} is gone`})`);
     const kind = st.mode & S_IFMT;
-    if (kind !== S_IFREG && kind !== S_IFDIR) throw new UnsupportedError(`${who}: unlinked ${name} is neither a regular file nor a directory (mode 0${st.mode.toString(8)})`);
+    if (kind !== S_IFREG && kind !== S_IFDIR && kind !== S_IFIFO) throw new UnsupportedError(`${who}: unlinked ${name} is not a regular file, a directory or a FIFO (mode 0${st.mode.toString(8)})`);
     const used = st.blocks * 512;
     if (kind === S_IFREG && used > this.limit)
       throw new UnsupportedError(`${who}: unlinked file ${name} holds ${used} bytes, more than the ghost limit of ${this.limit} (raise it with --ghost-limit)`);
@@ -204,6 +205,11 @@ export class RestoredGhosts {
     if ((mode & S_IFMT) === S_IFDIR) {
       fs.mkdirSync(at, mode & 0o7777);
       this.made.push({ path: at, dir: true });
+    } else if ((mode & S_IFMT) === S_IFIFO) {
+      // Node has no mkfifo(3); coreutils' is on every system this engine runs on
+      const r = spawnSync('mkfifo', ['-m', (mode & 0o7777).toString(8), at], { encoding: 'utf8' });
+      if (r.status !== 0) throw new EngineError(`${image}: cannot make the FIFO ${at} again: ${(r.stderr || r.error?.message || '').trim()}`);
+      this.made.push({ path: at, dir: false });
     } else if ((mode & S_IFMT) === S_IFREG) {
       const fd = fs.openSync(at, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600);
       this.made.push({ path: at, dir: false });

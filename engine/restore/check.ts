@@ -9,6 +9,7 @@ import type { RestoreOptions } from './context';
 import { sleepMs } from './context';
 import { ImageSet, ImageError, TaskImage, big, num, VMA, Pagemap, MemfdInode } from './imageset';
 import { TtyRestorer } from './tty';
+import { checkFifo } from '../kinds/fifo';
 import { dumpedSpecials, liveSpecials, checkSpecials } from './memory';
 import { isZombie, holder } from './tree';
 
@@ -43,6 +44,10 @@ export function preflight(set: ImageSet, opts: RestoreOptions): void {
   // a PID held by a running process first: its files may well have changed since
   if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000, true);
   for (const [id, who] of needed) checkFile(id, set.files.get(id)!, who);
+  for (const t of set.tasks) for (const fd of t.fdinfo ?? []) {
+    const f = set.files.get(num(fd.id));
+    if (f?.fifo) checkFifo(set.files, num(fd.id), f);
+  }
   if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000);
 }
 

@@ -10,6 +10,7 @@ import { EngineError } from '../errors';
 import type { Ctx, Proc } from './context';
 import { big, num, ImageError } from './imageset';
 import { Call } from './remote';
+import { FifoRestorer } from '../kinds/fifo';
 import { NR, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, u64s } from './sys';
 
 /** fds passed per message */
@@ -19,7 +20,7 @@ const O_WRONLY = 1, O_APPEND = 0o2000, O_ASYNC = 0o20000;
 /** flags that only matter when a file is created, never kept in f_flags */
 const OPEN_ONLY = 0o100 | 0o200 | 0o1000 | 0o400; // O_CREAT O_EXCL O_TRUNC O_NOCTTY
 const TFD_IOC_SET_TICKS = 0x40085400;
-const TYPE = { REG: 1, PIPE: 2, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, TTY: 11, EXT: 16, TIMERFD: 17, MEMFD: 18 } as const;
+const TYPE = { REG: 1, PIPE: 2, FIFO: 3, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, TTY: 11, EXT: 16, TIMERFD: 17, MEMFD: 18 } as const;
 const NR_INOTIFY_INIT1 = 294, NR_INOTIFY_ADD_WATCH = 254, NR_INOTIFY_RM_WATCH = 255;
 /** how many watches may be added and removed to reach a watch descriptor */
 const MAX_WD_SKIP = 4096;
@@ -29,9 +30,14 @@ export class FileRestorer {
   private held = new Map<number, number>();
   private pipes = new Map<number, { r: number; w: number; usedR: boolean; usedW: boolean }>();
 
-  constructor(private ctx: Ctx) {}
+  private fifos: FifoRestorer;
+
+  constructor(private ctx: Ctx) {
+    this.fifos = new FifoRestorer(ctx.set.dir, ctx.set.files);
+  }
 
   close(): void {
+    this.fifos.close();
     for (const fd of this.held.values()) try { fs.closeSync(fd); } catch { /* closed */ }
     for (const p of this.pipes.values()) for (const fd of [p.r, p.w]) try { fs.closeSync(fd); } catch { /* closed */ }
     this.held.clear();
@@ -55,11 +61,12 @@ export class FileRestorer {
     if (type === TYPE.EXT) return this.ctx.devices?.fileFd(id);
     if (type === TYPE.REG) fd = this.openReg(id, f.reg);
     else if (type === TYPE.PIPE) fd = this.pipeEnd(f.pipe);
+    else if (type === TYPE.FIFO) fd = this.fifos.open(id, f.fifo);
     else if (type === TYPE.MEMFD) fd = this.ctx.shmem.open(num(f.memfd.inode_id), (num(f.memfd.flags) & ~OPEN_ONLY) | O_CLOEXEC, big(f.memfd.pos));
     if (fd !== undefined) {
       this.held.set(id, fd);
       // open() ignores O_ASYNC: it takes fcntl (the owner is set later, by a task)
-      const flags = num((f.reg ?? f.pipe ?? f.memfd).flags);
+      const flags = num((f.reg ?? f.pipe ?? f.memfd)?.flags);
       if (flags & O_ASYNC) native().fcntl(fd, F_SETFL, flags & (O_ASYNC | O_NONBLOCK | O_APPEND));
     }
     return fd;

@@ -27,7 +27,7 @@ export { VMA, PE_PARENT, PE_LAZY, PE_PRESENT };
 /** fd_types names by number, from the schema's enum */
 export const FD_TYPES: Record<number, string> = Object.fromEntries(enumType('fd_types').byValue);
 /** file kinds restored here (16, EXT: by the device plugin that dumped it) */
-export const SUPPORTED_FILES = new Set([1, 2, 5, 6, 7, 8, 9, 11, 16, 17, 18]);
+export const SUPPORTED_FILES = new Set([1, 2, 3, 5, 6, 7, 8, 9, 11, 16, 17, 18]);
 
 /** A shared memory object of memfd.img (memfd, or anonymous MAP_SHARED memory) and its contents. */
 export interface MemfdInode {
