@@ -49,6 +49,8 @@ common
       --display-stats       print the stats-dump / stats-restore figures at the end
       --no-default-config   accepted: no configuration file is ever read
       --close FD            close FD first
+      --pre-dump-mode M     accepted (splice or read): it only shapes a pre-dump, which is refused
+      --ghost-fiemap        accepted: ghost files' data regions are found with SEEK_DATA/SEEK_HOLE
   -V, --version             CRIU's version line, then the engine's
 
 Failures are logged as lines starting with "Error (" and exit with status 1.
@@ -126,6 +128,8 @@ function run(argv: string[]): number {
       for (const r of p.refused) log.error(`${r.option} is not supported: ${r.why}`);
       return fail(`${p.refused.map((r) => r.option).join(', ')}: not supported by this engine (${p.refused[0].why})`);
     }
+    const mode = str(p, 'pre-dump-mode');
+    if (mode !== undefined && mode !== 'splice' && mode !== 'read') return fail(`--pre-dump-mode ${mode}: must be splice or read`);
     const validation = str(p, 'file-validation');
     if (validation !== undefined && validation !== 'filesize')
       return fail(`--file-validation=${validation} is not supported: files are validated by their size`);

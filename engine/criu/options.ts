@@ -58,7 +58,8 @@ const TABLE: OptionDef[] = [
   { long: 'ext-unix-sk', short: 'x', arg: 'optional', refused: 'unix sockets connected outside the dumped tree are refused at dump' },
   { long: 'link-remap', arg: 'none', bool: true, refused: DELETED },
   { long: 'ghost-limit', arg: 'required' },
-  { long: 'ghost-fiemap', arg: 'none', bool: true, refused: 'ghost files are read with SEEK_DATA/SEEK_HOLE' },
+  // another way to find a ghost file's data; SEEK_DATA/SEEK_HOLE finds the same regions
+  { long: 'ghost-fiemap', arg: 'none', bool: true },
   { long: 'manage-cgroups', arg: 'optional', refused: CG },
   { long: 'cgroup-root', arg: 'required', refused: CG },
   { long: 'cgroup-props', arg: 'required', refused: CG },
@@ -88,7 +89,8 @@ const TABLE: OptionDef[] = [
   { long: 'track-mem', arg: 'none', bool: true, refused: REMOTE },
   { long: 'auto-dedup', arg: 'none', bool: true, refused: REMOTE },
   { long: 'lazy-pages', arg: 'none', refused: REMOTE },
-  { long: 'pre-dump-mode', arg: 'required', refused: REMOTE },
+  // it only shapes a pre-dump (refused as a command); a dump ignores it, as CRIU's does
+  { long: 'pre-dump-mode', arg: 'required' },
   { long: 'stream', arg: 'none', bool: true, refused: REMOTE },
   { long: 'tls', arg: 'none', bool: true, refused: REMOTE },
   { long: 'tls-cacert', arg: 'required', refused: REMOTE },
