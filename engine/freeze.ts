@@ -9,7 +9,7 @@ import * as path from 'path';
 import { Tracer, PTRACE_EVENT_STOP, PTRACE_O_SUSPEND_SECCOMP, isNativeError } from '../native';
 import { listChildren, listThreads } from './proc/tree';
 import { readStat } from './proc/stat';
-import { EngineError } from './errors';
+import { EngineError, UnsupportedError } from './errors';
 import type { Log } from './log';
 
 export interface FrozenProcess {
@@ -27,6 +27,10 @@ export interface FrozenTree {
   processes: FrozenProcess[];
   /** signals consumed while stopping, re-delivered at detach */
   pendingStopSignals: Map<number, number>;
+  /** threads that had a SIGTRAP on its way to them while stopping (it cannot be saved) */
+  sigtrapsCaught: Set<number>;
+  /** the signal of each thread's interrupt stop: SIGTRAP, or the stop signal of a group stop */
+  stopSignals: Map<number, number>;
   seized: Set<number>;
   /** how the tree was stopped, and the cgroup frozen for it */
   method: 'cgroup' | 'ptrace';
@@ -42,15 +46,32 @@ const SIGTTIN = 21;
 const SIGTTOU = 22;
 const GROUP_STOP_SIGNALS = new Set([SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU]);
 
+/** an exec while seized then stops at an event, not with a SIGTRAP that looks like a real one */
+const PTRACE_O_TRACEEXEC = 0x10;
+
 function seizeOne(tracer: Tracer, tid: number, opts: number): boolean {
   try {
-    tracer.seize(tid, opts);
+    tracer.seize(tid, opts | PTRACE_O_TRACEEXEC);
     tracer.interrupt(tid);
     return true;
   } catch (e) {
     if (isNativeError(e) && e.code === 'ESRCH') return false; // exited meanwhile
-    if (isNativeError(e) && e.code === 'EPERM') throw new EngineError(`permission denied: cannot trace task ${tid} (ptrace: ${e.message})`, 'EPERM');
+    if (isNativeError(e) && e.code === 'EPERM') {
+      // a task another process traces (a debugger, its own parent) cannot be seized by us
+      const by = tracerOf(tid);
+      if (by) throw new UnsupportedError(`task ${tid}: traced by process ${by} (TracerPid); traced tasks cannot be dumped`);
+      throw new EngineError(`permission denied: cannot trace task ${tid} (ptrace: ${e.message})`, 'EPERM');
+    }
     throw e;
+  }
+}
+
+/** TracerPid of a thread (0: not traced, or gone). */
+function tracerOf(tid: number): number {
+  try {
+    return Number(/^TracerPid:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${tid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
   }
 }
 
@@ -66,14 +87,25 @@ function waitForStop(tracer: Tracer, tid: number, tree: FrozenTree): boolean {
     }
     if (st.exited || st.signaled) return false;
     if (!st.stopped) continue;
-    if (st.event === PTRACE_EVENT_STOP) return true;
+    if (st.event === PTRACE_EVENT_STOP) {
+      tree.stopSignals.set(tid, st.stopSig);
+      return true;
+    }
     if (st.event !== 0) {
       tracer.cont(tid, 0); // e.g. an exit or clone event racing with the interrupt
       continue;
     }
-    // A signal-delivery stop came first: hold the signal back and deliver it at detach.
-    if (st.stopSig !== SIGTRAP || !tree.pendingStopSignals.has(tid)) tree.pendingStopSignals.set(tid, st.stopSig);
-    tracer.cont(tid, 0);
+    // A signal-delivery stop came first: the signal arrived between the seize and the interrupt.
+    // An ordinary one is delivered now, as it would have been a moment earlier (the interrupt
+    // stop follows once the task is in its handler). SIGTRAP (see kinds/sigtrap) and the stop
+    // signals are held back and given again at detach; a dump that kills the tree refuses them.
+    if (st.stopSig === SIGTRAP || GROUP_STOP_SIGNALS.has(st.stopSig)) {
+      if (st.stopSig === SIGTRAP) tree.sigtrapsCaught.add(tid);
+      if (st.stopSig !== SIGTRAP || !tree.pendingStopSignals.has(tid)) tree.pendingStopSignals.set(tid, st.stopSig);
+      tracer.cont(tid, 0);
+      continue;
+    }
+    tracer.cont(tid, st.stopSig);
   }
 }
 
@@ -82,7 +114,9 @@ function waitForStop(tracer: Tracer, tid: number, tree: FrozenTree): boolean {
  * interruption) every thread seized so far is detached again before the error propagates.
  */
 export function freezeTree(tracer: Tracer, root: number, log: Log, check: () => void = () => {}, timeoutMs = 5000): FrozenTree {
-  const tree: FrozenTree = { root, processes: [], pendingStopSignals: new Map(), seized: new Set(), method: 'ptrace', timeoutMs };
+  const tree: FrozenTree = {
+    root, processes: [], pendingStopSignals: new Map(), sigtrapsCaught: new Set(), stopSignals: new Map(), seized: new Set(), method: 'ptrace', timeoutMs,
+  };
   const want = process.env.ENGINE_FREEZE ?? 'auto';
   try {
     const cg = want === 'ptrace' ? { reason: 'ENGINE_FREEZE=ptrace' } : ownCgroup(root);

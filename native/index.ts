@@ -154,6 +154,19 @@ export interface NativeAddon {
   /** sendto(fd, data, flags | MSG_NOSIGNAL) to a unix address, or to the connected peer without one */
   sendTo(fd: number, data: Uint8Array, name?: Uint8Array | null, flags?: number): number;
   shutdown(fd: number, how: number): void;
+  /** socket(domain, type, protocol); the caller adds SOCK_CLOEXEC to type; made under fsuid/fsgid when given */
+  socket(domain: number, type: number, protocol: number, fsuid?: number, fsgid?: number): number;
+  /** bind / connect to a whole struct sockaddr given as bytes (sockaddr_in, sockaddr_in6, ...) */
+  sockBind(fd: number, addr: Uint8Array): void;
+  sockConnect(fd: number, addr: Uint8Array): void;
+  /** getsockname: the struct sockaddr as bytes */
+  sockName(fd: number): Buffer;
+  /** poll of one fd: the revents, 0 on timeout */
+  pollOne(fd: number, events: number, timeoutMs: number): number;
+  /** the classic BPF program of SO_ATTACH_FILTER as struct sock_filter bytes (empty: none; EACCES: eBPF) */
+  getFilter(fd: number): Buffer;
+  /** setsockopt(SO_ATTACH_FILTER) with a program of struct sock_filter bytes */
+  attachFilter(fd: number, program: Uint8Array): void;
   /**
    * ioctl on a struct with user-pointer fields: the u64 at each `at` is set to the address of its
    * `target` for the call (the kernel fills the targets in place); the struct's other bytes come

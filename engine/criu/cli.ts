@@ -232,7 +232,7 @@ function restore(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): v
       writeImage(path.join(workDir, 'stats-restore'), 'STATS', [{
         msg: {
           restore: {
-            pages_compared: 0, pages_skipped_cow: 0, forking_time: Math.round(stats.forkedMs * 1000),
+            pages_compared: stats.pagesCompared, pages_skipped_cow: stats.pagesSkippedCow, forking_time: Math.round(stats.forkedMs * 1000),
             restore_time: Math.round(stats.toRunningMs * 1000), pages_restored: stats.pagesRestored,
           },
         },
@@ -240,7 +240,8 @@ function restore(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): v
       log.info(`Restore finished successfully. Tasks resumed (${Date.now() - t0} ms).`);
       if (flag(p, 'display-stats')) {
         process.stdout.write(
-          `Displaying restore stats:\nPages compared: 0 (0x0)\nPages skipped COW: 0 (0x0)\n` +
+          `Displaying restore stats:\nPages compared: ${stats.pagesCompared} (0x${stats.pagesCompared.toString(16)})\n` +
+            `Pages skipped COW: ${stats.pagesSkippedCow} (0x${stats.pagesSkippedCow.toString(16)})\n` +
             `Pages restored: ${stats.pagesRestored} (0x${stats.pagesRestored.toString(16)})\n` +
             `Restore time: ${Math.round(stats.toRunningMs * 1000)} us\nForking time: ${Math.round(stats.forkedMs * 1000)} us\n`,
         );

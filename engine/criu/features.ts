@@ -20,6 +20,21 @@ function kernelAtLeast(major: number, minor: number): boolean {
   return Number(m[1]) > major || (Number(m[1]) === major && Number(m[2]) >= minor);
 }
 
+/** IPV6_FREEBIND can be set on an IPv6 socket (kernel 4.15+) */
+function ipv6Freebind(): boolean {
+  const n = native();
+  let s = -1;
+  try {
+    s = n.socket(10 /* AF_INET6 */, 2 /* SOCK_DGRAM */ | 0o2000000, 0);
+    n.setsockopt(s, 41 /* SOL_IPV6 */, 78 /* IPV6_FREEBIND */, 1);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    if (s >= 0) n.close(s);
+  }
+}
+
 /** fdinfo of a file of ours shows `key:` */
 function fdinfoShows(key: RegExp): boolean {
   const file = path.join(os.tmpdir(), `.criu-check-${process.pid}`);
@@ -72,12 +87,12 @@ const FEATURES: [string, () => FeatureAnswer][] = [
   ['ns_pid', () => no(NS)],
   ['apparmor_stacking', () => no('LSM profiles are not handled')],
   ['network_lock_nftables', () => no(NET)],
-  ['sockopt_buf_lock', () => no('socket buffer locks (SO_BUF_LOCK) are not dumped')],
+  ['sockopt_buf_lock', () => no('socket buffer locks (SO_BUF_LOCK) are restored on inet sockets, not yet on unix sockets')],
   ['memfd_hugetlb', () => no('hugetlb memfds are refused')],
   ['move_mount_set_group', () => no(NS)],
   ['openat2', () => no('not used by this engine')],
   ['get_rseq_conf', () => yes('rseq registrations are read with PTRACE_GET_RSEQ_CONFIGURATION')],
-  ['ipv6_freebind', () => no('IPv6 sockets are refused')],
+  ['ipv6_freebind', () => (ipv6Freebind() ? yes('IPV6_FREEBIND is dumped and restored on IPv6 sockets') : no('the kernel has no IPV6_FREEBIND'))],
   ['pagemap_scan', () => (kernelAtLeast(6, 7) ? yes('the kernel has PAGEMAP_SCAN') : no('the kernel is older than 6.7'))],
   ['timer_cr_ids', () => (kernelAtLeast(6, 10) ? yes('POSIX timers are restored with their ids (PR_TIMER_CREATE_RESTORE_IDS)') : no('the kernel is older than 6.10'))],
   ['overlayfs_maps', () => no(NS)],

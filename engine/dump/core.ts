@@ -3,39 +3,21 @@ import type { Msg } from '../../images/codec';
 import { fpregsEntry, gpRegsEntry, restartFixup, tlsEntry } from '../arch/x86_64';
 import type { ThreadRegs, ThreadInside } from './thread';
 import type { ProcessInside } from './process';
-import { hexField, numsField, numField, Status } from '../proc/status';
+import { numField, Status } from '../proc/status';
+import { credsEntry } from '../kinds/creds';
+import { schedThreadCore, ThreadSched } from '../kinds/sched';
+import { membarrierTaskCore } from '../kinds/membarrier';
 
 export const TASK_ALIVE = 1, TASK_DEAD = 2, TASK_STOPPED = 3, TASK_ZOMBIE = 6;
 
-function capWords(v: bigint): number[] {
-  return [Number(v & 0xffffffffn), Number(v >> 32n)];
-}
-
-export function credsEntry(status: Status, secureBits: number): Msg {
-  const uid = numsField(status, 'Uid');
-  const gid = numsField(status, 'Gid');
-  const c: Msg = {
-    uid: uid[0], gid: gid[0], euid: uid[1], egid: gid[1], suid: uid[2], sgid: gid[2], fsuid: uid[3], fsgid: gid[3],
-    cap_inh: capWords(hexField(status, 'CapInh')), cap_prm: capWords(hexField(status, 'CapPrm')),
-    cap_eff: capWords(hexField(status, 'CapEff')), cap_bnd: capWords(hexField(status, 'CapBnd')),
-    secbits: secureBits,
-  };
-  const groups = numsField(status, 'Groups');
-  if (groups.length) c.groups = groups;
-  if (status.has('CapAmb')) c.cap_amb = capWords(hexField(status, 'CapAmb'));
-  // as CRIU: restore needs it to install seccomp filters in an unprivileged task
-  if (numField(status, 'NoNewPrivs')) c.no_new_privs = 1;
-  return c;
-}
+export { credsEntry };
 
 export interface ThreadFacts {
   regs: ThreadRegs;
   inside: ThreadInside;
   status: Status;
   comm: string;
-  nice: number;
-  policy: number;
-  rtPrio: number;
+  sched: ThreadSched;
   /** position of the thread's newest filter in seccomp.img */
   seccompFilter?: number;
 }
@@ -48,10 +30,8 @@ export function threadCore(t: ThreadFacts, isLeader: boolean, cgSet: number): Ms
   const tc: Msg = {
     futex_rla: t.inside.robustList.head,
     futex_rla_len: t.inside.robustList.len,
-    sched_nice: t.nice,
-    sched_policy: t.policy,
+    ...schedThreadCore(t.sched),
   };
-  if (t.policy === 1 || t.policy === 2) tc.sched_prio = t.rtPrio; // SCHED_FIFO / SCHED_RR
   // the leader's mask lives in task_core.blk_sigset
   if (!isLeader) tc.blk_sigset = t.regs.sigmask;
   tc.sas = { ss_sp: t.inside.sas.sp, ss_size: t.inside.sas.size, ss_flags: t.inside.sas.flags };
@@ -84,8 +64,10 @@ export interface TaskFacts {
   comm: string;
   rlimits: [bigint, bigint][];
   pendingShared: Buffer[];
-  loginuid: number;
+  /** absent: the kernel has no audit loginuid */
+  loginuid?: number;
   oomScoreAdj: number;
+  membarrierMask: number;
   inside: ProcessInside;
 }
 
@@ -118,6 +100,7 @@ export function taskCore(p: TaskFacts, leaderMask: bigint): Msg {
       sigaction: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask, compat_sigaction: false,
     })),
     child_subreaper: p.inside.childSubreaper,
+    ...membarrierTaskCore(p.membarrierMask),
   };
 }
 

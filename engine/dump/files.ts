@@ -8,12 +8,14 @@ import { readProc, readLinkProc, procPath } from '../proc/read';
 import type { NewEntry } from '../../images/files';
 import { ShmemTable } from './shmem';
 import { UnixSockets } from './unix';
-import { InetSockets, AF_INET, AF_INET6 } from './inet';
+import { InetSockets, AF_INET, AF_INET6 } from '../kinds/inet';
 import { inotifyWdEntries } from './fsnotify';
 import { TtyTable, CttyOwner, isPtyDevice, major } from './tty';
 import type { PluginHost } from '../plugins/host';
 import { dumpExtFile, FD_TYPE_EXT } from '../plugins/glue';
+import { FileLockTable } from '../kinds/filelocks';
 import { GhostFiles, unlinkedName } from '../kinds/ghost';
+import { pidfdEntry, isPidfdLink, FD_TYPE_PIDFD } from '../kinds/pidfd';
 
 /** What dumping an fd may need from its task beyond /proc. */
 export interface TaskFdContext {
@@ -23,9 +25,12 @@ export interface TaskFdContext {
   euid: number;
   /** a pidfd of the task (opened once, closed by the caller) */
   pidfd(): number;
+  /** is this PID one of the dumped processes? */
+  inTree?: (pid: number) => boolean;
 }
 
 const SOL_SOCKET = 1, SO_DOMAIN = 39, AF_UNIX = 1;
+const SOCKET_FAMILIES: Record<number, string> = { 16: 'netlink', 17: 'packet', 40: 'vsock', 38: 'AF_ALG', 31: 'bluetooth' };
 const F_GETSIG = 11;
 
 /** The SIGIO owner of the task's fd (F_GETOWN_EX / F_GETSIG on a duplicate); zeros when none, as CRIU. */
@@ -44,7 +49,11 @@ export function fownOf(ctx: TaskFdContext, fd: number): Msg {
 export const O_WRONLY = 0o1;
 export const O_RDWR = 0o2;
 export const O_APPEND = 0o2000;
+const O_DIRECT = 0o40000;
+const FIONREAD = 0x541b;
+const DEFAULT_PIPE_SIZE = 16 * 4096;
 export const O_CLOEXEC = 0o2000000;
+const O_PATH = 0o10000000;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 
@@ -141,9 +150,9 @@ export class FileTable {
   private mapped = new Map<string, number>();
   readonly pipesData: NewEntry[] = [];
   readonly fifoData: NewEntry[] = [];
-  /** file_lock_entry of every POSIX and flock lock the tasks hold, in fd order */
-  readonly locks: Msg[] = [];
-  private locksSeen = new Set<string>();
+  /** the POSIX, flock and OFD locks the tasks hold (filelocks.img) */
+  readonly lockTable = new FileLockTable();
+  readonly locks: Msg[] = this.lockTable.entries;
   private pipesDumped = new Set<number>();
   readonly shmem = new ShmemTable();
   readonly unix = new UnixSockets();
@@ -279,15 +288,18 @@ export class FileTable {
       } finally {
         native().close(probe);
       }
-      if (domain === AF_INET) kind = { name: 'inet', type: 4 };
-      else if (domain === AF_INET6) throw new UnsupportedError(`task ${pid} fd ${fd}: IPv6 socket (${link}) is not supported yet`);
-      else if (domain !== AF_UNIX) throw new UnsupportedError(`task ${pid} fd ${fd}: unsupported socket family ${domain} (${link})`);
+      if (domain === AF_INET || domain === AF_INET6) kind = { name: 'inet', type: 4 };
+      else if (domain !== AF_UNIX) throw new UnsupportedError(`task ${pid} fd ${fd}: ${SOCKET_FAMILIES[domain] ?? 'family ' + domain} socket (${link}) is not supported`);
     }
-    this.collectLocks(pid, fd, info);
-    if (known !== undefined) return { id: known, flags: cloexec, type: kind.type, fd };
+    if (known !== undefined) {
+      this.lockTable.collect(pid, fd, known, info.lines);
+      return { id: known, flags: cloexec, type: kind.type, fd };
+    }
     const id = this.allocId();
+    this.lockTable.collect(pid, fd, id, info.lines);
     this.remember(pid, fd, link, id);
-    const fown = fownOf(ctx, fd);
+    // an O_PATH fd has no owner to ask about (fcntl says EBADF)
+    const fown = flags & O_PATH ? zeroFown() : fownOf(ctx, fd);
     if ((kind.name === 'other' || st?.isCharacterDevice() || link.startsWith('/dmabuf:')) && dumpExtFile(this.plugins, ctx.pidfd(), pid, fd, id, link)) {
       this.entries.push({ type: FD_TYPE_EXT, id, ext: { id, fown } });
       return { id, flags: cloexec, type: FD_TYPE_EXT, fd };
@@ -308,14 +320,14 @@ export class FileTable {
       case 'inet': {
         const ino = Number(/\[(\d+)\]/.exec(link)![1]);
         const dupFd = () => native().pidfdGetfd(ctx.pidfd(), fd);
-        this.entries.push(this.inet.dump(id, ino, flags, { pid, fd, netNsId: ctx.netNsId, fown, dupFd }));
+        this.entries.push(this.inet.dump(id, ino, flags, { pid, fd, family: domain, netNsId: ctx.netNsId, fown, dupFd }));
         break;
       }
       case 'tty': {
         const dup = native().pidfdGetfd(ctx.pidfd(), fd);
         let infoId: number;
         try {
-          infoId = this.ttys.info(dup, st!, `task ${pid} fd ${fd}`);
+          infoId = this.ttys.info(dup, st!, `task ${pid} fd ${fd}`, { pid, fd });
         } finally {
           native().close(dup);
         }
@@ -333,6 +345,8 @@ export class FileTable {
         break;
       case 'pipe': {
         const pipeId = Number(/\[(\d+)\]/.exec(link)![1]);
+        // packet mode: the boundaries of the queued writes cannot be read back
+        if (flags & O_DIRECT) throw new UnsupportedError(`task ${pid} fd ${fd}: pipe ${link} in packet mode (O_DIRECT) is not supported`);
         this.entries.push({ type: 2, id, pipe: { id, pipe_id: pipeId, flags, fown } });
         this.dumpPipeData(pid, fd, pipeId, this.pipesData);
         break;
@@ -362,33 +376,13 @@ export class FileTable {
       case 'eventpoll':
         this.entries.push({ type: 7, id, epfd: { id, flags, fown, tfd: epollTargets(info) } });
         break;
+      case 'pidfd':
+        this.entries.push({ type: FD_TYPE_PIDFD, id, pidfd: pidfdEntry(id, flags, info, procPath(pid, 'fd', String(fd)), fown, ctx.inTree ?? (() => false), `task ${pid} fd ${fd}`) });
+        break;
       default:
         throw new UnsupportedError(`task ${pid} fd ${fd}: unsupported file kind ${link}`);
     }
     return { id, flags: cloexec, type: kind.type, fd };
-  }
-
-  /**
-   * POSIX and flock locks shown in the fd's fdinfo (a lock shows on the fds of the file it was
-   * taken through); each is recorded once, for the first such fd. OFD locks and leases are refused.
-   */
-  private collectLocks(pid: number, fd: number, info: FdInfo): void {
-    for (const line of info.lines) {
-      if (!line.startsWith('lock:') || line.includes('->')) continue; // '->': a blocked request
-      const m = /^lock:\s*\d+:\s*(\S+)\s+(\S+)\s+(\S+)\s+(-?\d+)\s+(\S+)\s+(\d+)\s+(\d+|EOF)/.exec(line);
-      if (!m) throw new UnsupportedError(`task ${pid} fd ${fd}: unrecognised lock ${line.slice(5).trim()}`);
-      const [, cls, mode, type, owner, , start, end] = m;
-      if (cls !== 'POSIX' && cls !== 'FLOCK') throw new UnsupportedError(`task ${pid} fd ${fd}: ${cls} lock (${line.slice(5).trim()}) is not supported`);
-      if (mode !== 'ADVISORY') throw new UnsupportedError(`task ${pid} fd ${fd}: ${mode.toLowerCase()} lock is not supported`);
-      if (type !== 'READ' && type !== 'WRITE') throw new UnsupportedError(`task ${pid} fd ${fd}: lock of type ${type} is not supported`);
-      const key = m.slice(1).join(' ');
-      if (this.locksSeen.has(key)) continue;
-      this.locksSeen.add(key);
-      const s = cls === 'FLOCK' ? 0n : BigInt(start);
-      const len = cls === 'FLOCK' || end === 'EOF' ? 0n : BigInt(end) - s + 1n;
-      // a flock belongs to the open file description; its creator may have been another task
-      this.locks.push({ flag: cls === 'POSIX' ? 1 : 2, type: type === 'WRITE' ? 1 : 0, pid: cls === 'POSIX' ? Number(owner) : pid, fd, start: s, len });
-    }
   }
 
   /** Copies the queued bytes of a pipe or FIFO without consuming them (tee into an engine pipe). */
@@ -411,10 +405,19 @@ export class FileTable {
         } catch (e) {
           if ((e as { code?: string }).code !== 'EAGAIN') throw e;
         }
+        const queued = Buffer.alloc(4);
+        n.ioctl(src, FIONREAD, queued);
+        if (copied !== queued.readInt32LE(0)) throw new EngineError(`task ${pid} fd ${fd}: copied ${copied} of the ${queued.readInt32LE(0)} bytes queued in the pipe`);
         const data = Buffer.alloc(copied);
         let got = 0;
-        while (got < copied) got += fs.readSync(r, data, got, copied - got, null);
-        if (copied > 0) into.push({ msg: { pipe_id: pipeId, bytes: copied, size }, extra: { kind: 'blob', data } });
+        while (got < copied) {
+          const n = fs.readSync(r, data, got, copied - got, null);
+          // a read ends early only at a packet (bytes written through an O_DIRECT end)
+          if (n < copied - got) throw new UnsupportedError(`task ${pid} fd ${fd}: pipe ${pipeId} holds packets written in packet mode (O_DIRECT), whose boundaries are not restored`);
+          got += n;
+        }
+        // an empty pipe too when its buffer is not the default one (16 pages, what the restore gets)
+        if (copied > 0 || size !== DEFAULT_PIPE_SIZE) into.push({ msg: { pipe_id: pipeId, bytes: copied, size }, extra: { kind: 'blob', data } });
       } finally {
         n.close(r);
         n.close(w);
@@ -439,6 +442,7 @@ export function fileKind(link: string): Kind {
   if (link === 'anon_inode:[signalfd]') return { name: 'signalfd', type: 9 };
   if (link === 'anon_inode:[timerfd]') return { name: 'timerfd', type: 17 };
   if (link === 'anon_inode:inotify') return { name: 'inotify', type: 8 };
+  if (isPidfdLink(link)) return { name: 'pidfd', type: FD_TYPE_PIDFD };
   return { name: 'other', type: 0 };
 }
 

@@ -17,7 +17,9 @@ import { findSyscallGadget, RemoteSyscalls } from '../inject';
 import { readThreadRegs, readThreadInside, ThreadRegs } from './thread';
 import { readProcessInside } from './process';
 import { TaskIds } from './ids';
+import { checkDumpSharing, DumpedTables } from '../kinds/shared-tables';
 import { FileTable, cachedBuildId, parseFdinfo, fileKind } from './files';
+import { lockKindName } from '../kinds/filelocks';
 import type { CttyOwner } from './tty';
 import { SeccompTable } from './seccomp';
 import { CgroupSets } from './cgroup';
@@ -29,6 +31,13 @@ import { checkInterrupted, holdForTest } from './interrupt';
 import { ImageDir, warmEncoders } from './imgdir';
 import type { Log } from '../log';
 import { engineHost } from '../plugins';
+import { readThreadSched } from '../kinds/sched';
+import { readMembarrierMask } from '../kinds/membarrier';
+import { readLoginuid } from '../kinds/loginuid';
+import { readOomScoreAdj } from '../kinds/oom';
+import { checkDumpable } from '../kinds/dumpable';
+import { refuseSigtrapHazards } from '../kinds/sigtrap';
+import { dumpStopState } from '../kinds/stopsig';
 import { GhostFiles, DEFAULT_GHOST_LIMIT } from '../kinds/ghost';
 
 export interface DumpOptions {
@@ -124,6 +133,9 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
     tFrozen = nowUs();
     const phases = new Phases(tFrozen);
     holdForTest('frozen');
+    // a stop signal caught while freezing is given again at detach; a killed tree would lose it
+    if (!opts.leaveRunning && !opts.leaveStopped) for (const [tid, sig] of tree.pendingStopSignals)
+      if (sig !== 5 /* SIGTRAP: refused with its own reason */) throw new EngineError(`task ${tid}: signal ${sig} arrived while the tree was being frozen and would be lost; dump again`, 'EAGAIN');
     // frozen: state and page contents; the images are encoded once the tree may run again
     const { stats, writeImages } = collect(tracer, tree, opts, tmp, remotes, closers, phases);
     stats.freezingUs = tFrozen - t0;
@@ -310,6 +322,8 @@ function collect(
     return { proc, stat, threads: proc.tids.map((tid) => readThreadRegs(tracer, tid)) };
   });
   checkSessions(dumps, inTree, opts.shellJob);
+  // nothing is injected into a task whose SIGTRAP state the single-steps would change
+  for (const d of dumps) if (d.proc.state !== 'Z') refuseSigtrapHazards(d.proc.pid, d.proc.tids, tree.sigtrapsCaught);
   phases.mark('regs');
 
   const ids = new TaskIds();
@@ -317,6 +331,8 @@ function collect(
   let pagesId = 1;
   const files = new FileTable(() => pagesId++, () => cttyOwners(dumps));
   closers.push(() => files.shmem.close());
+  files.lockTable.tree = inTree;
+  files.ttys.tree = inTree;
   const plugins = engineHost('dump', tmp, (m) => log.debug(m));
   plugins.init();
   files.plugins = plugins;
@@ -327,6 +343,8 @@ function collect(
   const pstree: NewEntry[] = [];
   const images: [string, string, NewEntry[]][] = [];
   const pageJobs: { pid: number; plan: PagePlan; file: string }[] = [];
+  const sharing: { pid: number; ppid: number; ids: Record<string, number> }[] = [];
+  const tables = new DumpedTables();
 
   for (const d of dumps) {
     checkInterrupted();
@@ -339,16 +357,19 @@ function collect(
     }
     stats.threads += d.proc.tids.length;
     const taskIds = ids.idsOf(pid);
+    sharing.push({ pid, ppid, ids: taskIds });
+    // a shared fd table is dumped once, with its first task (fdinfo-<files_id>.img)
+    const ownTable = tables.first(taskIds.files_id);
 
     // 2. what only the task itself can say (injected), then drop the scratch page
     const remote = new RemoteSyscalls(tracer, pid, findSyscallGadget(pid, readMaps(pid)));
     remotes.push(remote);
     phases.mark(`gadget-${pid}`);
     const inside = readProcessInside(remote, pid);
+    checkDumpable(pid, inside.dumpable);
+    const membarrierMask = readMembarrierMask(remote, pid, (m) => log.debug(m));
     phases.mark(`process-${pid}`);
     const threads: ThreadFacts[] = d.threads.map((regs) => {
-      const statText = readProc(pid, 'task', String(regs.tid), 'stat');
-      const f = statText.slice(statText.lastIndexOf(')') + 2).split(/\s+/);
       const status = readStatus(pid, regs.tid);
       return {
         regs,
@@ -356,9 +377,7 @@ function collect(
         status,
         seccompFilter: status.get('Seccomp')?.trim() === '2' ? seccomp.thread(tracer, regs.tid) : undefined,
         comm: readProc(pid, 'task', String(regs.tid), 'comm').replace(/\n$/, ''),
-        nice: Number(f[19 - 3]),
-        policy: Number(f[41 - 3]),
-        rtPrio: Number(f[40 - 3]),
+        sched: readThreadSched(remote, pid, regs.tid),
       };
     });
     remote.release();
@@ -374,9 +393,9 @@ function collect(
     const fdinfo: NewEntry[] = [];
     let pidfd = -1;
     const uids = (readStatus(pid).get('Uid') ?? '0 0').split(/\s+/).map(Number);
-    const fdCtx = { netNsId: taskIds.net_ns_id, uid: uids[0], euid: uids[1], pidfd: () => (pidfd >= 0 ? pidfd : (pidfd = addon.pidfdOpen(pid))) };
+    const fdCtx = { netNsId: taskIds.net_ns_id, uid: uids[0], euid: uids[1], pidfd: () => (pidfd >= 0 ? pidfd : (pidfd = addon.pidfdOpen(pid))), inTree: (p: number) => inTree.has(p) };
     try {
-      for (const fd of fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b)) fdinfo.push({ msg: files.dumpFd(pid, fd, fdCtx) });
+      if (ownTable) for (const fd of fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b)) fdinfo.push({ msg: files.dumpFd(pid, fd, fdCtx) });
     } finally {
       if (pidfd >= 0) addon.close(pidfd);
     }
@@ -395,18 +414,21 @@ function collect(
 
     const cgSet = cgroups.setOf(pid);
     const leader = threads[0];
+    const stop = dumpStopState(pid, d.proc.tids, tree.stopSignals, inside.sigactions.map((a) => a.handler));
     const task = taskCore({
-      state: d.proc.state === 'T' ? TASK_STOPPED : TASK_ALIVE,
+      state: stop.stopped ? TASK_STOPPED : TASK_ALIVE,
       exitCode: 0,
       personality: personality(pid),
       flags: d.stat.flags,
       comm: d.stat.comm,
       rlimits: parseLimits(readProc(pid, 'limits')),
       pendingShared: tracer.peekSiginfo(pid, true),
-      loginuid: Number(readProc(pid, 'loginuid')),
-      oomScoreAdj: Number(readProc(pid, 'oom_score_adj')),
+      loginuid: readLoginuid(pid, d.proc.tids),
+      oomScoreAdj: readOomScoreAdj(pid),
+      membarrierMask,
       inside,
     }, leader.regs.sigmask);
+    if (stop.signo) task.stop_signo = stop.signo;
     threads.forEach((t, i) => {
       const core: Msg = { mtype: 1, thread_info: threadInfo(t) };
       if (i === 0) core.tc = task;
@@ -418,15 +440,16 @@ function collect(
     images.push([`mm-${pid}.img`, 'MM', [{ msg: mmEntry(d.stat, inside.brk, exeId, auxv, planned, inside.dumpable, inside.thpDisabled) }]]);
     images.push([`pagemap-${pid}.img`, 'PAGEMAP', pagemapEntries(myPagesId, plan)]);
     images.push([`fs-${pid}.img`, 'FS', [{ msg: { cwd_id: cwdId, root_id: rootId, umask: parseInt(status.get('Umask') ?? '22', 8) } }]]);
-    images.push([`fdinfo-${taskIds.files_id}.img`, 'FDINFO', fdinfo]);
+    if (ownTable) images.push([`fdinfo-${taskIds.files_id}.img`, 'FDINFO', fdinfo]);
     phases.mark(`task-${pid}`);
     log.debug(`task ${pid}: ${threads.length} threads, ${planned.length} VMAs, ${plan.pagesToWrite} pages, ${fdinfo.length} fds`);
   }
 
+  checkDumpSharing(sharing, new Map(dumps.filter((d) => d.proc.state !== 'Z').map((d) => [d.proc.pid, d.proc.tids])), tree.root, dumps.find((d) => d.proc.pid === tree.root)!.stat.ppid);
   plugins.call('DUMP_DEVICES_LATE', tree.root);
   if (opts.fileLocks === false && files.locks.length) {
     const l = files.locks[0];
-    throw new UnsupportedError(`task ${l.pid} fd ${l.fd}: holds a file lock (${l.flag === 1 ? 'POSIX' : 'flock'}); dump file locks with --file-locks`);
+    throw new UnsupportedError(`task ${l.pid} fd ${l.fd}: holds a file lock (${lockKindName(l.flag as number)}); dump file locks with --file-locks`);
   }
   files.unix.finish();
   files.ttys.finish(opts.shellJob);

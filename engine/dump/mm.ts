@@ -7,19 +7,11 @@ import { UnsupportedError } from '../errors';
 import { SHMEM_DEV } from './shmem';
 import { deviceVma } from '../plugins/glue';
 import { VMA } from '../../images/flags';
+import { vmaAdvice, withAdviceFlags } from '../kinds/madvise';
 
 export { VMA };
 const MAP_SHARED = 0x1, MAP_PRIVATE = 0x2, MAP_ANON = 0x20;
 const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
-
-/** VmFlags mnemonics -> MADV_* numbers; vma_entry.madv is a mask of 1 << MADV_* */
-const MADV_OF_VMFLAG: Record<string, number> = { rr: 1, sr: 2, dc: 10, mg: 12, hg: 14, nh: 15, dd: 16, wf: 18 };
-/**
- * VmFlags mnemonics -> the mmap flags that made them; CRIU 4.2 records them in vma_entry.flags
- * and maps the area again with them (MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE: e.g. glibc's
- * per-thread malloc arenas are MAP_NORESERVE).
- */
-const MAP_OF_VMFLAG: Record<string, number> = { gd: 0x100, lo: 0x2000, nr: 0x4000 };
 
 /** How the page dumper treats a VMA. */
 export type PagePolicy = 'anon' | 'file-private' | 'vdso' | 'none' | 'shmem';
@@ -52,11 +44,9 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
     let shmid: bigint | number = 0;
     let policy: PagePolicy = 'anon';
     let fdflags: number | undefined;
-    let madv = 0;
-    for (const f of v.vmFlags) {
-      if (MADV_OF_VMFLAG[f] !== undefined) madv += 2 ** MADV_OF_VMFLAG[f];
-      if (MAP_OF_VMFLAG[f] !== undefined) flags |= MAP_OF_VMFLAG[f];
-    }
+    // madvise hints and MAP_GROWSDOWN/LOCKED/NORESERVE/DROPPABLE, from VmFlags
+    const advice = vmaAdvice(v.vmFlags);
+    flags = withAdviceFlags(flags, advice);
     if (v.name === '[vsyscall]') {
       flags |= MAP_ANON;
       status = VMA.VSYSCALL | VMA.ANON_PRIVATE;
@@ -75,6 +65,7 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
       if (v.shared) throw new UnsupportedError(`task ${pid}: shared anonymous mapping ${v.start.toString(16)} without an inode`);
       flags |= MAP_ANON;
       status = VMA.REGULAR | VMA.ANON_PRIVATE | (v.name === '[heap]' ? VMA.HEAP : 0);
+      if (advice.droppable) policy = 'none'; // its pages may vanish any time: not saved
     } else if (isShmemDev(v.dev)) {
       if (v.name.startsWith('/SYSV')) throw new UnsupportedError(`task ${pid}: System V shared memory at 0x${v.start.toString(16)} is not supported`);
       // memfd and anonymous shared memory: the file is a memfd entry, the pages go to pagemap-shmem
@@ -99,7 +90,7 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
     // maps shows the file offset in bytes, as vma_entry.pgoff wants it
     const pgoff = status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) ? v.pgoff : 0n;
     const entry: Msg = { start: v.start, end, pgoff, shmid, prot, flags, status, fd: -1 };
-    if (madv) entry.madv = BigInt(madv);
+    if (advice.madv) entry.madv = advice.madv;
     if (fdflags !== undefined) entry.fdflags = fdflags;
     out.push({
       entry, start: v.start, end, policy, readable: v.read, pgoff: v.pgoff,

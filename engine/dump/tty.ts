@@ -3,6 +3,12 @@
 // slave). Termios, window size and modes are read with ioctls on a duplicate of the task's fd;
 // the session and foreground group of a slave come from the tasks that have it as their
 // controlling terminal (those ioctls answer only the terminal's own session).
+// A master whose slave no task holds: a slave that was opened and closed again (the master polls
+// POLLHUP) gets a tty_info of its own, read through a short-lived open of /dev/pts/N, so that the
+// restore opens and closes it once too (the master reads EOF/EIO again) and gives the node its
+// owner back; a slave open outside the tree is refused. Bytes queued in either direction are
+// refused: a tty cannot be read without consuming them. (A partial line in canonical mode is not
+// even counted by FIONREAD, and cannot be seen at all.)
 import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import { native } from '../../native';
@@ -10,6 +16,9 @@ import { UnsupportedError } from '../errors';
 
 const TCGETS = 0x5401, TIOCGWINSZ = 0x5413, TIOCGLCKTRMIOS = 0x5456, TIOCGSID = 0x5429, TIOCGPGRP = 0x540f;
 const TIOCGPTN = 0x80045430, TIOCGPKT = 0x80045438, TIOCGPTLCK = 0x80045439, TIOCGEXCL = 0x80045440;
+const FIONREAD = 0x541b;
+const POLLIN = 0x1, POLLPRI = 0x2, POLLHUP = 0x10;
+const O_RDWR = 2, O_NOCTTY = 0o400, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
 const PTY_MASTER_MAJOR = 5, PTY_MASTER_MINOR = 2;
 const PTS_MAJOR = 136;
 const TTY_TYPE_PTY = 1;
@@ -46,6 +55,7 @@ function ioctlBuf(fd: number, req: number, len: number): Buffer | undefined {
   }
 }
 
+const num = (v: unknown) => Number(v ?? 0);
 const ioctlInt = (fd: number, req: number) => ioctlBuf(fd, req, 4)?.readInt32LE(0);
 
 export interface CttyOwner {
@@ -56,14 +66,20 @@ export interface CttyOwner {
 export class TtyTable {
   readonly infos: Msg[] = [];
   private infoIds = new Set<number>();
-  private masters = new Set<number>();
+  /** master index -> the task and fd it was first seen at */
+  private masters = new Map<number, { pid: number; fd: number; where: string }>();
   private slaves = new Map<number, string>();
+  /** PIDs of the dumped tree (a session led inside it must get its terminal back); unset: not checked */
+  tree?: Set<number>;
 
   /** cttys: controlling terminal rdev (stat tty_nr) -> its session and foreground group, from the tree */
   constructor(private cttys: () => Map<number, CttyOwner>) {}
 
-  /** The tty_info id of the terminal behind `dup` (a duplicate of the task's fd), recording it once. */
-  info(dup: number, st: fs.Stats, where: string): number {
+  /**
+   * The tty_info id of the terminal behind `dup` (a duplicate of fd `holder.fd` of task
+   * `holder.pid`), recording it once.
+   */
+  info(dup: number, st: fs.Stats, where: string, holder?: { pid: number; fd: number }): number {
     const M = major(st.rdev);
     const isMaster = M === PTY_MASTER_MAJOR;
     let index: number;
@@ -71,7 +87,7 @@ export class TtyTable {
       const n = ioctlInt(dup, TIOCGPTN);
       if (n === undefined) throw new UnsupportedError(`${where}: cannot read the pty index of /dev/ptmx`);
       index = n;
-      this.masters.add(index);
+      if (!this.masters.has(index) && holder) this.masters.set(index, { ...holder, where });
     } else if (M === PTS_MAJOR) {
       index = minor(st.rdev); // all slaves are major 136 with a 20-bit minor
       if (!this.slaves.has(index)) this.slaves.set(index, where);
@@ -81,6 +97,9 @@ export class TtyTable {
     const id = index * 2 + (isMaster ? 1 : 0);
     if (this.infoIds.has(id)) return id;
     this.infoIds.add(id);
+    const unread = ioctlInt(dup, FIONREAD) ?? 0;
+    if (unread > 0)
+      throw new UnsupportedError(`${where}: pty ${index} has ${unread} unread bytes queued for its ${isMaster ? 'master (written on the slave side)' : 'slave (written on the master side)'}; a terminal cannot be read without consuming them (not supported)`);
     const termios = ioctlBuf(dup, TCGETS, 36);
     const locked = ioctlBuf(dup, TIOCGLCKTRMIOS, 36);
     const ws = ioctlBuf(dup, TIOCGWINSZ, 8);
@@ -97,6 +116,8 @@ export class TtyTable {
       exclusive: (ioctlInt(dup, TIOCGEXCL) ?? 0) !== 0, packet_mode: isMaster ? (ioctlInt(dup, TIOCGPKT) ?? 0) !== 0 : false,
       sid, pgrp, rdev: st.rdev,
     };
+    if (e.packet_mode && native().pollOne(dup, POLLPRI, 0) & POLLPRI)
+      throw new UnsupportedError(`${where}: pty ${index} in packet mode has a status byte pending at the master (not supported)`);
     if (termios) e.termios = termiosEntry(termios);
     if (locked) e.termios_locked = termiosEntry(locked);
     if (ws) e.winsize = { ws_row: ws.readUInt16LE(0), ws_col: ws.readUInt16LE(2), ws_xpixel: ws.readUInt16LE(4), ws_ypixel: ws.readUInt16LE(6) };
@@ -105,11 +126,102 @@ export class TtyTable {
     return id;
   }
 
-  /** A slave whose master is outside the tree belongs to the caller's terminal: --shell-job only. */
+  /**
+   * After every fd: a slave whose master is outside the tree belongs to the caller's terminal
+   * (--shell-job only); masters whose slave no task holds; sessions led in the tree keep their
+   * controlling terminal only when it is a pty made again.
+   */
   finish(shellJob: boolean): void {
-    if (shellJob) return;
-    for (const [index, where] of this.slaves) {
-      if (!this.masters.has(index)) throw new UnsupportedError(`${where}: /dev/pts/${index} belongs to a terminal outside the dumped tree (use --shell-job)`);
+    if (!shellJob) {
+      for (const [index, where] of this.slaves) {
+        if (!this.masters.has(index)) throw new UnsupportedError(`${where}: /dev/pts/${index} belongs to a terminal outside the dumped tree (use --shell-job)`);
+      }
+    }
+    for (const [index, m] of this.masters) {
+      const sid = num(this.infos.find((e) => e.id === index * 2 + 1)?.sid);
+      if (sid && this.tree && !this.tree.has(sid))
+        throw new UnsupportedError(`${m.where}: pty ${index} is the controlling terminal of session ${sid}, outside the dumped tree (not supported)`);
+      if (!this.slaves.has(index)) this.closedSlave(index, m);
+    }
+    for (const [rdev, owner] of this.cttys()) {
+      if (!this.tree?.has(owner.sid)) continue; // a session outside: the restored tree stays in the caller's
+      const restored = major(rdev) === PTS_MAJOR && this.masters.has(minor(rdev));
+      if (!restored)
+        throw new UnsupportedError(`task ${owner.sid}: its controlling terminal (device ${major(rdev)}:${minor(rdev)}) is ${major(rdev) === PTS_MAJOR ? `/dev/pts/${minor(rdev)}, whose master is outside the dumped tree` : 'not a pseudo-terminal'}; a session leader's terminal is not restored from outside (not supported)`);
     }
   }
+
+  /** A master with no slave fd in the tree: the slave was opened and closed (recorded), or is refused. */
+  private closedSlave(index: number, m: { pid: number; fd: number; where: string }): void {
+    const n = native();
+    const slavePath = `/dev/pts/${index}`;
+    const pidfd = n.pidfdOpen(m.pid);
+    let dup: number;
+    try {
+      dup = n.pidfdGetfd(pidfd, m.fd);
+    } finally {
+      n.close(pidfd);
+    }
+    try {
+      // POLLHUP: the slave has been opened and every fd of it closed since
+      const closed = (n.pollOne(dup, POLLIN, 0) & POLLHUP) !== 0;
+      if (!closed) {
+        const outside = openedBy(slavePath);
+        throw new UnsupportedError(`${m.where}: the slave ${slavePath} of this pty ${outside ? `is open in process ${outside}, outside the dumped tree` : 'was never opened, or is open outside the dumped tree'} (not supported)`);
+      }
+      if (ioctlInt(dup, TIOCGPTLCK)) throw new UnsupportedError(`${m.where}: pty ${index} is locked and its slave closed (not supported)`);
+      let slave: number;
+      try {
+        slave = fs.openSync(slavePath, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+      } catch (e) {
+        throw new UnsupportedError(`${m.where}: cannot open the closed slave ${slavePath} to read its state: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      try {
+        const st = fs.fstatSync(slave);
+        const fresh = freshPtsMode();
+        if (fresh !== undefined && (st.mode & 0o7777) !== fresh)
+          throw new UnsupportedError(`${m.where}: the closed slave ${slavePath} has mode ${(st.mode & 0o7777).toString(8)}, a new one gets ${fresh.toString(8)} (not recorded for a slave no task holds; not supported)`);
+        this.info(slave, st, `${m.where} (its closed slave ${slavePath})`);
+      } finally {
+        fs.closeSync(slave);
+      }
+    } finally {
+      n.close(dup);
+    }
+  }
+}
+
+/** The first process with an fd on `file` (scanning /proc), or undefined. */
+function openedBy(file: string): number | undefined {
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${d}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (fs.readlinkSync(`/proc/${d}/fd/${fd}`) === file) return Number(d);
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The mode devpts gives a new slave node (mount option mode=, 0600 without it), from /dev/pts's mount. */
+function freshPtsMode(): number | undefined {
+  let mode: number | undefined;
+  // the last devpts mounted on /dev/pts is the one seen there
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    if (f[4] !== '/dev/pts' || sep < 0 || f[sep + 1] !== 'devpts') continue;
+    const m = /(?:^|,)mode=([0-7]+)/.exec(f[sep + 3] ?? '');
+    mode = m ? parseInt(m[1], 8) : 0o600;
+  }
+  return mode;
 }

@@ -3,6 +3,8 @@
 // Like CRIU, an entry whose peer has not been dumped yet is held back and written right after
 // its peer, and a connection still waiting in a listener's queue names the listener as peer.
 import * as fs from 'fs';
+import * as path from 'path';
+import { readLinkProc } from '../proc/read';
 import type { Msg } from '../../images/codec';
 import type { NewEntry } from '../../images/files';
 import { native, isNativeError } from '../../native';
@@ -18,7 +20,7 @@ const SO = {
 const SCM_RIGHTS = 1;
 const MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20;
 const TCP_LISTEN = 10;
-const SOCK_STREAM = 1;
+const SOCK_STREAM = 1, SOCK_DGRAM = 2;
 /** the largest datagram we expect; a longer one is reported, never silently cut */
 const PEEK_BUF = 1 << 20;
 
@@ -74,6 +76,8 @@ export function peekQueue(sock: number, type: number, where: string): Buffer[] {
         r = n.recvmsg(sock, PEEK_BUF, MSG_PEEK | MSG_DONTWAIT | (type === SOCK_STREAM ? 0 : MSG_TRUNC));
       } catch (e) {
         if (isNativeError(e) && e.code === 'EAGAIN') break;
+        // a stream or seqpacket socket never connected has no queue to read
+        if (isNativeError(e) && type !== SOCK_DGRAM && (e.code === 'EINVAL' || e.code === 'ENOTCONN')) break;
         throw e;
       }
       for (const c of r.cmsgs) {
@@ -107,6 +111,8 @@ export class UnixSockets {
   private dumped = new Set<number>();
   private held: Held[] = [];
   readonly queues: NewEntry[] = [];
+  /** listeners with connections waiting to be accepted: each connecting end must be dumped too */
+  private listeners: { ino: number; where: string; clients: number[] }[] = [];
 
   private sockets(): Map<number, UnixDiag> {
     if (!this.diag) {
@@ -125,17 +131,20 @@ export class UnixSockets {
     let peer = d.peer;
     const listener = this.pendingTo.get(ino);
     if (listener !== undefined) {
+      // the bytes wait in the not yet accepted end, which no restore can make: the sender's
+      // unread output says they are there
       const embryo = all.get(peer);
-      if (embryo && embryo.rqueue > 0) throw new UnsupportedError(`${where}: data sent on a connection not accepted yet`);
+      if ((embryo && embryo.rqueue > 0) || d.wqueue > 0) throw new UnsupportedError(`${where}: data sent on a connection not accepted yet`);
       peer = listener;
     }
+    if (d.state === TCP_LISTEN && d.icons.length) this.listeners.push({ ino, where, clients: d.icons });
     const usk: Msg = {
       id, ino, type: d.type, state: d.state, flags, uflags: 0, backlog: d.wqueue, peer,
       fown: ctx.fown,
       opts: {}, name: new Uint8Array(d.name),
     };
     if (d.shutdown) usk.shutdown = d.shutdown;
-    if (d.name.length && d.name[0] !== 0) usk.file_perms = this.filePerms(d, where);
+    if (d.name.length && d.name[0] !== 0) Object.assign(usk, this.boundFile(d, ctx.pid, where));
     usk.ns_id = ctx.netNsId;
     const sock = ctx.dupFd();
     try {
@@ -162,24 +171,55 @@ export class UnixSockets {
 
   /** Sockets whose peer was never found belong to something outside the dumped tree. */
   finish(): void {
+    for (const l of this.listeners) {
+      const lost = l.clients.find((c) => !this.dumped.has(c));
+      if (lost !== undefined)
+        throw new UnsupportedError(`${l.where}: unix listener ${l.ino} has a connection not accepted yet whose connecting socket ${lost} is closed or outside the dumped tree`);
+    }
     if (this.held.length) {
       const h = this.held[0];
       throw new UnsupportedError(`unix socket ${h.entry.usk.ino} is connected to socket ${h.peer} outside the dumped tree`);
     }
   }
 
-  /** The bound file's mode and owner; it must still be the socket's own inode. */
-  private filePerms(d: UnixDiag, where: string): Msg {
+  /**
+   * Where a bound socket's file is: its mode and owner while it is still the socket's own inode;
+   * a path relative to the binder's directory is found in the task's cwd (name_dir, as CRIU
+   * records it); a file removed or replaced since is recorded as deleted (bound, then unlinked
+   * again at restore).
+   */
+  private boundFile(d: UnixDiag, pid: number, where: string): Msg {
     const nul = d.name.indexOf(0);
     const p = d.name.subarray(0, nul < 0 ? d.name.length : nul).toString();
-    if (!p.startsWith('/')) throw new UnsupportedError(`${where}: unix socket bound to a relative path ${p}`);
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(p);
-    } catch {
-      throw new UnsupportedError(`${where}: the file of unix socket ${p} was removed`);
+    const out: Msg = {};
+    // an accepted connection only echoes its listener's name: it has no file of its own
+    if (!d.vfs) return out;
+    let file = p;
+    if (!p.startsWith('/')) {
+      const cwd = readLinkProc(pid, 'cwd');
+      file = path.join(cwd, p);
+      let st: fs.Stats | undefined;
+      try {
+        st = fs.statSync(file);
+      } catch {
+        /* not there */
+      }
+      if (!st || st.ino !== d.vfs.ino)
+        throw new UnsupportedError(`${where}: unix socket bound to the relative path ${p}, which is not found from the task's cwd ${cwd}`);
+      out.name_dir = cwd;
     }
-    if (d.vfs && st.ino !== d.vfs.ino) throw new UnsupportedError(`${where}: the file of unix socket ${p} was replaced`);
-    return { mode: st.mode, uid: st.uid, gid: st.gid };
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(file);
+    } catch {
+      /* removed */
+    }
+    if (!st || st.ino !== d.vfs.ino) {
+      if (!out.name_dir && !fs.existsSync(path.dirname(file))) throw new UnsupportedError(`${where}: the directory of unix socket ${p} was removed`);
+      out.deleted = true;
+      return out;
+    }
+    out.file_perms = { mode: st.mode, uid: st.uid, gid: st.gid };
+    return out;
   }
 }

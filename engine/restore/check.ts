@@ -12,9 +12,20 @@ import { TtyRestorer } from './tty';
 import { checkFifo } from '../kinds/fifo';
 import { dumpedSpecials, liveSpecials, checkSpecials } from './memory';
 import { isZombie, holder } from './tree';
+import { checkSched } from '../kinds/sched';
+import { checkOomScoreAdj } from '../kinds/oom';
+import { checkLoginuid } from '../kinds/loginuid';
+import { checkMembarrier } from '../kinds/membarrier';
+import { checkDumpableImage } from '../kinds/dumpable';
+import { checkPdeathSig } from '../kinds/pdeath';
+import { checkAdvice } from '../kinds/madvise';
+import { checkSigtrap } from '../kinds/sigtrap';
+import { checkStopSignal } from '../kinds/stopsig';
+import { checkImageSharing } from '../kinds/shared-tables';
 
 export function preflight(set: ImageSet, opts: RestoreOptions): void {
   checkTree(set, opts);
+  checkImageSharing(set);
   const live = liveSpecials(readSmaps(process.pid));
   const ownVdso = Buffer.alloc(Number(live.vdso.end - live.vdso.start));
   native().readMemory(process.pid, live.vdso.start, ownVdso);
@@ -23,6 +34,10 @@ export function preflight(set: ImageSet, opts: RestoreOptions): void {
   for (const t of set.tasks) {
     if (isZombie(t)) continue;
     checkPages(t);
+    checkAttributes(t);
+    checkAdvice(t);
+    checkSigtrap(t);
+    checkStopSignal(t);
     const specials = dumpedSpecials(t);
     checkSpecials(`mm-${t.pid}.img`, specials, live);
     checkVdsoBytes(t, specials.vdso.start, ownVdso);
@@ -43,12 +58,25 @@ export function preflight(set: ImageSet, opts: RestoreOptions): void {
   new TtyRestorer(set, opts.shellJob, opts.log).check();
   // a PID held by a running process first: its files may well have changed since
   if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000, true);
-  for (const [id, who] of needed) checkFile(id, set.files.get(id)!, who);
+  for (const [id, who] of needed) checkFile(id, set.files.get(id)!, who, set);
   for (const t of set.tasks) for (const fd of t.fdinfo ?? []) {
     const f = set.files.get(num(fd.id));
     if (f?.fifo) checkFifo(set.files, num(fd.id), f);
   }
   if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000);
+}
+
+/** Scheduling, oom_score_adj, loginuid, membarrier, dumpable and parent-death values this kernel takes. */
+function checkAttributes(t: TaskImage): void {
+  const core = `core-${t.pid}.img`;
+  checkOomScoreAdj(core, t.leader.tc);
+  checkLoginuid(core, t.leader.tc);
+  checkMembarrier(core, t.leader.tc);
+  checkDumpableImage(`mm-${t.pid}.img`, t.mm!);
+  for (const [tid, c] of t.cores) {
+    checkSched(`core-${tid}.img`, c.thread_core);
+    checkPdeathSig(`core-${tid}.img`, c.thread_core);
+  }
 }
 
 function pagesFileSize(pm: Pagemap): void {
@@ -146,11 +174,18 @@ function checkVdsoBytes(t: TaskImage, vdsoStart: bigint, own: Buffer): void {
   }
 }
 
-function checkFile(id: number, f: Msg, who: string): void {
+const O_PATH = 0o10000000, O_NOFOLLOW = 0o400000;
+
+function checkFile(id: number, f: Msg, who: string, set?: ImageSet): void {
   const reg = f.reg;
+  // a /proc file of a task of the set exists once that task is made again
+  const proc = /^\/proc\/(\d+)(\/|$)/.exec(reg.name);
+  if (proc && set?.byPid.has(Number(proc[1]))) return;
   let st: fs.Stats;
+  // an O_PATH | O_NOFOLLOW fd is on the symlink itself
+  const noFollow = (num(reg.flags) & (O_PATH | O_NOFOLLOW)) === (O_PATH | O_NOFOLLOW);
   try {
-    st = fs.statSync(reg.name);
+    st = noFollow ? fs.lstatSync(reg.name) : fs.statSync(reg.name);
   } catch (e) {
     throw new ImageError('files.img', `id ${id}.name`, `${reg.name} (${who}): ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }

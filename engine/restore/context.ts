@@ -5,6 +5,7 @@ import type { ImageSet, TaskImage } from './imageset';
 import type { Remote } from './remote';
 import type { ShmemRestorer } from './shmem';
 import type { UnixRestorer } from './unix';
+import type { InetRestorer } from '../kinds/inet';
 import type { TtyRestorer } from './tty';
 import type { DeviceFiles } from '../plugins/glue';
 
@@ -48,9 +49,12 @@ export interface Ctx {
   /** shared memory objects, unix sockets and terminals the engine made for the tasks */
   shmem: ShmemRestorer;
   unix: UnixRestorer;
+  inet: InetRestorer;
   ttys: TtyRestorer;
   /** EXT files and device mappings made by the plugins, before any task */
   devices?: DeviceFiles;
+  /** pages of forked children compared with their parent's, and those left shared (kinds/cow-memory) */
+  cowPages: { compared: number; shared: number };
 }
 
 export function sleepMs(ms: number): void {

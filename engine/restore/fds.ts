@@ -11,16 +11,18 @@ import type { Ctx, Proc } from './context';
 import { big, num, ImageError } from './imageset';
 import { Call } from './remote';
 import { FifoRestorer } from '../kinds/fifo';
+import { PidfdRestorer, FD_TYPE_PIDFD } from '../kinds/pidfd';
 import { NR, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, u64s } from './sys';
 
 /** fds passed per message */
 export const CHUNK = 200;
-const F_SETFD = 2, F_SETFL = 4, F_SETPIPE_SZ = 1031;
+const F_SETFD = 2, F_SETFL = 4, F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
 const O_WRONLY = 1, O_APPEND = 0o2000, O_ASYNC = 0o20000;
 /** flags that only matter when a file is created, never kept in f_flags */
 const OPEN_ONLY = 0o100 | 0o200 | 0o1000 | 0o400; // O_CREAT O_EXCL O_TRUNC O_NOCTTY
+const O_TMPFILE_BIT = 0o20000000, O_DIRECTORY = 0o200000;
 const TFD_IOC_SET_TICKS = 0x40085400;
-const TYPE = { REG: 1, PIPE: 2, FIFO: 3, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, TTY: 11, EXT: 16, TIMERFD: 17, MEMFD: 18 } as const;
+const TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, TTY: 11, EXT: 16, TIMERFD: 17, MEMFD: 18 } as const;
 const NR_INOTIFY_INIT1 = 294, NR_INOTIFY_ADD_WATCH = 254, NR_INOTIFY_RM_WATCH = 255;
 /** how many watches may be added and removed to reach a watch descriptor */
 const MAX_WD_SKIP = 4096;
@@ -31,13 +33,21 @@ export class FileRestorer {
   private pipes = new Map<number, { r: number; w: number; usedR: boolean; usedW: boolean }>();
 
   private fifos: FifoRestorer;
+  private pidfds: PidfdRestorer;
 
   constructor(private ctx: Ctx) {
     this.fifos = new FifoRestorer(ctx.set.dir, ctx.set.files);
+    this.pidfds = new PidfdRestorer(ctx.set.files);
+  }
+
+  /** Before the tree is built: what must exist before any of its PIDs is taken. */
+  prepare(): void {
+    this.pidfds.prepare(this.ctx.tracer);
   }
 
   close(): void {
     this.fifos.close();
+    this.pidfds.close();
     for (const fd of this.held.values()) try { fs.closeSync(fd); } catch { /* closed */ }
     for (const p of this.pipes.values()) for (const fd of [p.r, p.w]) try { fs.closeSync(fd); } catch { /* closed */ }
     this.held.clear();
@@ -57,11 +67,13 @@ export class FileRestorer {
     const type = num(f.type);
     // sockets and terminals stay the property of their restorers
     if (type === TYPE.UNIXSK) return this.ctx.unix.fd(id);
+    if (type === TYPE.INETSK) return this.ctx.inet.fd(id);
     if (type === TYPE.TTY) return this.ctx.ttys.fd(id);
     if (type === TYPE.EXT) return this.ctx.devices?.fileFd(id);
     if (type === TYPE.REG) fd = this.openReg(id, f.reg);
     else if (type === TYPE.PIPE) fd = this.pipeEnd(f.pipe);
     else if (type === TYPE.FIFO) fd = this.fifos.open(id, f.fifo);
+    else if (type === FD_TYPE_PIDFD) fd = this.pidfds.open(id, f.pidfd, (pid) => this.ctx.procs.get(pid)?.host);
     else if (type === TYPE.MEMFD) fd = this.ctx.shmem.open(num(f.memfd.inode_id), (num(f.memfd.flags) & ~OPEN_ONLY) | O_CLOEXEC, big(f.memfd.pos));
     if (fd !== undefined) {
       this.held.set(id, fd);
@@ -73,7 +85,9 @@ export class FileRestorer {
   }
 
   private openReg(id: number, reg: Msg): number {
-    const flags = (num(reg.flags) & ~OPEN_ONLY) | O_CLOEXEC;
+    let flags = (num(reg.flags) & ~OPEN_ONLY) | O_CLOEXEC;
+    // an O_TMPFILE file is a ghost by now: opened as the plain file it became
+    if (flags & O_TMPFILE_BIT) flags &= ~(O_TMPFILE_BIT | O_DIRECTORY);
     let fd: number;
     try {
       fd = fs.openSync(reg.name, flags);
@@ -95,7 +109,19 @@ export class FileRestorer {
       this.pipes.set(pipeId, p);
       const queued = this.ctx.set.pipesData.get(pipeId);
       if (queued) {
-        if (queued.size) try { n.fcntl(w, F_SETPIPE_SZ, queued.size); } catch { /* keep the default size */ }
+        // the dumped buffer size, exactly (a smaller one would block the writer sooner)
+        if (queued.size) {
+          let got: number | string;
+          try {
+            got = n.fcntl(w, F_SETPIPE_SZ, queued.size);
+          } catch (e) {
+            got = (e as { code?: string }).code ?? String(e);
+          }
+          if (got !== queued.size) throw new EngineError(`pipes-data.img: pipe ${pipeId}: cannot set its buffer size to ${queued.size} bytes (${typeof got === 'number' ? `got ${got}` : got})`);
+        }
+        // (the engine's end blocks: bytes beyond the buffer would never go in)
+        if (queued.data.length > n.fcntl(w, F_GETPIPE_SZ))
+          throw new EngineError(`pipes-data.img: pipe ${pipeId}: ${queued.data.length} bytes do not fit its ${n.fcntl(w, F_GETPIPE_SZ)}-byte buffer`);
         let off = 0;
         while (off < queued.data.length) off += fs.writeSync(w, queued.data, off);
       }

@@ -9,6 +9,7 @@ import { entryPages, entryFlags, PE_PARENT, PE_LAZY, PE_PRESENT } from '../../im
 import { VMA } from '../../images/flags';
 import { XSAVE_AVX512 } from '../arch/x86_64';
 import { EngineError } from '../errors';
+import { checkInetEntry } from '../kinds/inet';
 
 /** A refusal: "<image>: <field>: <why>". */
 export class ImageError extends EngineError {
@@ -27,7 +28,7 @@ export { VMA, PE_PARENT, PE_LAZY, PE_PRESENT };
 /** fd_types names by number, from the schema's enum */
 export const FD_TYPES: Record<number, string> = Object.fromEntries(enumType('fd_types').byValue);
 /** file kinds restored here (16, EXT: by the device plugin that dumped it) */
-export const SUPPORTED_FILES = new Set([1, 2, 3, 5, 6, 7, 8, 9, 11, 16, 17, 18]);
+export const SUPPORTED_FILES = new Set([1, 2, 3, 4, 5, 20, 6, 7, 8, 9, 11, 16, 17, 18]);
 
 /** A shared memory object of memfd.img (memfd, or anonymous MAP_SHARED memory) and its contents. */
 export interface MemfdInode {
@@ -336,12 +337,12 @@ function checkFile(set: ImageSet, id: number, f: Msg): void {
     const u = f.usk;
     const kind = num(u.type);
     if (![SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET].includes(kind)) throw new ImageError('files.img', `id ${id}.usk.type`, `socket type ${kind} is not restored`);
-    if (u.deleted) throw new ImageError('files.img', `id ${id}.usk.deleted`, 'a socket whose bound file was removed is not restored');
-    if (u.name_dir) throw new ImageError('files.img', `id ${id}.usk.name_dir`, 'sockets bound relative to a directory are not restored');
+    if (u.name_dir && !String(u.name_dir).startsWith('/')) throw new ImageError('files.img', `id ${id}.usk.name_dir`, `${u.name_dir} is not an absolute directory`);
     const name = Buffer.from((u.name ?? new Uint8Array()) as Uint8Array);
     if (name.length > 108) throw new ImageError('files.img', `id ${id}.usk.name`, `${name.length} bytes is longer than sun_path`);
-    if (name.length && name[0] !== 0 && name[0] !== 0x2f) throw new ImageError('files.img', `id ${id}.usk.name`, 'relative socket paths are not restored');
+    if (name.length && name[0] !== 0 && name[0] !== 0x2f && !u.name_dir) throw new ImageError('files.img', `id ${id}.usk.name`, 'a relative socket path without its directory (name_dir)');
   }
+  if (type === 4) checkInetEntry(id, f.isk);
   if (type === 8) {
     for (const [i, w] of ((f.ify.wd ?? []) as Msg[]).entries())
       if (!w.f_handle?.path) throw new ImageError('files.img', `id ${id}.ify.wd[${i}].f_handle.path`, 'watch without a path (resolve by handle is not supported)');

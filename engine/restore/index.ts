@@ -9,22 +9,34 @@ import { credsEntry } from '../dump/core';
 import type { Ctx, RestoreOptions } from './context';
 import { loadImageSet } from './imageset';
 import { preflight } from './check';
+import { loadFileLocks, restoreFileLocks } from '../kinds/filelocks';
 import { buildTree, creationOrder } from './tree';
-import { rebuildMemory, dropScratch } from './memory';
+import { dropScratch } from './memory';
+import { restoresOwn } from '../kinds/shared-tables';
 import { FileRestorer } from './fds';
 import {
-  restoreFs, restoreSignalsAndLimits, createThreads, restoreThreadState, restorePosixTimers, requeueSignals, restoreCreds, restoreTls,
+  restoreFs, restoreSignalsAndLimits, createThreads, restoreThreadState, restorePosixTimers, requeueSignals, restoreTls,
   restoreFown, restoreSeccomp,
 } from './task';
 import { ShmemRestorer } from './shmem';
 import { UnixRestorer } from './unix';
+import { InetRestorer } from '../kinds/inet';
 import { TtyRestorer } from './tty';
 import { setThreadRegs } from './regs';
-import { TASK_STOPPED, num, PE_PRESENT } from './imageset';
+import { num, PE_PRESENT } from './imageset';
 import type { ImageSet, PageRun } from './imageset';
 import { PR_SET_DUMPABLE, NR, SIGSTOP } from './sys';
 import { restorePlugins, restoreDevices } from '../plugins/glue';
+import { applyAdvice } from '../kinds/madvise';
+import { finalStopSignal, refuseDiscardedStops } from '../kinds/stopsig';
 import { RestoredGhosts } from '../kinds/ghost';
+import { restoreCreds } from '../kinds/creds';
+import { restoreSched } from '../kinds/sched';
+import { restoreMembarrier } from '../kinds/membarrier';
+import { restoreLoginuid } from '../kinds/loginuid';
+import { restoreOomScoreAdj } from '../kinds/oom';
+import { restoreDumpable } from '../kinds/dumpable';
+import { restorePdeathSig } from '../kinds/pdeath';
 
 export type { RestoreOptions } from './context';
 
@@ -38,6 +50,10 @@ export interface RestoreStats {
   forkedMs: number;
   /** pages written into the tasks and shared memory */
   pagesRestored: number;
+  /** pages of forked children compared with their parent's (CRIU's pages_compared) */
+  pagesCompared: number;
+  /** of them, those left shared with the parent, not written (CRIU's pages_skipped_cow) */
+  pagesSkippedCow: number;
   /** PID of the restored root in the engine's namespace */
   rootHost: number;
   /** exit status of the root when not detached */
@@ -60,6 +76,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
   const ms = () => (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1);
   opts.log.debug(`images loaded at ${ms()} ms`);
   preflight(set, opts);
+  const locks = loadFileLocks(set);
   const plugins = restorePlugins(set.inventory, set.dir, (m) => opts.log.debug(m));
   opts.log.debug(`images of ${set.tasks.length} tasks checked at ${ms()} ms`);
 
@@ -68,9 +85,9 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
   const [engineFd, stubFd] = n.socketPair();
   const tracer: Tracer = new n.Tracer();
   const ctx: Ctx = {
-    tracer, set, opts, log: opts.log, procs: new Map(), created: [], zombies: [],
+    tracer, set, opts, log: opts.log, procs: new Map(), created: [], zombies: [], cowPages: { compared: 0, shared: 0 },
     transport: { engineFd, stubFd, number: maxFd + 1 },
-    shmem: new ShmemRestorer(set), unix: new UnixRestorer(set, opts.log), ttys: new TtyRestorer(set, opts.shellJob, opts.log),
+    shmem: new ShmemRestorer(set), unix: new UnixRestorer(set, opts.log), inet: new InetRestorer(set, opts.log), ttys: new TtyRestorer(set, opts.shellJob, opts.log),
   };
   n.setChildSubreaper(true);
   const files = new FileRestorer(ctx);
@@ -83,7 +100,9 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       // objects the engine makes itself, before any process: shared memory, sockets, terminals
       ctx.shmem.build();
       ctx.unix.build();
+      ctx.inet.build();
       ctx.ttys.build();
+      files.prepare();
       opts.log.debug(`shared memory, sockets and terminals made at ${ms()} ms`);
       buildTree(ctx);
       forkedMs = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -93,27 +112,36 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
     }
     const mine = credsEntry(parseStatus(fs.readFileSync('/proc/self/status', 'utf8')), 0);
     const order = creationOrder(set.tasks).map((t) => ctx.procs.get(t.pid)).filter((p) => p !== undefined);
+    // loginuid first: written through /proc/self by the leader, before any chroot and before its threads
+    for (const p of order) restoreLoginuid(p);
+    // memory is in place (rebuilt while the tree was forked); a shared fd table or fs struct is
+    // restored once, by the task its sharers were cloned from
     for (const p of order) {
-      rebuildMemory(ctx, p);
-      opts.log.debug(`task ${p.img.pid}: memory at ${ms()} ms`);
-      files.restore(p);
+      if (restoresOwn(set, p.img, 'files_id')) files.restore(p);
       ctx.ttys.controllingTerminal(p);
-      restoreFs(ctx, p);
+      if (restoresOwn(set, p.img, 'fs_id')) restoreFs(ctx, p);
       restoreSignalsAndLimits(p);
       createThreads(ctx, p);
       restoreThreadState(p);
+      // while still privileged: an RT priority or a lower nice needs no rlimit
+      restoreSched(p);
+      restoreMembarrier(p);
       restoreTls(ctx, p);
       restorePosixTimers(p);
     }
+    // every task holds its fds: the file locks, taken again by their tasks
+    restoreFileLocks(ctx, locks);
     // every task and thread exists now (file owners may name any of them); creds and seccomp last
     const owned = new Set<number>();
     for (const p of order) {
+      applyAdvice(ctx, p);
       restoreFown(ctx, p, owned);
       requeueSignals(p);
-      const dumpable = num(p.img.mm!.dumpable);
-      if (p.img.mm!.dumpable !== undefined && dumpable !== 1 && dumpable !== 2)
-        p.remote.one(p.host, 'prctl(PR_SET_DUMPABLE)', NR.prctl, PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+      restoreOomScoreAdj(p);
       restoreCreds(p, mine);
+      // after the creds: a credential change resets both
+      restoreDumpable(p);
+      restorePdeathSig(p);
       restoreSeccomp(ctx, p);
       dropScratch(p);
       opts.log.debug(`task ${p.img.pid}: done at ${ms()} ms`);
@@ -123,7 +151,13 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
     plugins.exit(false);
     for (const p of order) for (const [vtid, host] of p.tids) setThreadRegs(tracer, host, p.img.cores.get(vtid)!, p.img.leader.tc);
     // everything is in place: let the whole tree go at once
-    for (const p of order) for (const host of p.tids.values()) tracer.detach(host, host === p.host && (p.img.state === TASK_STOPPED || opts.leaveStopped) ? SIGSTOP : 0);
+    // a stop by SIGTSTP/SIGTTIN/SIGTTOU is queued before the detach (kinds/stopsig), SIGSTOP given with it
+    refuseDiscardedStops(order, opts.leaveStopped);
+    for (const p of order) {
+      const stopSig = finalStopSignal(p.img, opts.leaveStopped);
+      if (stopSig && stopSig !== SIGSTOP) process.kill(p.host, stopSig);
+      for (const host of p.tids.values()) tracer.detach(host, host === p.host && stopSig === SIGSTOP ? SIGSTOP : 0);
+    }
     if (ctx.init !== undefined) tracer.detach(ctx.init, 0);
     const root = ctx.procs.get(set.tasks[0].pid)!;
     stats = {
@@ -133,7 +167,9 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       injectedCalls: order.reduce((s, p) => s + p.remote.calls, 0),
       rootHost: root.host,
       forkedMs,
-      pagesRestored: pagesInSet(set),
+      pagesRestored: pagesInSet(set) - ctx.cowPages.shared,
+      pagesCompared: ctx.cowPages.compared,
+      pagesSkippedCow: ctx.cowPages.shared,
     };
     opts.log.debug(`restored ${stats.tasks} tasks / ${stats.threads} threads with ${stats.injectedCalls} injected calls in ${stats.toRunningMs.toFixed(1)} ms`);
   } catch (e) {
@@ -172,6 +208,7 @@ function pagesInSet(set: ImageSet): number {
 function closeMade(ctx: Ctx): void {
   ctx.shmem.close();
   ctx.unix.close();
+  ctx.inet.close();
   ctx.ttys.close();
   ctx.devices?.close();
 }

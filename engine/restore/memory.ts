@@ -12,10 +12,13 @@ import { Call, SCRATCH_SIZE } from './remote';
 import { receiveFds, CHUNK } from './fds';
 import { native } from '../../native';
 import type { DeviceMapping } from '../plugins/glue';
+import { inheritedVmas, inheritedPages, InheritedVma } from '../kinds/cow-memory';
 import {
   NR, AT_FDCWD, O_RDONLY, O_RDWR, O_CLOEXEC, PROT_READ, PROT_WRITE, MAP_FIXED, MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_FIXED,
   MREMAP_MAYMOVE, PR_SET_MM, PR_SET_MM_MAP, MAP_POPULATE, u64s,
 } from './sys';
+
+const MADV_DONTNEED = 4;
 
 const MAP_FIXED_NOREPLACE = 0x100000;
 const PAGE = 4096n;
@@ -85,28 +88,54 @@ function fileName(ctx: Ctx, id: number, image: string, field: string): string {
   return f.reg.name as string;
 }
 
-/** Pieces of the page runs outside the vDSO block (its pages come from this kernel). */
-function pageReads(t: TaskImage, skip: Range): { addr: bigint; len: bigint; off: bigint }[] {
-  const out: { addr: bigint; len: bigint; off: bigint }[] = [];
-  const add = (addr: bigint, len: bigint, off: bigint) => {
-    if (len <= 0n) return;
-    const last = out[out.length - 1];
-    if (last && last.addr + last.len === addr && last.off + last.len === off && last.len + len <= MAX_READ) last.len += len;
-    else out.push({ addr, len, off });
-  };
+type Piece = { addr: bigint; len: bigint; off: bigint };
+
+function addRead(out: Piece[], addr: bigint, len: bigint, off: bigint): void {
+  if (len <= 0n) return;
+  const last = out[out.length - 1];
+  if (last && last.addr + last.len === addr && last.off + last.len === off && last.len + len <= MAX_READ) last.len += len;
+  else out.push({ addr, len, off });
+}
+
+/**
+ * Pieces of the page runs outside the skipped ranges (sorted, disjoint): the vDSO block (its
+ * pages come from this kernel) and the areas a child keeps from its parent.
+ */
+function pageReads(t: TaskImage, skips: Range[]): Piece[] {
+  const out: Piece[] = [];
+  let k = 0;
   for (const r of t.pagemap!.runs) {
-    const start = r.vaddr, end = r.vaddr + r.nrPages * PAGE;
-    if (end <= skip.start || start >= skip.end) {
-      add(start, end - start, r.fileOff);
-      continue;
+    const end = r.vaddr + r.nrPages * PAGE;
+    let at = r.vaddr;
+    while (k < skips.length && skips[k].end <= at) k++;
+    for (let j = k; j < skips.length && skips[j].start < end && at < end; j++) {
+      if (skips[j].end <= at) continue;
+      if (skips[j].start > at) addRead(out, at, skips[j].start - at, r.fileOff + (at - r.vaddr));
+      at = skips[j].end;
     }
-    if (start < skip.start) add(start, skip.start - start, r.fileOff);
-    if (end > skip.end) add(skip.end, end - skip.end, r.fileOff + (skip.end - start));
+    if (at < end) addRead(out, at, end - at, r.fileOff + (at - r.vaddr));
   }
   return out;
 }
 
-export function rebuildMemory(ctx: Ctx, p: Proc): void {
+/** Parts of [start, end) outside the sorted, disjoint ranges. */
+function outside(start: bigint, end: bigint, ranges: Range[]): Range[] {
+  const out: Range[] = [];
+  let at = start;
+  for (const r of ranges) {
+    if (r.end <= at || r.start >= end) continue;
+    if (r.start > at) out.push({ start: at, end: r.start });
+    at = r.end;
+  }
+  if (at < end) out.push({ start: at, end });
+  return out;
+}
+
+/**
+ * The dumped address space in p. from: the task whose restored memory p got by fork (absent for
+ * a stub of its own); p then keeps the areas it shares with it copy-on-write (kinds/cow-memory).
+ */
+export function rebuildMemory(ctx: Ctx, p: Proc, from?: TaskImage): void {
   const t = p.img;
   const r = p.remote;
   const tid = p.host;
@@ -126,9 +155,13 @@ export function rebuildMemory(ctx: Ctx, p: Proc): void {
   r.scratch = scratch;
   r.reset();
 
-  // 2. the stub's own mappings go
+  // 2. the stub's own mappings go (a forked child's: all but what it keeps from its parent)
+  const inherited = from ? inheritedVmas(t, from) : new Map<number, InheritedVma>();
+  const kept = [...inherited.values()].sort((a, b) => (a.start < b.start ? -1 : 1));
   const keep = new Set(['[vvar]', '[vvar_vclock]', '[vdso]', '[vsyscall]']);
-  r.run(tid, stub.filter((v) => !keep.has(v.name)).map((v) => ({ nr: NR.munmap, args: [v.start, v.end - v.start], what: `munmap(${hex(v.start)})` })));
+  r.run(tid, stub.filter((v) => !keep.has(v.name)).flatMap((v) => outside(v.start, v.end, kept)).map((v) => ({
+    nr: NR.munmap, args: [v.start, v.end - v.start], what: `munmap(${hex(v.start)})`,
+  })));
 
   // 3. the vDSO block moves as one, through a hole, to the dumped place
   const base = live.vvar.start;
@@ -148,7 +181,18 @@ export function rebuildMemory(ctx: Ctx, p: Proc): void {
   }
 
   // 4. every dumped VMA; files opened once each
-  const pieces = pageReads(t, { start: dumped.vvar.start, end: dumped.vdso.end });
+  const block = { start: dumped.vvar.start, end: dumped.vdso.end };
+  const skips = [...kept, block].sort((a, b) => (a.start < b.start ? -1 : 1));
+  const pieces = pageReads(t, skips);
+  // in the kept areas only the pages that differ from the parent's are written
+  const cow = from && kept.length ? inheritedPages(t, from, kept) : undefined;
+  if (cow) {
+    ctx.cowPages.compared += Number(cow.compared);
+    ctx.cowPages.shared += Number(cow.shared);
+    pieces.push(...cow.writes);
+    pieces.sort((a, b) => (a.addr < b.addr ? -1 : 1));
+    ctx.log.debug(`task ${t.pid}: ${kept.length} areas kept from task ${from!.pid}: ${cow.shared} pages shared, ${cow.writes.reduce((n, w) => n + w.len / PAGE, 0n)} written, ${cow.drops.reduce((n, d) => n + (d.end - d.start) / PAGE, 0n)} dropped`);
+  }
   const needsWrite = new Set<number>();
   {
     let j = 0;
@@ -160,9 +204,9 @@ export function rebuildMemory(ctx: Ctx, p: Proc): void {
   }
   const fileIds: number[] = [];
   const fileWrite = new Map<number, boolean>();
-  vmas.forEach((v) => {
+  vmas.forEach((v, i) => {
     const st = num(v.status);
-    if (!(st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) || st & VMA.EXT_PLUGIN) return;
+    if (!(st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) || st & VMA.EXT_PLUGIN || inherited.has(i)) return;
     const id = num(v.shmid);
     if (!fileWrite.has(id)) fileIds.push(id);
     const rw = (st & VMA.FILE_SHARED) !== 0 && (num(v.prot) & PROT_WRITE) !== 0;
@@ -171,14 +215,18 @@ export function rebuildMemory(ctx: Ctx, p: Proc): void {
   // a device plugin's mappings go through the files the plugin made (passed in), at its offsets
   const devs = ctx.devices?.vmasOf(t.pid) ?? new Map<number, DeviceMapping>();
   const devFds = passDeviceFds(ctx, p, devs);
+  // a writable shared memfd mapping goes through the object's original description (restore/shmem)
+  const memfdOf = (id: number) => ctx.set.files.get(id)?.memfd?.inode_id as number | undefined;
+  const viaOriginal = fileIds.filter((id) => fileWrite.get(id) && memfdOf(id) !== undefined);
+  const originals = ctx.shmem.passOriginals(ctx, p, viaOriginal.map((id) => num(memfdOf(id))));
+  const opened = fileIds.filter((id) => !viaOriginal.includes(id));
   r.reset();
-  const fds = r.run(tid, fileIds.map((id) => ({
+  const fds = r.run(tid, opened.map((id) => ({
     nr: NR.openat, args: [AT_FDCWD, r.cstr(fileName(ctx, id, image, `vmas.shmid ${id}`)), (fileWrite.get(id) ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0],
     what: `open ${fileName(ctx, id, image, '')} to map it`,
   })));
-  const fdOf = new Map(fileIds.map((id, i) => [id, fds[i]]));
+  const fdOf = new Map([...opened.map((id, i) => [id, fds[i]] as const), ...viaOriginal.map((id) => [id, originals.get(num(memfdOf(id)))!] as const)]);
   const maps: Call[] = [];
-  const advice: Call[] = [];
   const reprotect: Call[] = [];
   vmas.forEach((v, i) => {
     const st = num(v.status);
@@ -190,15 +238,16 @@ export function rebuildMemory(ctx: Ctx, p: Proc): void {
     const flags = (num(v.flags) & ~MAP_POPULATE) | MAP_FIXED | (isFile ? 0 : MAP_ANONYMOUS);
     const dev = devs.get(i);
     if (st & VMA.EXT_PLUGIN && !dev) throw new ImageError(image, `vmas[${i}]`, 'a device plugin\'s mapping that no plugin restored');
-    maps.push({
+    const mine = inherited.get(i);
+    if (mine) {
+      // kept from the parent: only its protection may need a change
+      if (wprot !== mine.parentProt) maps.push({ nr: NR.mprotect, args: [start, len, wprot], what: `mprotect(${hex(start)}) of ${image} vmas[${i}]` });
+    } else maps.push({
       nr: NR.mmap, args: [start, len, wprot, flags, dev ? devFds.get(i)! : isFile ? fdOf.get(num(v.shmid))! : -1, dev ? dev.pgoff : isFile ? big(v.pgoff) : 0],
       what: `mmap(${hex(start)}, ${len / PAGE} pages) of ${image} vmas[${i}]${dev ? ' through its device plugin\'s file' : ''}`,
     });
     if (wprot !== prot) reprotect.push({ nr: NR.mprotect, args: [start, len, prot], what: `mprotect(${hex(start)})` });
-    if (dev) return; // no advice on device memory (CRIU skips it too)
-    const madv = big(v.madv);
-    for (let b = 0n; b < 64n; b++)
-      if (madv & (1n << b)) advice.push({ nr: NR.madvise, args: [start, len, b], what: `madvise(${hex(start)}, ${b})`, mayFail: true });
+    // madvise hints come later, once the whole tree is forked (kinds/madvise applyAdvice)
   });
   r.run(tid, [...maps, ...[...fileIds.map((id) => fdOf.get(id)!), ...devFds.values()].map((fd) => ({ nr: NR.close, args: [fd], what: 'close' }))]);
 
@@ -212,19 +261,24 @@ export function rebuildMemory(ctx: Ctx, p: Proc): void {
     });
     r.one(tid, 'close', NR.close, pfd);
   }
-  r.run(tid, [...reprotect, ...advice]);
+  // pages of the parent that the child had not (never touched, or dropped since the fork)
+  const drops: Call[] = (cow?.drops ?? []).map((d) => ({ nr: NR.madvise, args: [d.start, d.end - d.start, MADV_DONTNEED], what: `madvise(${hex(d.start)}, MADV_DONTNEED)` }));
+  r.run(tid, [...drops, ...reprotect]);
 
   // 6. mm fields, auxv and exe
-  setMmMap(ctx, p);
+  setMmMap(ctx, p, from);
 }
 
-function setMmMap(ctx: Ctx, p: Proc): void {
+function setMmMap(ctx: Ctx, p: Proc, from?: TaskImage): void {
   const t = p.img;
   const mm = t.mm!;
   const r = p.remote;
   r.reset();
+  // a forked child has its parent's exe already; the kernel refuses to replace an exe that is
+  // still mapped (EBUSY), so the same one is left as it is (exe_fd -1)
+  const sameExe = from !== undefined && num(from.mm!.exe_file_id) === num(mm.exe_file_id);
   const exe = fileName(ctx, num(mm.exe_file_id), `mm-${t.pid}.img`, 'exe_file_id');
-  const exeFd = r.one(p.host, `open exe ${exe}`, NR.openat, AT_FDCWD, r.cstr(exe), O_RDONLY | O_CLOEXEC, 0);
+  const exeFd = sameExe ? -1n : r.one(p.host, `open exe ${exe}`, NR.openat, AT_FDCWD, r.cstr(exe), O_RDONLY | O_CLOEXEC, 0);
   const auxv = [...((mm.mm_saved_auxv ?? []) as unknown[]).map(big)];
   while (auxv.length >= 2 && auxv[auxv.length - 2] === 0n) auxv.splice(-2); // AT_NULL is appended below
   auxv.push(0n, 0n);
@@ -235,11 +289,11 @@ function setMmMap(ctx: Ctx, p: Proc): void {
   fields.forEach((f, i) => map.writeBigUInt64LE(big(mm[f]), i * 8));
   map.writeBigUInt64LE(auxvAt, 88);
   map.writeUInt32LE(auxv.length * 8, 96);
-  map.writeUInt32LE(Number(exeFd), 100);
+  map.writeUInt32LE(Number(BigInt.asUintN(32, exeFd)), 100);
   const at = r.put(map);
   r.run(p.host, [
     { nr: NR.prctl, args: [PR_SET_MM, PR_SET_MM_MAP, at, 104, 0], what: `prctl(PR_SET_MM_MAP) with mm-${t.pid}.img` },
-    { nr: NR.close, args: [exeFd], what: 'close' },
+    ...(sameExe ? [] : [{ nr: NR.close, args: [exeFd], what: 'close' }]),
   ]);
 }
 

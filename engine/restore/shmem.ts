@@ -3,17 +3,29 @@
 // by opening /proc/<engine>/fd/<n> (one object shared by every task that maps it), and memfd fds
 // are new open descriptions of it with their own flags and offset. Anonymous MAP_SHARED memory,
 // which CRIU 4.2 records as a memfd named "/dev/zero", comes back as such a memfd.
+// Exec: the kernel refuses to execute a file that a descriptor made by open() may write
+// (ETXTBSY), and every reopen through /proc/<pid>/fd is such a descriptor, while the one
+// memfd_create() returned never counts. So the first O_RDWR fd of an object, and every writable
+// shared mapping of it, use the engine's original description (passed in, never reopened), and
+// execveat(memfd) keeps working after restore. The object is made executable (MFD_EXEC) and
+// then given its dumped mode, and F_SEAL_EXEC comes with the other seals, after the mode.
 import * as fs from 'fs';
-import { native } from '../../native';
+import { native, isNativeError } from '../../native';
 import { EngineError } from '../errors';
 import type { ImageSet, MemfdInode } from './imageset';
+import type { Ctx, Proc } from './context';
+import { receiveFds, CHUNK as FDS_PER_MESSAGE } from './fds';
 
-const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
-const F_ADD_SEALS = 1033, F_SEAL_SEAL = 1;
+const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2, MFD_NOEXEC_SEAL = 8, MFD_EXEC = 0x10;
+const F_ADD_SEALS = 1033, F_SEAL_SEAL = 1, F_SEAL_EXEC = 0x20;
+const F_SETFL = 4, F_DUPFD_CLOEXEC = 1030;
+const O_ACCMODE = 3, O_RDWR = 2, O_APPEND = 0o2000, O_NONBLOCK = 0o4000;
 const CHUNK = 4 << 20;
 
 export class ShmemRestorer {
   private fds = new Map<number, number>();
+  /** objects whose original description an fd of a task already holds */
+  private originalGiven = new Set<number>();
 
   constructor(private set: ImageSet) {}
 
@@ -24,8 +36,7 @@ export class ShmemRestorer {
 
   private make(o: MemfdInode): number {
     const n = native();
-    // a memfd created without MFD_ALLOW_SEALING reports F_SEAL_SEAL only
-    const fd = n.memfdCreate(o.name.slice(0, 249), MFD_CLOEXEC | (o.seals === F_SEAL_SEAL ? 0 : MFD_ALLOW_SEALING));
+    const fd = this.create(o);
     try {
       fs.ftruncateSync(fd, Number(o.size));
       if (o.pagemap?.runs.length) {
@@ -51,8 +62,9 @@ export class ShmemRestorer {
         // the last run may reach past the end of the object: keep its size
         if (fs.fstatSync(fd).size !== Number(o.size)) fs.ftruncateSync(fd, Number(o.size));
       }
-      fs.fchmodSync(fd, o.mode & 0o7777);
       fs.fchownSync(fd, o.uid, o.gid);
+      // after the owner (chown clears set-id bits); F_SEAL_EXEC, if any, comes after the mode
+      fs.fchmodSync(fd, o.mode & 0o7777);
       const seals = o.seals & ~F_SEAL_SEAL;
       if (o.seals !== F_SEAL_SEAL) {
         if (seals) n.fcntl(fd, F_ADD_SEALS, seals);
@@ -64,6 +76,27 @@ export class ShmemRestorer {
       throw new EngineError(`memfd.img: inode ${o.inodeId} (${o.name}): ${(e as Error).message}`);
     }
     return fd;
+  }
+
+  /**
+   * memfd_create for o, executable unless its exec bits are sealed off: with MFD_EXEC (its mode
+   * and seals follow), without it on kernels that predate it (always executable there), and
+   * MFD_NOEXEC_SEAL where this machine refuses MFD_EXEC (vm.memfd_noexec=2) and o allows it.
+   */
+  private create(o: MemfdInode): number {
+    const n = native();
+    const name = o.name.slice(0, 249);
+    // a memfd created without MFD_ALLOW_SEALING reports F_SEAL_SEAL only
+    const base = MFD_CLOEXEC | (o.seals === F_SEAL_SEAL ? 0 : MFD_ALLOW_SEALING);
+    try {
+      return n.memfdCreate(name, base | MFD_EXEC);
+    } catch (e) {
+      if (!isNativeError(e)) throw e;
+      if (e.code === 'EINVAL') return n.memfdCreate(name, base);
+      const noexec = (o.seals & F_SEAL_EXEC) !== 0 && (o.mode & 0o111) === 0;
+      if (e.code === 'EACCES' && noexec) return n.memfdCreate(name, base | MFD_NOEXEC_SEAL);
+      throw new EngineError(`memfd.img: inode ${o.inodeId} (${o.name}) is executable (mode ${(o.mode & 0o7777).toString(8)}), and this machine refuses executable memfds (vm.memfd_noexec): ${e.message}`);
+    }
   }
 
   /** The engine's fd of an object. */
@@ -78,11 +111,36 @@ export class ShmemRestorer {
     return `/proc/${process.pid}/fd/${this.fd(inodeId)}`;
   }
 
-  /** A new open file description of the object (a memfd fd of a task). */
+  /**
+   * An open file description of the object for a memfd fd of a task: the original one for the
+   * first O_RDWR fd (a copy of the engine's fd: closing it keeps the object), else a new one.
+   */
   open(inodeId: number, flags: number, pos: bigint): number {
-    const fd = fs.openSync(`/proc/self/fd/${this.fd(inodeId)}`, flags);
+    let fd: number;
+    if ((flags & O_ACCMODE) === O_RDWR && !this.originalGiven.has(inodeId)) {
+      this.originalGiven.add(inodeId);
+      fd = native().fcntl(this.fd(inodeId), F_DUPFD_CLOEXEC, 0);
+      native().fcntl(fd, F_SETFL, flags & (O_APPEND | O_NONBLOCK));
+    } else {
+      fd = fs.openSync(`/proc/self/fd/${this.fd(inodeId)}`, flags);
+    }
     if (pos !== 0n) native().lseek(fd, pos, 0);
     return fd;
+  }
+
+  /**
+   * The original descriptions of objects passed into task p for its writable shared mappings
+   * (each inode id -> the fd number in p; the caller closes them after mapping).
+   */
+  passOriginals(ctx: Ctx, p: Proc, inodeIds: number[]): Map<number, bigint> {
+    const out = new Map<number, bigint>();
+    for (let c = 0; c < inodeIds.length; c += FDS_PER_MESSAGE) {
+      const chunk = inodeIds.slice(c, c + FDS_PER_MESSAGE);
+      p.remote.reset();
+      native().sendFds(ctx.transport.engineFd, chunk.map((id) => this.fd(id)), Buffer.from([1]));
+      receiveFds(ctx, p, chunk.length).forEach((fd, k) => out.set(chunk[k], BigInt(fd)));
+    }
+    return out;
   }
 
   close(): void {

@@ -14,7 +14,7 @@ const PTRACE_O_TRACEFORK = 0x2;
 import { waitNewTask } from './tree';
 import {
   NR, CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD, CLONE_SYSVSEM, PR_SET_NAME,
-  PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_THP_DISABLE, PR_TIMER_CREATE_RESTORE_IDS, PTRACE_EVENT_CLONE, cloneArgs,
+  PR_SET_CHILD_SUBREAPER, PR_SET_THP_DISABLE, PR_TIMER_CREATE_RESTORE_IDS, PTRACE_EVENT_CLONE, cloneArgs,
   i32, u64s,
 } from './sys';
 
@@ -96,7 +96,7 @@ export function createThreads(ctx: Ctx, p: Proc): void {
   }
 }
 
-/** tid address, robust list, rseq, sigaltstack, name, pdeath signal: each thread for itself. */
+/** tid address, robust list, rseq, sigaltstack, name: each thread for itself (the pdeath signal comes after the creds, kinds/pdeath). */
 export function restoreThreadState(p: Proc): void {
   const r = p.remote;
   for (const [vtid, host] of p.tids) {
@@ -116,7 +116,6 @@ export function restoreThreadState(p: Proc): void {
     }
     const comm = (tc.comm ?? (vtid === p.img.pid ? p.img.leader.tc.comm : undefined)) as string | undefined;
     if (comm !== undefined) calls.push({ nr: NR.prctl, args: [PR_SET_NAME, r.put(Buffer.from(comm.slice(0, 15) + '\0')), 0, 0, 0], what: 'prctl(PR_SET_NAME)' });
-    if (num(tc.pdeath_sig)) calls.push({ nr: NR.prctl, args: [PR_SET_PDEATHSIG, num(tc.pdeath_sig), 0, 0, 0], what: 'prctl(PR_SET_PDEATHSIG)' });
     r.run(host, calls);
   }
 }
@@ -173,55 +172,6 @@ export function requeueSignals(p: Proc): void {
     }
   }
   r.run(p.host, calls);
-}
-
-/** Credentials the engine itself has; a task dumped with others gets them set, per thread. */
-export function restoreCreds(p: Proc, mine: Msg): void {
-  const r = p.remote;
-  for (const [vtid, host] of p.tids) {
-    const c = p.img.cores.get(vtid)!.thread_core?.creds;
-    if (!c || sameCreds(c, mine)) continue;
-    r.reset();
-    const groups = ((c.groups ?? []) as unknown[]).map(num);
-    const gbuf = Buffer.alloc(Math.max(4, groups.length * 4));
-    groups.forEach((g, i) => gbuf.writeUInt32LE(g, i * 4));
-    const hdr = Buffer.alloc(8);
-    hdr.writeUInt32LE(0x20080522, 0); // _LINUX_CAPABILITY_VERSION_3
-    const data = Buffer.alloc(24);
-    const w = (k: string) => ((c[k] ?? [0, 0]) as number[]).map(num);
-    [0, 1].forEach((i) => {
-      data.writeUInt32LE(w('cap_eff')[i] >>> 0, i * 12);
-      data.writeUInt32LE(w('cap_prm')[i] >>> 0, i * 12 + 4);
-      data.writeUInt32LE(w('cap_inh')[i] >>> 0, i * 12 + 8);
-    });
-    const bnd = w('cap_bnd');
-    const calls: Call[] = [
-      { nr: NR.setgroups, args: [groups.length, r.put(gbuf)], what: 'setgroups' },
-      { nr: NR.setresgid, args: [num(c.gid), num(c.egid), num(c.sgid)], what: 'setresgid' },
-      { nr: NR.prctl, args: [8 /* PR_SET_KEEPCAPS */, 1, 0, 0, 0], what: 'prctl(PR_SET_KEEPCAPS)' },
-      { nr: NR.setresuid, args: [num(c.uid), num(c.euid), num(c.suid)], what: 'setresuid' },
-      { nr: 122 /* setfsuid */, args: [num(c.fsuid)], what: 'setfsuid', mayFail: true },
-      { nr: 123 /* setfsgid */, args: [num(c.fsgid)], what: 'setfsgid', mayFail: true },
-    ];
-    for (let cap = 0; cap < 64; cap++) {
-      if ((bnd[cap >> 5] >>> (cap & 31)) & 1) continue;
-      calls.push({ nr: NR.prctl, args: [24 /* PR_CAPBSET_DROP */, cap, 0, 0, 0], what: `prctl(PR_CAPBSET_DROP, ${cap})`, mayFail: true });
-    }
-    calls.push({ nr: NR.capset, args: [r.put(hdr), r.put(data)], what: 'capset' });
-    calls.push({ nr: NR.prctl, args: [28 /* PR_SET_SECUREBITS */, num(c.secbits), 0, 0, 0], what: 'prctl(PR_SET_SECUREBITS)', mayFail: true });
-    r.run(host, calls);
-  }
-}
-
-function sameCreds(a: Msg, b: Msg): boolean {
-  for (const k of ['uid', 'gid', 'euid', 'egid', 'suid', 'sgid', 'fsuid', 'fsgid', 'secbits'])
-    if (num(a[k]) !== num(b[k])) return false;
-  for (const k of ['cap_inh', 'cap_prm', 'cap_eff', 'cap_bnd']) {
-    const x = ((a[k] ?? []) as unknown[]).map(num), y = ((b[k] ?? []) as unknown[]).map(num);
-    if (x.join() !== y.join()) return false;
-  }
-  const g = (m: Msg) => ((m.groups ?? []) as unknown[]).map(num).join();
-  return g(a) === g(b);
 }
 
 const NR_SET_THREAD_AREA_32 = 243, NR_SECCOMP = 317;

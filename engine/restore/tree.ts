@@ -1,14 +1,19 @@
 // The process tree: stubs with the dumped PIDs (clone3 set_tid), parents before children,
-// sessions and process groups as dumped, zombies exited with their status.
+// sessions and process groups as dumped, zombies exited with their status. A parent's memory is
+// rebuilt before it forks its first child, so that the child starts with the parent's pages and
+// keeps those it still shared copy-on-write (kinds/cow-memory); a child that shared its
+// parent's fd table or fs struct is cloned with CLONE_FILES / CLONE_FS (kinds/shared-tables).
 import * as fs from 'fs';
 import { isNativeError } from '../../native';
 import { EngineError } from '../errors';
 import { Ctx, Proc, sleepMs } from './context';
 import { TaskImage, TASK_ZOMBIE, TASK_DEAD } from './imageset';
 import { Remote, errnoName, isErr } from './remote';
-import { NR, SIGCHLD, cloneArgs, i32, PTRACE_EVENT_FORK } from './sys';
+import { NR, SIGCHLD, SIGKILL, SIGSTOP, cloneArgs, i32, PTRACE_EVENT_FORK } from './sys';
 import { findSyscallGadget } from '../inject';
 import { readSmaps } from '../proc/maps';
+import { rebuildMemory } from './memory';
+import { cloneFlagsFor } from '../kinds/shared-tables';
 
 export const isZombie = (t: TaskImage): boolean => t.state === TASK_ZOMBIE || t.state === TASK_DEAD;
 
@@ -71,11 +76,11 @@ export function waitNewTask(ctx: Ctx, host: number): void {
 }
 
 /** Injected clone3 in parent creating a child with PID vpid; returns its host PID, or EEXIST. */
-function forkChild(ctx: Ctx, parent: Proc, vpid: number): number | 'EEXIST' {
+function forkChild(ctx: Ctx, parent: Proc, vpid: number, flags = 0): number | 'EEXIST' {
   const r = parent.remote;
   r.reset();
   const tidAt = r.put(i32(vpid));
-  const argsAt = r.put(cloneArgs(0, SIGCHLD, tidAt));
+  const argsAt = r.put(cloneArgs(flags, SIGCHLD, tidAt));
   const out = ctx.tracer.inject(parent.host, r.gadget, [{ nr: NR.clone3, args: [argsAt, 88] }], { timeoutMs: 10_000 });
   const res = out.results[0];
   if (isErr(res)) {
@@ -131,10 +136,22 @@ export function buildTree(ctx: Ctx): void {
   const rootProc = newProc(ctx, root, rootHost);
   prepareStub(ctx, rootProc);
   sessionOf(ctx, rootProc, true);
+  // task -> the task whose restored memory it got by fork (the root: none, a stub of its own)
+  const forkedFrom = new Map<number, TaskImage | undefined>([[root.pid, undefined]]);
+  const rebuilt = new Set<number>();
+  const memory = (p: Proc) => {
+    if (rebuilt.has(p.img.pid)) return;
+    rebuilt.add(p.img.pid);
+    rebuildMemory(ctx, p, forkedFrom.get(p.img.pid));
+    ctx.log.debug(`task ${p.img.pid}: memory rebuilt`);
+  };
   for (const t of order.slice(1)) {
     const parent = ctx.procs.get(t.ppid);
     if (!parent) throw new EngineError(`pstree.img: task ${t.pid}: parent ${t.ppid} is not in the tree`);
-    const host = whileTaken(ctx, t.pid, () => forkChild(ctx, parent, t.pid));
+    memory(parent);
+    forkedFrom.set(t.pid, parent.img);
+    const flags = isZombie(t) ? 0 : cloneFlagsFor(t, parent.img);
+    const host = whileTaken(ctx, t.pid, () => forkChild(ctx, parent, t.pid, flags));
     const p = newProc(ctx, t, host);
     p.remote.gadget = parent.remote.gadget;
     p.remote.scratch = parent.remote.scratch; // inherited copy of the parent's scratch
@@ -145,12 +162,14 @@ export function buildTree(ctx: Ctx): void {
   for (const p of alive) if (p.img.pgid === p.img.pid && p.img.sid !== p.img.pid) setpgid(p, 0);
   for (const p of alive) if (p.img.pgid !== p.img.pid && ctx.procs.has(p.img.pgid)) setpgid(p, p.img.pgid);
   for (const p of alive) if (isZombie(p.img)) makeZombie(ctx, p);
+  for (const p of alive) if (!isZombie(p.img)) memory(p);
 }
 
 function sessionOf(ctx: Ctx, p: Proc, isRoot: boolean): void {
   const t = p.img;
   if (t.sid === t.pid) {
     p.remote.one(p.host, 'setsid', NR.setsid);
+    if (!isZombie(t)) ctx.ttys.takeControllingTerminal(p);
     return;
   }
   if (isRoot && !ctx.opts.shellJob && !ctx.opts.pidns)
@@ -173,7 +192,8 @@ function makeZombie(ctx: Ctx, p: Proc): void {
   try {
     if (sig) {
       p.remote.run(p.host, [
-        { nr: NR.rt_sigaction, args: [sig, p.remote.put(Buffer.alloc(32)), 0, 8], what: 'rt_sigaction' },
+        // SIGKILL and SIGSTOP always have their default action (and take no other)
+        ...(sig === SIGKILL || sig === SIGSTOP ? [] : [{ nr: NR.rt_sigaction, args: [sig, p.remote.put(Buffer.alloc(32)), 0, 8], what: 'rt_sigaction' }]),
         { nr: NR.prlimit64, args: [0, 4, p.remote.put(Buffer.alloc(16)), 0], what: 'prlimit(RLIMIT_CORE)' },
         { nr: NR.kill, args: [p.img.pid, sig], what: `kill(${sig})` },
       ]);

@@ -4,7 +4,8 @@
 // termios, window size, packet mode and exclusivity come back, and the lock last. A slave whose
 // master is outside the set is the caller's terminal (--shell-job): the recorded /dev/pts/N when
 // it still exists, else the engine's own terminal. The controlling terminal of a session leader
-// is set by the leader itself (injected TIOCSCTTY, TIOCSPGRP).
+// is taken by the leader itself right after its setsid, before it forks (injected TIOCSCTTY), so
+// that every member of the session inherits it; the foreground group is set once groups exist.
 import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import { native } from '../../native';
@@ -52,12 +53,21 @@ export class TtyRestorer {
 
   constructor(private set: ImageSet, private shellJob: boolean, private log: Log) {}
 
-  /** Refusals before anything exists: a slave whose master is outside needs --shell-job. */
+  /**
+   * Refusals before anything exists: a slave whose master is outside needs --shell-job; a pty made
+   * again can be the controlling terminal only of a session led inside the set.
+   */
   check(): void {
     for (const info of this.set.ttyInfos.values()) {
       const index = num(info.pty?.index);
       if (num(info.id) % 2 === 0 && !this.set.ttyInfos.has(num(info.id) + 1) && this.usedBy(num(info.id)).length && !this.shellJob)
         throw new ImageError('tty-info.img', `id ${info.id}`, `/dev/pts/${index} belongs to a terminal outside the image set (use --shell-job)`);
+      const inside = num(info.id) % 2 === 1 || this.set.ttyInfos.has(num(info.id) + 1);
+      if (!inside || !num(info.sid)) continue;
+      const sid = num(info.sid);
+      const leader = this.set.byPid.get(sid);
+      if (!leader || leader.sid !== sid || !leader.fdinfo)
+        throw new ImageError('tty-info.img', `id ${info.id}.sid`, `/dev/pts/${index} is the controlling terminal of session ${sid}, which is not led by a live task of the set`);
     }
   }
 
@@ -125,11 +135,20 @@ export class TtyRestorer {
       } finally {
         if (s !== undefined && slave === undefined) fs.closeSync(s);
       }
+      if (si) this.slaveNode(p, si);
       if (mi.packet_mode) n.ioctl(m, TIOCPKT, i32(1));
       if (mi.exclusive) n.ioctl(m, TIOCEXCL, 0);
       if (si?.exclusive && s !== undefined) n.ioctl(s, TIOCEXCL, 0);
       if (mi.locked) n.ioctl(m, TIOCSPTLCK, i32(1));
     }
+  }
+
+  /** The slave's node as it was: its owner (tty_info uid/gid) and mode (the REG entry of its path). */
+  private slaveNode(p: Pty, si: Msg): void {
+    if (si.uid !== undefined && si.gid !== undefined) fs.chownSync(p.slavePath, num(si.uid), num(si.gid));
+    const f = this.usedBy(num(si.id)).find((e) => e.tty.regf_id !== undefined);
+    const mode = f && this.set.files.get(num(f.tty.regf_id))?.reg?.mode;
+    if (mode !== undefined) fs.chmodSync(p.slavePath, num(mode) & 0o7777);
   }
 
   private settings(fd: number, info: Msg): void {
@@ -148,18 +167,47 @@ export class TtyRestorer {
     return this.files.get(fileId);
   }
 
-  /** A session leader gets its controlling terminal back, and the terminal its foreground group. */
-  controllingTerminal(p: Proc): void {
+  /** The ptys that are the controlling terminal of the session `p` leads. */
+  private cttysOf(p: Proc): [number, Pty, Msg][] {
+    const out: [number, Pty, Msg][] = [];
     for (const [index, pty] of this.ptys) {
-      const si = pty.slaveInfo;
+      // a set made by CRIU records the session of a slave no task holds at the master only
+      const si = pty.slaveInfo ?? pty.masterInfo;
       if (pty.outside || !si || num(si.sid) !== p.img.pid || p.img.sid !== p.img.pid) continue;
+      out.push([index, pty, si]);
+    }
+    return out;
+  }
+
+  /** Calls on a slave fd the leader opens for them (the pty unlocked meanwhile: a locked slave does not open). */
+  private onSlave(p: Proc, pty: Pty, what: (fd: bigint) => Call[]): void {
+    const n = native();
+    const locked = pty.masterInfo?.locked && pty.master !== undefined;
+    if (locked) n.ioctl(pty.master!, TIOCSPTLCK, i32(0));
+    try {
       const r = p.remote;
       r.reset();
       const fd = r.one(p.host, `open ${pty.slavePath}`, NR.openat, AT_FDCWD, r.cstr(pty.slavePath), O_RDWR | O_NOCTTY | O_CLOEXEC, 0);
-      const calls: Call[] = [{ nr: NR.ioctl, args: [fd, TIOCSCTTY, 0], what: `ioctl(TIOCSCTTY) on /dev/pts/${index}` }];
-      if (num(si.pgrp)) calls.push({ nr: NR.ioctl, args: [fd, TIOCSPGRP, r.put(i32(num(si.pgrp)))], what: `ioctl(TIOCSPGRP ${si.pgrp})` });
-      calls.push({ nr: NR.close, args: [fd], what: 'close' });
-      r.run(p.host, calls);
+      r.run(p.host, [...what(fd), { nr: NR.close, args: [fd], what: 'close' }]);
+    } finally {
+      if (locked) n.ioctl(pty.master!, TIOCSPTLCK, i32(1));
+    }
+  }
+
+  /**
+   * Right after a session leader's setsid, before it forks: its controlling terminal (a process
+   * gets its terminal from the one it was forked from; only a leader can take one itself).
+   */
+  takeControllingTerminal(p: Proc): void {
+    for (const [index, pty] of this.cttysOf(p))
+      this.onSlave(p, pty, (fd) => [{ nr: NR.ioctl, args: [fd, TIOCSCTTY, 0], what: `ioctl(TIOCSCTTY) on /dev/pts/${index}` }]);
+  }
+
+  /** Once every process group exists: the terminal's foreground group. */
+  controllingTerminal(p: Proc): void {
+    for (const [, pty, si] of this.cttysOf(p)) {
+      if (!num(si.pgrp)) continue;
+      this.onSlave(p, pty, (fd) => [{ nr: NR.ioctl, args: [fd, TIOCSPGRP, p.remote.put(i32(num(si.pgrp)))], what: `ioctl(TIOCSPGRP ${si.pgrp})` }]);
     }
   }
 

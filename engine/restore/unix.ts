@@ -6,6 +6,7 @@
 // the peer (or, for a datagram socket nobody is connected to, to its name) before connections that
 // would refuse it exist; shutdown state is applied last.
 import * as fs from 'fs';
+import * as path from 'path';
 import type { Msg } from '../../images/codec';
 import { native, isNativeError } from '../../native';
 import { EngineError } from '../errors';
@@ -23,6 +24,8 @@ const MSG_DONTWAIT = 0x40;
 const F_SETFL = 4, O_NONBLOCK = 0o4000, O_ASYNC = 0o20000;
 
 interface Sock {
+  /** the other end of a pair made to queue data at a socket whose peer was closed (closed after) */
+  released?: number;
   id: number;
   u: Msg;
   name: Buffer;
@@ -35,6 +38,8 @@ export class UnixRestorer {
   private byId = new Map<number, Sock>();
   private byIno = new Map<number, Sock>();
   private bound: string[] = [];
+  /** bound at the path of an unlinked socket file, and what stood there moved aside */
+  private deleted: { file: string; aside?: string }[] = [];
 
   constructor(private set: ImageSet, private log: Log) {}
 
@@ -75,6 +80,12 @@ export class UnixRestorer {
         s.fd = a;
         peer.fd = b;
         s.paired = peer.paired = true;
+      } else if (!peer && this.set.skQueues.get(s.id)?.length && (type !== SOCK_DGRAM || !s.name.length)) {
+        // its peer was closed with data still queued here: the data comes from a pair's other
+        // end, closed again once it is sent
+        const [a, b] = n.socketPair(1, type | 0o2000000 /* SOCK_CLOEXEC */);
+        s.fd = a;
+        s.released = b;
       } else {
         s.fd = n.unixSocket(type);
       }
@@ -106,13 +117,17 @@ export class UnixRestorer {
         sendAll(s, peer.fd, null);
         continue;
       }
+      if (s.released !== undefined) {
+        sendAll(s, s.released, null);
+        continue;
+      }
       if (!s.name.length) throw new ImageError('sk-queues.img', `id_for ${s.id}`, 'data queued at an unnamed datagram socket nobody is connected to');
       const sender = all.find((x) => x !== s && num(x.u.peer) === num(s.u.ino) && num(x.u.type) === SOCK_DGRAM);
-      if (sender) sendAll(s, sender.fd, s.name);
+      if (sender) atDir(s.u.name_dir, () => sendAll(s, sender.fd, s.name));
       else {
         const tmp = n.unixSocket(SOCK_DGRAM);
         try {
-          sendAll(s, tmp, s.name);
+          atDir(s.u.name_dir, () => sendAll(s, tmp, s.name));
         } finally {
           n.close(tmp);
         }
@@ -128,18 +143,29 @@ export class UnixRestorer {
       if (num(s.u.type) !== SOCK_DGRAM && num(peer.u.state) !== TCP_LISTEN)
         throw new ImageError('files.img', where(s, 'peer'), `stream socket connected to ${peer.u.ino}, which is neither its pair nor a listener`);
       try {
-        n.unixConnect(s.fd, peer.name);
+        atDir(peer.u.name_dir, () => n.unixConnect(s.fd, peer.name));
       } catch (e) {
         throw new EngineError(`files.img: id ${s.id}: cannot connect to ${printable(peer.name)} again: ${isNativeError(e) ? e.code : (e as Error).message}`);
       }
     }
 
+    this.unbindDeleted();
+
     // 5. stream queues (from the pair's other end), then flags and shutdown
     for (const s of all) {
       if (num(s.u.type) === SOCK_DGRAM || !this.set.skQueues.get(s.id)?.length) continue;
+      if (s.released !== undefined) {
+        sendAll(s, s.released, null);
+        continue;
+      }
       const peer = peerOf(s);
       if (!peer || !s.paired) throw new ImageError('sk-queues.img', `id_for ${s.id}`, 'data queued at a stream socket without a connected peer');
       sendAll(s, peer.fd, null);
+    }
+    for (const s of all) {
+      if (s.released === undefined) continue;
+      n.close(s.released);
+      s.released = undefined;
     }
     for (const s of all) {
       if (num(s.u.flags) & (O_NONBLOCK | O_ASYNC)) n.fcntl(s.fd, F_SETFL, num(s.u.flags) & (O_NONBLOCK | O_ASYNC));
@@ -150,33 +176,63 @@ export class UnixRestorer {
   }
 
   private bind(s: Sock): void {
-    const n = native();
     const isPath = s.name[0] !== 0;
-    let file = '';
-    if (isPath) {
-      const nul = s.name.indexOf(0);
-      file = s.name.subarray(0, nul < 0 ? s.name.length : nul).toString();
-      // a socket file left by the dumped task: bind would find it taken
-      try {
-        const st = fs.lstatSync(file);
-        if (!st.isSocket()) throw new ImageError('files.img', `id ${s.id}.usk.name`, `${file} exists and is not a socket`);
-        fs.unlinkSync(file);
-      } catch (e) {
-        if (e instanceof ImageError) throw e;
-      }
+    if (!isPath) {
+      this.bindName(s);
+      return;
     }
+    const nul = s.name.indexOf(0);
+    const rel = s.name.subarray(0, nul < 0 ? s.name.length : nul).toString();
+    const dir = s.u.name_dir as string | undefined;
+    const file = dir ? path.join(dir, rel) : rel;
+    if (s.u.deleted) {
+      // its path was unlinked (maybe taken by another file since): bound there, unlinked again,
+      // and whatever stands at the path now is put back
+      // (after the connections by name are made: see unbindDeleted)
+      let aside: string | undefined;
+      if (fs.existsSync(file) || isSymlink(file)) {
+        aside = path.join(path.dirname(file), `.${path.basename(file)}.engine-${process.pid}`);
+        fs.renameSync(file, aside);
+      }
+      this.deleted.push({ file, aside });
+      this.bindName(s, dir);
+      return;
+    }
+    // a socket file left by the dumped task: bind would find it taken
     try {
-      n.unixBind(s.fd, s.name);
+      const st = fs.lstatSync(file);
+      if (!st.isSocket()) throw new ImageError('files.img', `id ${s.id}.usk.name`, `${file} exists and is not a socket`);
+      fs.unlinkSync(file);
     } catch (e) {
-      throw new EngineError(`files.img: id ${s.id}: cannot bind ${printable(s.name)} again: ${isNativeError(e) ? e.code : (e as Error).message}`);
+      if (e instanceof ImageError) throw e;
     }
-    if (isPath) {
-      this.bound.push(file);
-      const p = s.u.file_perms;
-      if (p) {
-        fs.chmodSync(file, num(p.mode) & 0o7777);
-        fs.chownSync(file, num(p.uid), num(p.gid));
+    this.bindName(s, dir);
+    this.bound.push(file);
+    const p = s.u.file_perms;
+    if (p) {
+      fs.chmodSync(file, num(p.mode) & 0o7777);
+      fs.chownSync(file, num(p.uid), num(p.gid));
+    }
+  }
+
+  /** bind(2) with the dumped name; a relative one from its directory, as it was bound. */
+  private bindName(s: Sock, dir?: string): void {
+    try {
+      atDir(dir, () => native().unixBind(s.fd, s.name));
+    } catch (e) {
+      throw new EngineError(`files.img: id ${s.id}: cannot bind ${printable(s.name)}${dir ? ` in ${dir}` : ''} again: ${isNativeError(e) ? e.code : (e as Error).message}`);
+    }
+  }
+
+  /** The paths of sockets whose file was unlinked: unlinked again, what stood there put back. */
+  private unbindDeleted(): void {
+    for (const d of this.deleted.splice(0)) {
+      try {
+        fs.unlinkSync(d.file);
+      } catch {
+        /* gone */
       }
+      if (d.aside) fs.renameSync(d.aside, d.file);
     }
   }
 
@@ -221,6 +277,27 @@ export class UnixRestorer {
   unlinkBound(): void {
     for (const f of this.bound) try { fs.unlinkSync(f); } catch { /* gone */ }
     this.bound = [];
+    this.unbindDeleted();
+  }
+}
+
+/** Runs fn with the engine's cwd at dir (a relative socket name is resolved from there). */
+function atDir<T>(dir: string | undefined, fn: () => T): T {
+  if (!dir) return fn();
+  const back = process.cwd();
+  process.chdir(dir);
+  try {
+    return fn();
+  } finally {
+    process.chdir(back);
+  }
+}
+
+function isSymlink(file: string): boolean {
+  try {
+    return fs.lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
   }
 }
 

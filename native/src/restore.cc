@@ -6,9 +6,12 @@
 #include <fcntl.h>
 #include <linux/ptrace.h>
 #include <linux/sched.h>
+#include <linux/filter.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -277,6 +280,91 @@ Napi::Value Shutdown(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// socket(domain, type, protocol, fsuid?, fsgid?) -> fd (the caller adds SOCK_CLOEXEC to type).
+// With fsuid/fsgid the socket is made under them (its inode's owner, the file's credentials);
+// this thread's own are put back right after.
+Napi::Value Socket(const Napi::CallbackInfo &info) {
+  bool as = info.Length() > 4 && info[3].IsNumber() && info[4].IsNumber();
+  uid_t oldUid = 0;
+  gid_t oldGid = 0;
+  if (as) {
+    gid_t g = info[4].As<Napi::Number>().Uint32Value();
+    uid_t u = info[3].As<Napi::Number>().Uint32Value();
+    oldGid = setfsgid(g);
+    if ((gid_t)setfsgid(-1) != g) return ThrowSys(info.Env(), "setfsgid", EPERM);
+    oldUid = setfsuid(u);
+    if ((uid_t)setfsuid(-1) != u) {
+      setfsgid(oldGid);
+      return ThrowSys(info.Env(), "setfsuid", EPERM);
+    }
+  }
+  int fd = socket(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value());
+  int err = errno;
+  if (as) {
+    setfsuid(oldUid);
+    setfsgid(oldGid);
+  }
+  if (fd < 0) return ThrowSys(info.Env(), "socket", err);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// sockBind(fd, addr) / sockConnect(fd, addr): addr is a whole struct sockaddr as bytes
+Napi::Value SockBind(const Napi::CallbackInfo &info) {
+  uint8_t *data;
+  size_t len;
+  if (!ToBytes(info[1], &data, &len)) return ThrowType(info.Env(), "sockBind(fd, addr: Buffer)");
+  if (bind(info[0].As<Napi::Number>().Int32Value(), (struct sockaddr *)data, (socklen_t)len) < 0) return ThrowSys(info.Env(), "bind", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value SockConnect(const Napi::CallbackInfo &info) {
+  uint8_t *data;
+  size_t len;
+  if (!ToBytes(info[1], &data, &len)) return ThrowType(info.Env(), "sockConnect(fd, addr: Buffer)");
+  if (connect(info[0].As<Napi::Number>().Int32Value(), (struct sockaddr *)data, (socklen_t)len) < 0) return ThrowSys(info.Env(), "connect", errno);
+  return info.Env().Undefined();
+}
+
+// sockName(fd) -> the struct sockaddr getsockname returns, as bytes
+Napi::Value SockName(const Napi::CallbackInfo &info) {
+  struct sockaddr_storage a;
+  socklen_t len = sizeof a;
+  if (getsockname(info[0].As<Napi::Number>().Int32Value(), (struct sockaddr *)&a, &len) < 0) return ThrowSys(info.Env(), "getsockname", errno);
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), (uint8_t *)&a, len < sizeof a ? len : sizeof a);
+}
+
+// pollOne(fd, events, timeoutMs) -> revents (0 on timeout)
+Napi::Value PollOne(const Napi::CallbackInfo &info) {
+  struct pollfd p = {info[0].As<Napi::Number>().Int32Value(), (short)info[1].As<Napi::Number>().Int32Value(), 0};
+  int r = poll(&p, 1, info[2].As<Napi::Number>().Int32Value());
+  if (r < 0) return ThrowSys(info.Env(), "poll", errno);
+  return Napi::Number::New(info.Env(), r ? p.revents : 0);
+}
+
+// getFilter(fd) -> the classic BPF program attached with SO_ATTACH_FILTER, as struct sock_filter bytes
+Napi::Value GetFilter(const Napi::CallbackInfo &info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  socklen_t n = 0;  // in and out: a count of instructions, not bytes
+  if (getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, nullptr, &n) < 0) return ThrowSys(info.Env(), "getsockopt(SO_GET_FILTER)", errno);
+  std::vector<struct sock_filter> prog(n);
+  if (n && getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, prog.data(), &n) < 0) return ThrowSys(info.Env(), "getsockopt(SO_GET_FILTER)", errno);
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), (uint8_t *)prog.data(), (size_t)n * sizeof(struct sock_filter));
+}
+
+// attachFilter(fd, program: struct sock_filter bytes): setsockopt(SO_ATTACH_FILTER)
+Napi::Value AttachFilter(const Napi::CallbackInfo &info) {
+  uint8_t *data;
+  size_t len;
+  if (!ToBytes(info[1], &data, &len) || len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > 0xffff)
+    return ThrowType(info.Env(), "attachFilter(fd, program: Buffer of sock_filter)");
+  std::vector<struct sock_filter> prog(len / sizeof(struct sock_filter));
+  memcpy(prog.data(), data, len);
+  struct sock_fprog f = {(unsigned short)prog.size(), prog.data()};
+  if (setsockopt(info[0].As<Napi::Number>().Int32Value(), SOL_SOCKET, SO_ATTACH_FILTER, &f, sizeof f) < 0)
+    return ThrowSys(info.Env(), "setsockopt(SO_ATTACH_FILTER)", errno);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitRestore(Napi::Env env, Napi::Object exports) {
@@ -290,6 +378,13 @@ void InitRestore(Napi::Env env, Napi::Object exports) {
   exports.Set("listen", Napi::Function::New(env, Listen));
   exports.Set("sendTo", Napi::Function::New(env, SendTo));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown));
+  exports.Set("socket", Napi::Function::New(env, Socket));
+  exports.Set("sockBind", Napi::Function::New(env, SockBind));
+  exports.Set("sockConnect", Napi::Function::New(env, SockConnect));
+  exports.Set("sockName", Napi::Function::New(env, SockName));
+  exports.Set("pollOne", Napi::Function::New(env, PollOne));
+  exports.Set("getFilter", Napi::Function::New(env, GetFilter));
+  exports.Set("attachFilter", Napi::Function::New(env, AttachFilter));
 }
 
 }  // namespace engine_native

@@ -108,8 +108,11 @@ struct InjectOutcome {
 };
 
 // Executes each call by pointing rip at an existing `syscall` instruction (`gadget`) and
-// single-stepping over it. All signals are blocked meanwhile so none is delivered into the
-// injected context; the thread's registers and mask are restored afterwards in every case.
+// single-stepping over it. All signals but SIGTRAP are blocked meanwhile so none is delivered
+// into the injected context; the thread's registers and mask are restored afterwards in every
+// case. SIGTRAP stays unblocked: the kernel forces the single-step SIGTRAP, and forcing a
+// blocked (or ignored) signal resets the task's handler for it to SIG_DFL. So a task with a
+// SIGTRAP pending or ignored must not be stepped at all (the callers refuse it).
 bool Inject(pid_t tid, uint64_t gadget, const std::vector<InjectCall> &calls, bool stop_on_error, int timeout_ms,
             InjectOutcome *out, SysError *err) {
   user_regs_struct saved;
@@ -119,7 +122,7 @@ bool Inject(pid_t tid, uint64_t gadget, const std::vector<InjectCall> &calls, bo
     err->set("ptrace(GETSIGMASK)");
     return false;
   }
-  uint64_t all = ~0ULL;
+  uint64_t all = ~0ULL & ~(1ULL << (SIGTRAP - 1));
   if (Ptrace(PTRACE_SETSIGMASK, tid, (void *)sizeof(all), &all) < 0) {
     err->set("ptrace(SETSIGMASK)");
     return false;

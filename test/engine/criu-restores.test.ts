@@ -196,6 +196,20 @@ const CASES: Case[] = [
     },
   },
   {
+    // inet sockets of every kind the engine dumps, with their options (TCP listeners on 127.0.0.1
+    // and [::1], closed TCP, UDP with a socket filter, IPv6 UDP, UDPLITE): the program compares
+    // what getsockopt says after the restore with what it said before
+    name: 'inetsrv',
+    args: () => ['opts'],
+    ready: /ready opts n=\d+/,
+    keys: ['count'],
+    check: async ({ target }) => {
+      process.kill(target.pid, 'SIGUSR1');
+      await target.waitFor(/^opts (PASS|FAIL)$/m);
+      expect(target.output()).toMatch(/^opts PASS$/m);
+    },
+  },
+  {
     name: 'pty',
     ready: /master=\d+ slave=\S+ child=(\d+)/,
     others: (m) => [Number(m[1])],
