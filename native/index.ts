@@ -121,6 +121,8 @@ export interface NativeAddon {
   socketPair(domain?: number, type?: number): [number, number];
   /** XCR0: the XSAVE features enabled for user state */
   xcr0(): bigint;
+  /** CPUID leaf/subleaf: [eax, ebx, ecx, edx] */
+  cpuid(leaf: number, subleaf: number): number[];
   /** prctl(PR_SET_CHILD_SUBREAPER) for the engine itself */
   setChildSubreaper(on: boolean): void;
   /** lseek(fd, offset, whence); SEEK_DATA = 3, SEEK_HOLE = 4 (ENXIO past the last data) */

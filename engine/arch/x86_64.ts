@@ -1,5 +1,6 @@
 // x86-64 register sets: raw ptrace regsets -> CRIU's thread_info_x86 fields, and the
 // syscall-restart fixup CRIU applies to the saved registers.
+import { native } from '../../native';
 import type { Msg } from '../../images/codec';
 
 /** user_regs_struct order (NT_PRSTATUS); identical to user_x86_regs_entry's field order. */
@@ -76,6 +77,20 @@ export const XSAVE_AVX512 = [
   { bit: 7, field: 'hi16_zmm', offset: 1664, count: 128 },
 ] as const;
 
+/** XSAVE component 9: the protection-key rights register (4 bytes and 4 of padding) */
+export const XFEATURE_PKRU = 9;
+const offsets = new Map<number, number>();
+
+/** Where XSAVE component `bit` sits in the standard (non-compacted) layout: CPUID 0xD. */
+export function xsaveOffset(bit: number): number {
+  let off = offsets.get(bit);
+  if (off === undefined) {
+    off = native().cpuid(0xd, bit)[1];
+    offsets.set(bit, off);
+  }
+  return off;
+}
+
 function u64s(buf: Buffer, off: number, count: number): bigint[] {
   const out: bigint[] = [];
   for (let i = 0; i < count; i++) out.push(buf.readBigUInt64LE(off + i * 8));
@@ -101,6 +116,11 @@ export function fpregsEntry(xstate: Buffer): Msg {
     if (xstate.length >= AVX_OFFSET + 256) xsave.ymmh_space = u32s(xstate, AVX_OFFSET, 64);
     // as CRIU does: every AVX-512 component the CPU has, whether or not it is in use
     for (const c of XSAVE_AVX512) if (xstate.length >= c.offset + c.count * 8) xsave[c.field] = u64s(xstate, c.offset, c.count);
+    // PKRU as CRIU 4.2 records it: the register and its padding word, when the CPU has it
+    if (native().xcr0() & (1n << BigInt(XFEATURE_PKRU))) {
+      const off = xsaveOffset(XFEATURE_PKRU);
+      if (off && xstate.length >= off + 8) xsave.pkru = [xstate.readUInt32LE(off), xstate.readUInt32LE(off + 4)];
+    }
     // CRIU 4.2 always records the (here unsupported, zero) CET state
     xsave.cet = { cet: 0n, ssp: 0n };
     entry.xsave = xsave;

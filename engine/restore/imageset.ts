@@ -250,7 +250,10 @@ function checkThreadCore(image: string, core: Msg): void {
     if (!t.seg_not_present && (n < 12 || n > 14)) throw new ImageError(image, `thread_info.tls[${i}].entry_number`, `GDT slot ${n} is not a TLS slot (12..14)`);
   }
   const x = ti.fpregs.xsave;
-  const restored = ['xstate_bv', 'ymmh_space', 'cet', ...XSAVE_AVX512.map((c) => c.field as string)];
+  const restored = ['xstate_bv', 'ymmh_space', 'cet', 'pkru', ...XSAVE_AVX512.map((c) => c.field as string)];
+  // PKRU in use (xstate_bv bit 9) but not in the image: its value would be lost
+  if (x && big(x.xstate_bv) & (1n << 9n) && !(x.pkru as unknown[] | undefined)?.length)
+    throw new ImageError(image, 'thread_info.fpregs.xsave.pkru', 'xstate_bv says the protection-key register is in use, but the image does not hold its value');
   if (x) for (const k of Object.keys(x))
     if (!restored.includes(k) && (x[k] as unknown[] | undefined)?.length)
       throw new ImageError(image, `thread_info.fpregs.xsave.${k}`, 'this XSAVE component is not restored');

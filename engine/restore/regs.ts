@@ -2,11 +2,11 @@
 // from the image's legacy area, xstate_bv and AVX halves, and the blocked-signal mask.
 import type { Msg } from '../../images/codec';
 import { NT_PRSTATUS, NT_X86_XSTATE, Tracer } from '../../native';
-import { GP_REG_NAMES, AVX_OFFSET, XSAVE_AVX512 } from '../arch/x86_64';
+import { GP_REG_NAMES, AVX_OFFSET, XSAVE_AVX512, XFEATURE_PKRU, xsaveOffset } from '../arch/x86_64';
 import { big, num } from './imageset';
 
-/** XSAVE components whose state the image carries: x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM) */
-export const IMAGE_XFEATURES = 0xe7n;
+/** XSAVE components whose state the image carries: x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM), PKRU */
+export const IMAGE_XFEATURES = 0x2e7n;
 
 export function gpRegsBuffer(gp: Msg): Buffer {
   const b = Buffer.alloc(GP_REG_NAMES.length * 8);
@@ -41,6 +41,10 @@ export function xsaveBuffer(current: Buffer, fp: Msg): Buffer {
       if (vals.length === c.count && x.length >= c.offset + c.count * 8) vals.forEach((v, i) => x.writeBigUInt64LE(BigInt.asUintN(64, big(v)), c.offset + i * 8));
       else bv &= ~(1n << BigInt(c.bit)); // not in the image: the component starts in its init state
     }
+    const pkru = (xs.pkru ?? []) as unknown[];
+    const off = pkru.length ? xsaveOffset(XFEATURE_PKRU) : 0;
+    if (pkru.length && off && x.length >= off + 8) pkru.slice(0, 2).forEach((v, i) => x.writeUInt32LE(num(v) >>> 0, off + i * 4));
+    else bv &= ~(1n << BigInt(XFEATURE_PKRU));
   }
   x.writeBigUInt64LE(bv, 512);
   return x;

@@ -1,3 +1,4 @@
+#include <cpuid.h>
 // Restore primitives: the stub (a tiny static ELF kept in a memfd, never on disk) spawned with
 // clone3(set_tid) from the tracer thread, a socketpair to pass fds into stubs, and XCR0.
 #include "restore.h"
@@ -188,6 +189,18 @@ Napi::Value SocketPair(const Napi::CallbackInfo &info) {
 }
 
 // The XSAVE feature mask this CPU and kernel enable for user state (XCR0).
+// cpuid(leaf, subleaf) -> [eax, ebx, ecx, edx]
+Napi::Value Cpuid(const Napi::CallbackInfo &info) {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid_count(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value(), a, b, c, d);
+  Napi::Array out = Napi::Array::New(info.Env(), 4);
+  out.Set(0u, Napi::Number::New(info.Env(), a));
+  out.Set(1u, Napi::Number::New(info.Env(), b));
+  out.Set(2u, Napi::Number::New(info.Env(), c));
+  out.Set(3u, Napi::Number::New(info.Env(), d));
+  return out;
+}
+
 Napi::Value Xcr0(const Napi::CallbackInfo &info) {
   uint32_t lo, hi;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
@@ -370,6 +383,7 @@ Napi::Value AttachFilter(const Napi::CallbackInfo &info) {
 void InitRestore(Napi::Env env, Napi::Object exports) {
   exports.Set("socketPair", Napi::Function::New(env, SocketPair));
   exports.Set("xcr0", Napi::Function::New(env, Xcr0));
+  exports.Set("cpuid", Napi::Function::New(env, Cpuid));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
   exports.Set("unixSocket", Napi::Function::New(env, UnixSocket));
