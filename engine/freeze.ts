@@ -151,7 +151,21 @@ function cgroup2Mount(): string | undefined {
 function cgroupMembers(dir: string): number[] {
   const out: number[] = [];
   const walk = (d: string) => {
-    for (const p of fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n')) if (p) out.push(Number(p));
+    let procs: string[];
+    try {
+      procs = fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOTSUP' && (e as NodeJS.ErrnoException).code !== 'EOPNOTSUPP') throw e;
+      // a threaded cgroup lists threads only: their processes
+      procs = fs.readFileSync(path.join(d, 'cgroup.threads'), 'utf8').split('\n').filter(Boolean).map((tid) => {
+        try {
+          return /^Tgid:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${tid}/status`, 'utf8'))?.[1] ?? tid;
+        } catch {
+          return ''; // exited
+        }
+      });
+    }
+    for (const p of procs) if (p) out.push(Number(p));
     for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(d, e.name));
   };
   walk(dir);

@@ -7,11 +7,12 @@ import * as path from 'path';
 import { EngineError } from '../errors';
 import { isNativeError } from '../../native';
 import { makeCriuLog, Log, LOG_MSG } from '../log';
-import { parseArgs, ParsedArgs, flag, str, refusedOptions } from './options';
+import { parseArgs, ParsedArgs, flag, str, last, refusedOptions } from './options';
 import { checkFeature, featureNames, basicChecks } from './features';
 import { writeImage } from '../../images/files';
 import type { DumpStats } from '../dump';
 import type { RestoreStats } from '../restore';
+import { cgroupMode, parseCgroupRoot, cgroupProps, CgroupOptions } from '../kinds/cgroup';
 
 const VERSION = '4.2';
 const ENGINE = 'crit-ts engine 0.1.0';
@@ -32,11 +33,23 @@ dump
       --file-locks          dump file locks (without it a tree holding locks is refused, as in CRIU)
       --timeout N           seconds a task may take to stop (default 5)
       --ghost-limit SIZE    the largest unlinked file saved as a ghost file (default 1M; K, M, G)
+      --cgroup-props TEXT, --cgroup-props-file FILE
+                            the properties dumped per controller (CRIU's format and lists)
+      --cgroup-dump-controller NAME
+                            dump only this hierarchy's cgroups (repeatable)
 restore
   -D, --images-dir DIR      the images to restore
   -d, --restore-detached    return once the tree runs (default: wait until its root ends)
       --pidfile FILE        write the restored root's PID there (relative to the work dir)
   -j, --shell-job           reattach a terminal that was outside the tree
+cgroups (dump and restore)
+      --manage-cgroups[=M]  none, props, soft (default, also without the option), full, strict
+                            or ignore, as in CRIU: dump the tasks' cgroup trees with their
+                            properties; restore them (create what is missing, set properties as
+                            the mode says) and put every task and thread back into its cgroups
+      --cgroup-root [CTL:]/ROOT
+                            dump: walk from ROOT; restore: put the dumped trees under ROOT
+      --cgroup-yard DIR     use the hierarchies mounted in DIR instead of mounting them
 check
   criu check                what this engine needs from this machine ("Looks good.")
   criu check --feature NAME exit 0 only when this engine supports NAME here; NAME=list lists them
@@ -176,6 +189,20 @@ function sizeOpt(p: ParsedArgs, name: string): number | undefined {
   return Number(m[1]) * { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
 }
 
+/** --manage-cgroups and its companions; the property lists only matter to a dump. Paths are
+ * relative to the work dir, where CRIU is when it opens them. */
+function cgroupOpts(p: ParsedArgs, dumping: boolean, workDir: string): CgroupOptions {
+  const yard = str(p, 'cgroup-yard');
+  const propsFile = str(p, 'cgroup-props-file');
+  return {
+    mode: cgroupMode(p.values.has('manage-cgroups') ? last(p, 'manage-cgroups') : 'soft'),
+    roots: ((p.values.get('cgroup-root') ?? []) as string[]).map(parseCgroupRoot),
+    yard: yard === undefined ? undefined : path.resolve(workDir, yard),
+    props: dumping ? cgroupProps(str(p, 'cgroup-props'), propsFile === undefined ? undefined : path.resolve(workDir, propsFile)) : cgroupProps(),
+    dumpControllers: (p.values.get('cgroup-dump-controller') ?? []) as string[],
+  };
+}
+
 /** CRIU's --status-fd: one NUL byte, then the fd is closed. */
 function signalStatus(p: ParsedArgs): void {
   const fd = intOpt(p, 'status-fd');
@@ -202,6 +229,7 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
     fileLocks: flag(p, 'file-locks'),
     freezeTimeoutMs: timeout !== undefined && timeout > 0 ? timeout * 1000 : undefined,
     ghostLimit: sizeOpt(p, 'ghost-limit'),
+    cgroups: cgroupOpts(p, true, workDir),
   });
   if (workDir !== imagesDir) fs.renameSync(path.join(imagesDir, 'stats-dump'), path.join(workDir, 'stats-dump'));
   log.info('Dumping finished successfully');
@@ -226,6 +254,7 @@ function restore(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): v
     shellJob: flag(p, 'shell-job'),
     leaveStopped: flag(p, 'leave-stopped'),
     pidns: false,
+    cgroups: cgroupOpts(p, false, workDir),
     pidWaitMs: process.env.ENGINE_PID_WAIT_MS ? Number(process.env.ENGINE_PID_WAIT_MS) : undefined,
     onRunning: (stats: RestoreStats) => {
       if (pidfile !== undefined) writePidfile(path.resolve(workDir, pidfile), stats.rootHost);

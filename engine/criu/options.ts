@@ -19,7 +19,6 @@ interface OptionDef {
 const NS = 'namespaces and mounts are not handled by this engine yet (the tree must live in the host namespaces)';
 const TCP = 'established TCP connections are refused at dump by this engine (TCP_REPAIR is not implemented yet)';
 const REMOTE = 'page servers, lazy pages, incremental and streamed dumps are not implemented by this engine';
-const CG = 'this engine records the tasks\' cgroups but does not create or restore cgroups';
 const DELETED = 'unlinked files still linked elsewhere (link remap) are refused at dump by this engine; unlinked files are saved as ghost files';
 
 const TABLE: OptionDef[] = [
@@ -60,12 +59,12 @@ const TABLE: OptionDef[] = [
   { long: 'ghost-limit', arg: 'required' },
   // another way to find a ghost file's data; SEEK_DATA/SEEK_HOLE finds the same regions
   { long: 'ghost-fiemap', arg: 'none', bool: true },
-  { long: 'manage-cgroups', arg: 'optional', refused: CG },
-  { long: 'cgroup-root', arg: 'required', refused: CG },
-  { long: 'cgroup-props', arg: 'required', refused: CG },
-  { long: 'cgroup-props-file', arg: 'required', refused: CG },
-  { long: 'cgroup-dump-controller', arg: 'required', refused: CG },
-  { long: 'cgroup-yard', arg: 'required', refused: CG },
+  { long: 'manage-cgroups', arg: 'optional' },
+  { long: 'cgroup-root', arg: 'required' },
+  { long: 'cgroup-props', arg: 'required' },
+  { long: 'cgroup-props-file', arg: 'required' },
+  { long: 'cgroup-dump-controller', arg: 'required' },
+  { long: 'cgroup-yard', arg: 'required' },
   { long: 'freeze-cgroup', arg: 'required', refused: 'this engine freezes with its own cgroup v2 freezer or ptrace' },
   { long: 'evasive-devices', arg: 'none', bool: true, refused: 'device files are dumped only through their plugins' },
   { long: 'external', arg: 'required', refused: 'external resources are not implemented by this engine' },

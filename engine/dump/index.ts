@@ -22,7 +22,7 @@ import { FileTable, cachedBuildId, parseFdinfo, fileKind } from './files';
 import { lockKindName } from '../kinds/filelocks';
 import type { CttyOwner } from './tty';
 import { SeccompTable } from './seccomp';
-import { CgroupSets } from './cgroup';
+import { CgroupDump, CgroupOptions, defaultCgroupOptions } from '../kinds/cgroup';
 import { planVmas, mmEntry } from './mm';
 import { planPages, pagemapEntries, writePages, PagePlan } from './pages';
 import { threadCore, threadInfo, taskCore, zombieCore, parseLimits, ThreadFacts, TASK_ALIVE, TASK_STOPPED } from './core';
@@ -61,6 +61,8 @@ export interface DumpOptions {
   freezeTimeoutMs?: number;
   /** the largest unlinked file saved (allocated bytes; default CRIU's 1 MiB) */
   ghostLimit?: number;
+  /** --manage-cgroups and its companions (default: CRIU's soft mode) */
+  cgroups?: CgroupOptions;
 }
 
 export interface DumpStats {
@@ -339,7 +341,8 @@ function collect(
   files.ghosts = new GhostFiles(tmp, opts.ghostLimit ?? DEFAULT_GHOST_LIMIT);
   closers.push(() => plugins.exit(true));
   const seccomp = new SeccompTable();
-  const cgroups = new CgroupSets();
+  const cgroups = new CgroupDump(opts.cgroups ?? defaultCgroupOptions(), log);
+  closers.push(() => cgroups.close());
   const pstree: NewEntry[] = [];
   const images: [string, string, NewEntry[]][] = [];
   const pageJobs: { pid: number; plan: PagePlan; file: string }[] = [];
@@ -412,7 +415,7 @@ function collect(
     const myPagesId = pagesId++;
     pageJobs.push({ pid, plan, file: path.join(tmp, `pages-${myPagesId}.img`) });
 
-    const cgSet = cgroups.setOf(pid);
+    const cgSet = cgroups.setOf(pid, ppid);
     const leader = threads[0];
     const stop = dumpStopState(pid, d.proc.tids, tree.stopSignals, inside.sigactions.map((a) => a.handler));
     const task = taskCore({
@@ -432,7 +435,7 @@ function collect(
     threads.forEach((t, i) => {
       const core: Msg = { mtype: 1, thread_info: threadInfo(t) };
       if (i === 0) core.tc = task;
-      core.thread_core = threadCore(t, i === 0, cgSet);
+      core.thread_core = threadCore(t, i === 0, i === 0 ? cgSet : cgroups.threadSetOf(pid, t.regs.tid));
       images.push([`core-${t.regs.tid}.img`, 'CORE', [{ msg: core }]]);
     });
     images.push([`ids-${pid}.img`, 'IDS', [{ msg: taskIds }]]);

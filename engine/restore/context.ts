@@ -8,6 +8,7 @@ import type { UnixRestorer } from './unix';
 import type { InetRestorer } from '../kinds/inet';
 import type { TtyRestorer } from './tty';
 import type { DeviceFiles } from '../plugins/glue';
+import type { CgroupOptions, CgroupRestore } from '../kinds/cgroup';
 
 export interface RestoreOptions {
   dir: string;
@@ -19,6 +20,8 @@ export interface RestoreOptions {
   pidWaitMs?: number;
   /** leave every task stopped (SIGSTOP) once restored */
   leaveStopped?: boolean;
+  /** --manage-cgroups and its companions (default: CRIU's soft mode) */
+  cgroups?: CgroupOptions;
   /** called once the tree runs, before a non-detached restore waits for its root */
   onRunning?: (stats: import('./index').RestoreStats) => void;
 }
@@ -53,6 +56,8 @@ export interface Ctx {
   ttys: TtyRestorer;
   /** EXT files and device mappings made by the plugins, before any task */
   devices?: DeviceFiles;
+  /** cgroup.img: directories, properties and the tasks' moves (kinds/cgroup) */
+  cgroups?: CgroupRestore;
   /** pages of forked children compared with their parent's, and those left shared (kinds/cow-memory) */
   cowPages: { compared: number; shared: number };
 }

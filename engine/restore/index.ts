@@ -37,6 +37,7 @@ import { restoreLoginuid } from '../kinds/loginuid';
 import { restoreOomScoreAdj } from '../kinds/oom';
 import { restoreDumpable } from '../kinds/dumpable';
 import { restorePdeathSig } from '../kinds/pdeath';
+import { CgroupRestore } from '../kinds/cgroup';
 
 export type { RestoreOptions } from './context';
 
@@ -75,9 +76,19 @@ export function restore(opts: RestoreOptions): RestoreStats {
 function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: () => void): RestoreStats {
   const ms = () => (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1);
   opts.log.debug(`images loaded at ${ms()} ms`);
-  preflight(set, opts);
-  const locks = loadFileLocks(set);
-  const plugins = restorePlugins(set.inventory, set.dir, (m) => opts.log.debug(m));
+  const cgroups = CgroupRestore.load(set, opts.cgroups, opts.log);
+  let locks: ReturnType<typeof loadFileLocks>;
+  let plugins: ReturnType<typeof restorePlugins>;
+  try {
+    // the cgroups first, as in CRIU: a task may hold one of their directories open
+    cgroups?.prepare();
+    preflight(set, opts);
+    locks = loadFileLocks(set);
+    plugins = restorePlugins(set.inventory, set.dir, (m) => opts.log.debug(m));
+  } catch (e) {
+    cgroups?.abort();
+    throw e;
+  }
   opts.log.debug(`images of ${set.tasks.length} tasks checked at ${ms()} ms`);
 
   const n = native();
@@ -88,6 +99,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
     tracer, set, opts, log: opts.log, procs: new Map(), created: [], zombies: [], cowPages: { compared: 0, shared: 0 },
     transport: { engineFd, stubFd, number: maxFd + 1 },
     shmem: new ShmemRestorer(set), unix: new UnixRestorer(set, opts.log), inet: new InetRestorer(set, opts.log), ttys: new TtyRestorer(set, opts.shellJob, opts.log),
+    cgroups,
   };
   n.setChildSubreaper(true);
   const files = new FileRestorer(ctx);
@@ -122,6 +134,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       if (restoresOwn(set, p.img, 'fs_id')) restoreFs(ctx, p);
       restoreSignalsAndLimits(p);
       createThreads(ctx, p);
+      ctx.cgroups?.enterThreads(p);
       restoreThreadState(p);
       // while still privileged: an RT priority or a lower nice needs no rlimit
       restoreSched(p);
@@ -150,6 +163,9 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
     closeMade(ctx);
     plugins.exit(false);
     for (const p of order) for (const [vtid, host] of p.tids) setThreadRegs(tracer, host, p.img.cores.get(vtid)!, p.img.leader.tc);
+    // every task in its cgroups: their remaining properties (limits are set on what is charged)
+    ctx.cgroups?.finish();
+    ctx.cgroups?.close();
     // everything is in place: let the whole tree go at once
     // a stop by SIGTSTP/SIGTTIN/SIGTTOU is queued before the detach (kinds/stopsig), SIGSTOP given with it
     refuseDiscardedStops(order, opts.leaveStopped);
@@ -178,6 +194,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
     ctx.unix.unlinkBound();
     plugins.exit(true);
     cleanup(ctx);
+    ctx.cgroups?.abort();
     tracer.close();
     n.close(engineFd);
     throw translate(e);

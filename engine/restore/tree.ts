@@ -134,6 +134,7 @@ export function buildTree(ctx: Ctx): void {
   const root = order[0];
   const rootHost = spawnRoot(ctx, root);
   const rootProc = newProc(ctx, root, rootHost);
+  ctx.cgroups?.enter(ctx, rootProc);
   prepareStub(ctx, rootProc);
   sessionOf(ctx, rootProc, true);
   // task -> the task whose restored memory it got by fork (the root: none, a stub of its own)
@@ -153,6 +154,8 @@ export function buildTree(ctx: Ctx): void {
     const flags = isZombie(t) ? 0 : cloneFlagsFor(t, parent.img);
     const host = whileTaken(ctx, t.pid, () => forkChild(ctx, parent, t.pid, flags));
     const p = newProc(ctx, t, host);
+    // into its cgroups before its memory is rebuilt (charged where it is allocated)
+    ctx.cgroups?.enter(ctx, p);
     p.remote.gadget = parent.remote.gadget;
     p.remote.scratch = parent.remote.scratch; // inherited copy of the parent's scratch
     sessionOf(ctx, p, false);

@@ -38,8 +38,8 @@ describe('criu options, parsed as CRIU parses them', () => {
   });
 
   it('refuses what the engine does not do, by name; --no-X (the default) is fine', () => {
-    const p = parseArgs(['dump', '--tcp-established', '--manage-cgroups=full', '-x', '--no-link-remap', '--no-tcp-close']);
-    expect(p.refused.map((r) => r.option)).toEqual(['--tcp-established', '--manage-cgroups', '-x']);
+    const p = parseArgs(['dump', '--tcp-established', '--freeze-cgroup=/x', '-x', '--no-link-remap', '--no-tcp-close']);
+    expect(p.refused.map((r) => r.option)).toEqual(['--tcp-established', '--freeze-cgroup', '-x']);
     expect(p.refused[0].why).toMatch(/TCP/);
   });
 
