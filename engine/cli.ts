@@ -1,8 +1,7 @@
 // `engine` command line: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]
 import type { dump as dumpFn } from './dump';
 import { makeLog } from './log';
-import { EngineError } from './errors';
-import { isNativeError } from '../native';
+import { EngineError, errorText } from './errors';
 import { restoreCommand, RESTORE_USAGE } from './restore/cli';
 
 const USAGE = `usage: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]
@@ -89,7 +88,7 @@ export function main(argv: string[]): number {
       throw new EngineError(`unknown command ${cmd}\n${USAGE}`);
     }
   } catch (e) {
-    const msg = e instanceof EngineError || isNativeError(e) ? e.message : e instanceof Error ? `internal error: ${e.message}` : String(e);
+    const msg = errorText(e);
     process.stderr.write(`engine: ${msg}\n`);
     if (process.env.ENGINE_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     code = 1;

@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Tracer, PTRACE_EVENT_STOP, PTRACE_O_SUSPEND_SECCOMP, isNativeError } from '../native';
 import { listChildren, listThreads } from './proc/tree';
+import { readMountinfo } from './proc/mountinfo';
 import { readStat } from './proc/stat';
 import { EngineError, UnsupportedError } from './errors';
 import type { Log } from './log';
@@ -139,12 +140,7 @@ export function freezeTree(tracer: Tracer, root: number, log: Log, check: () => 
 
 /** The cgroup2 mount point of this mount namespace, if any. */
 function cgroup2Mount(): string | undefined {
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0 || line.slice(sep + 3).split(' ')[0] !== 'cgroup2') continue;
-    return line.split(' ')[4].replace(/\\040/g, ' ');
-  }
-  return undefined;
+  return readMountinfo().find((m) => m.fstype === 'cgroup2')?.point;
 }
 
 /** Processes of a cgroup and of every cgroup below it. */

@@ -147,6 +147,10 @@ export interface NativeAddon {
   fsyncAll(fds: number[]): void;
   /** memfd_create(name, flags): MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2 */
   memfdCreate(name: string, flags: number): number;
+  /** mknod(2): a FIFO (S_IFIFO) or a device node */
+  mknod(path: string, mode: number, major?: number, minor?: number): void;
+  mount(source: string, target: string, fstype: string, flags?: number, data?: string): void;
+  umount2(target: string, flags?: number): void;
   /** socket(AF_UNIX, type | SOCK_CLOEXEC, 0) */
   unixSocket(type: number): number;
   /** bind / connect to a unix address given as its raw sun_path bytes (abstract: leading NUL) */

@@ -4,8 +4,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { EngineError } from '../errors';
-import { isNativeError } from '../../native';
+import { EngineError, errorText } from '../errors';
 import { makeCriuLog, Log, LOG_MSG } from '../log';
 import { parseArgs, ParsedArgs, flag, str, last, refusedOptions } from './options';
 import { checkFeature, featureNames, basicChecks } from './features';
@@ -90,7 +89,7 @@ export function main(argv: string[]): number {
   try {
     code = run(argv);
   } catch (e) {
-    const msg = e instanceof EngineError || isNativeError(e) ? e.message : e instanceof Error ? `internal error: ${e.message}` : String(e);
+    const msg = errorText(e);
     process.stderr.write(`criu: ${msg}\n`);
     if (process.env.ENGINE_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     code = 1;
@@ -150,7 +149,7 @@ function run(argv: string[]): number {
       if (cmd === 'dump') dump(p, imagesDir, workDir, log);
       else restore(p, imagesDir, workDir, log);
     } catch (e) {
-      const msg = e instanceof EngineError || isNativeError(e) ? e.message : e instanceof Error ? `internal error: ${e.message}` : String(e);
+      const msg = errorText(e);
       if (process.env.ENGINE_DEBUG && e instanceof Error) log.debug(e.stack ?? '');
       log.error(msg);
       log.error(cmd === 'dump' ? 'Dumping FAILED.' : 'Restoring FAILED.');

@@ -2,6 +2,7 @@
 // fhandle-type:.. f_handle:.."), each with its file handle and, as CRIU records it, the watched
 // path (resolved with open_by_handle_at on the watched filesystem).
 import * as fs from 'fs';
+import { readMountinfo } from '../proc/mountinfo';
 import type { Msg } from '../../images/codec';
 import { native } from '../../native';
 import { UnsupportedError } from '../errors';
@@ -45,11 +46,7 @@ function devString(sdev: number): string {
 /** A mount point of the filesystem with this s_dev, from the engine's mountinfo. */
 function mountPointOf(sdev: number): string | undefined {
   const want = devString(sdev);
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === want) return f[4].replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-  }
-  return undefined;
+  return readMountinfo().find((m) => m.dev === want)?.point;
 }
 
 function resolvePath(w: InotifyWatch, where: string): string {

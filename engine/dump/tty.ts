@@ -10,6 +10,7 @@
 // refused: a tty cannot be read without consuming them. (A partial line in canonical mode is not
 // even counted by FIONREAD, and cannot be seen at all.)
 import * as fs from 'fs';
+import { readMountinfo } from '../proc/mountinfo';
 import type { Msg } from '../../images/codec';
 import { native } from '../../native';
 import { UnsupportedError } from '../errors';
@@ -214,14 +215,9 @@ function openedBy(file: string): number | undefined {
 
 /** The mode devpts gives a new slave node (mount option mode=, 0600 without it), from /dev/pts's mount. */
 function freshPtsMode(): number | undefined {
-  let mode: number | undefined;
   // the last devpts mounted on /dev/pts is the one seen there
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (f[4] !== '/dev/pts' || sep < 0 || f[sep + 1] !== 'devpts') continue;
-    const m = /(?:^|,)mode=([0-7]+)/.exec(f[sep + 3] ?? '');
-    mode = m ? parseInt(m[1], 8) : 0o600;
-  }
-  return mode;
+  const pts = readMountinfo().filter((m) => m.point === '/dev/pts' && m.fstype === 'devpts').pop();
+  if (!pts) return undefined;
+  const mode = pts.superOptions.find((o) => /^mode=[0-7]+$/.test(o));
+  return mode ? parseInt(mode.slice(5), 8) : 0o600;
 }

@@ -27,7 +27,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { spawnSync } from 'child_process';
+import { native } from '../../native';
+import { readMountinfo } from '../proc/mountinfo';
 import type { Msg } from '../../images/codec';
 import { loadMessages } from '../../images/files';
 import { EngineError, UnsupportedError } from '../errors';
@@ -218,10 +219,6 @@ function isSubpath(p: string, sub: string): boolean {
   return p.startsWith(sub) && (sub.endsWith('/') || p.length === sub.length || p[sub.length] === '/');
 }
 
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
 /**
  * Access to the root of each cgroup hierarchy: a mount of it already in this mount namespace
  * (read-write, at the hierarchy's root, without noprefix), the yard's, or a temporary one.
@@ -265,7 +262,11 @@ class HierarchyMounts {
 
   close(): void {
     for (const d of this.temporary.splice(0)) {
-      spawnSync('umount', ['-l', d]);
+      try {
+        native().umount2(d, MNT_DETACH);
+      } catch {
+        /* already gone */
+      }
       try {
         fs.rmdirSync(d);
       } catch {
@@ -275,6 +276,8 @@ class HierarchyMounts {
     this.found.clear();
   }
 }
+
+const MNT_DETACH = 2;
 
 function knownSubsystems(): Set<string> {
   const out = new Set<string>();
@@ -289,31 +292,27 @@ function knownSubsystems(): Set<string> {
 function existingMount(mountName: string): string | undefined {
   const subsystems = knownSubsystems();
   const want = mountName.split(',').sort().join(',');
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const f = line.slice(0, sep).split(' ');
-    const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
-    if (f[3] !== '/' || !f[5].split(',').includes('rw')) continue;
-    if (fstype === 'cgroup2') {
-      if (mountName === '') return unescapeMount(f[4]);
+  for (const m of readMountinfo()) {
+    if (m.root !== '/' || !m.options.includes('rw')) continue;
+    if (m.fstype === 'cgroup2') {
+      if (mountName === '') return m.point;
       continue;
     }
-    if (fstype !== 'cgroup' || mountName === '') continue;
-    const opts = superOpts.split(',');
-    if (opts.includes('noprefix')) continue;
-    const have = opts.filter((o) => o.startsWith('name=') || subsystems.has(o)).sort().join(',');
-    if (have === want) return unescapeMount(f[4]);
+    if (m.fstype !== 'cgroup' || mountName === '' || m.superOptions.includes('noprefix')) continue;
+    const have = m.superOptions.filter((o) => o.startsWith('name=') || subsystems.has(o)).sort().join(',');
+    if (have === want) return m.point;
   }
   return undefined;
 }
 
 function mountHierarchy(mountName: string, at: string): void {
-  const args = mountName === ''
-    ? ['-t', 'cgroup2', 'none', at]
-    : ['-t', 'cgroup', '-o', mountName.split(',').every((n) => n.startsWith('name=')) ? `none,${mountName}` : mountName, 'none', at];
-  const r = spawnSync('mount', args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new EngineError(`cannot mount the ${mountName || 'cgroup2'} cgroup hierarchy at ${at}: ${(r.stderr || r.error?.message || '').trim()}`);
+  // a hierarchy of named groups only has no controller: "none" says so
+  const data = mountName === '' ? '' : mountName.split(',').every((n) => n.startsWith('name=')) ? `none,${mountName}` : mountName;
+  try {
+    native().mount('none', at, mountName === '' ? 'cgroup2' : 'cgroup', 0, data);
+  } catch (e) {
+    throw new EngineError(`cannot mount the ${mountName || 'cgroup2'} cgroup hierarchy at ${at}: ${(e as Error).message}`);
+  }
 }
 
 /** The directory CRIU gives a hierarchy in a yard. */
@@ -368,7 +367,7 @@ export class CgroupDump {
   private ownNeeded = false;
   private keep: (name: string) => boolean;
 
-  constructor(private opts: CgroupOptions, private log: Log) {
+  constructor(private opts: CgroupOptions, log: Log) {
     this.keep = (name) => !opts.dumpControllers.length || opts.dumpControllers.includes(name);
     const self = fs.readFileSync('/proc/self/cgroup', 'utf8');
     // the hierarchies the dumper is in, in its cgroup file's order; named ones come with the sets
@@ -579,12 +578,6 @@ function dirEntry(d: DirNode, parentLen: number): Msg {
 
 // ---------------------------------------------------------------- restore
 
-interface RestoreDir {
-  entry: Msg;
-  /** absolute path of the directory */
-  abs: string;
-}
-
 /** The restore half: directories, properties and moves of cgroup.img. */
 export class CgroupRestore {
   private mounts: HierarchyMounts;
@@ -595,7 +588,7 @@ export class CgroupRestore {
   private freezer?: { prop: Msg; dir: string };
   private rootSet: number;
 
-  private constructor(private set: ImageSet, private entry: Msg, private opts: CgroupOptions, private log: Log) {
+  private constructor(private set: ImageSet, entry: Msg, private opts: CgroupOptions, private log: Log) {
     for (const s of (entry.sets ?? []) as Msg[]) this.sets.set(num(s.id), s);
     this.controllers = (entry.controllers ?? []) as Msg[];
     this.rootSet = num(set.inventory.root_cg_set ?? 0);

@@ -5,7 +5,6 @@
 // file is made again at its old path (or beside it when that path is taken), everything opens it
 // by that name, and it is unlinked again once the tree is restored (or the restore failed).
 import * as fs from 'fs';
-import { spawnSync } from 'child_process';
 import * as path from 'path';
 import type { Msg } from '../../images/codec';
 import { writeImage, loadImage, NewEntry } from '../../images/files';
@@ -206,9 +205,11 @@ export class RestoredGhosts {
       fs.mkdirSync(at, mode & 0o7777);
       this.made.push({ path: at, dir: true });
     } else if ((mode & S_IFMT) === S_IFIFO) {
-      // Node has no mkfifo(3); coreutils' is on every system this engine runs on
-      const r = spawnSync('mkfifo', ['-m', (mode & 0o7777).toString(8), at], { encoding: 'utf8' });
-      if (r.status !== 0) throw new EngineError(`${image}: cannot make the FIFO ${at} again: ${(r.stderr || r.error?.message || '').trim()}`);
+      try {
+        native().mknod(at, S_IFIFO | (mode & 0o7777));
+      } catch (e) {
+        throw new EngineError(`${image}: cannot make the FIFO ${at} again: ${(e as Error).message}`);
+      }
       this.made.push({ path: at, dir: false });
     } else if ((mode & S_IFMT) === S_IFREG) {
       const fd = fs.openSync(at, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600);

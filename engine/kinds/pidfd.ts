@@ -8,10 +8,12 @@ import type { Msg } from '../../images/codec';
 import { native, Tracer } from '../../native';
 import { UnsupportedError, EngineError } from '../errors';
 import type { FdInfo } from '../dump/files';
+import { num } from '../restore/imageset';
+import { O_RDWR, O_NONBLOCK } from '../restore/sys';
+import { reapKilled } from '../restore/context';
 
 export const FD_TYPE_PIDFD = 20;
-const O_RDWR = 2, O_NONBLOCK = 0o4000, PIDFD_THREAD = 0o200; // PIDFD_THREAD is O_EXCL
-const num = (v: unknown) => (v === undefined || v === null ? 0 : Number(v));
+const PIDFD_THREAD = 0o200; // O_EXCL
 
 /** "anon_inode:[pidfd]" before pidfs (6.9), "pidfd:[ino]" since. */
 export function isPidfdLink(link: string): boolean {
@@ -52,15 +54,7 @@ export class PidfdRestorer {
         for (const [id, e] of ids) this.dead.set(id, n.pidfdOpen(pid, num(e.flags) & O_NONBLOCK));
       } finally {
         process.kill(pid, 'SIGKILL');
-        // a traced child reports its death to us, then is reaped by a second wait
-        for (let i = 0; i < 4; i++) {
-          try {
-            const st = tracer.wait(pid, 2000);
-            if (st.exited || st.signaled) continue;
-          } catch {
-            break; // ECHILD: reaped
-          }
-        }
+        reapKilled(tracer, pid);
       }
     }
   }

@@ -65,3 +65,15 @@ export interface Ctx {
 export function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
+
+/** Reaps a child of ours that was killed: a traced one reports its death first, then is reaped. */
+export function reapKilled(tracer: Tracer, host: number): void {
+  for (let i = 0; i < 4; i++) {
+    try {
+      const st = tracer.wait(host, 2000);
+      if (st.exited || st.signaled) continue;
+    } catch {
+      return; // ECHILD: reaped, or never ours
+    }
+  }
+}

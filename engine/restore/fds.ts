@@ -12,14 +12,11 @@ import { big, num, ImageError } from './imageset';
 import { Call } from './remote';
 import { FifoRestorer } from '../kinds/fifo';
 import { PidfdRestorer, FD_TYPE_PIDFD } from '../kinds/pidfd';
-import { NR, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, u64s } from './sys';
+import { NR, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY, O_APPEND, O_ASYNC, OPEN_ONLY, F_SETFD, F_SETFL, u64s } from './sys';
+import { fillPipe } from './pipedata';
 
 /** fds passed per message */
 export const CHUNK = 200;
-const F_SETFD = 2, F_SETFL = 4, F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
-const O_WRONLY = 1, O_APPEND = 0o2000, O_ASYNC = 0o20000;
-/** flags that only matter when a file is created, never kept in f_flags */
-const OPEN_ONLY = 0o100 | 0o200 | 0o1000 | 0o400; // O_CREAT O_EXCL O_TRUNC O_NOCTTY
 const O_TMPFILE_BIT = 0o20000000, O_DIRECTORY = 0o200000;
 const TFD_IOC_SET_TICKS = 0x40085400;
 const TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, TTY: 11, EXT: 16, TIMERFD: 17, MEMFD: 18 } as const;
@@ -36,7 +33,7 @@ export class FileRestorer {
   private pidfds: PidfdRestorer;
 
   constructor(private ctx: Ctx) {
-    this.fifos = new FifoRestorer(ctx.set.dir, ctx.set.files);
+    this.fifos = new FifoRestorer(ctx.set);
     this.pidfds = new PidfdRestorer(ctx.set.files);
   }
 
@@ -108,23 +105,7 @@ export class FileRestorer {
       p = { r, w, usedR: false, usedW: false };
       this.pipes.set(pipeId, p);
       const queued = this.ctx.set.pipesData.get(pipeId);
-      if (queued) {
-        // the dumped buffer size, exactly (a smaller one would block the writer sooner)
-        if (queued.size) {
-          let got: number | string;
-          try {
-            got = n.fcntl(w, F_SETPIPE_SZ, queued.size);
-          } catch (e) {
-            got = (e as { code?: string }).code ?? String(e);
-          }
-          if (got !== queued.size) throw new EngineError(`pipes-data.img: pipe ${pipeId}: cannot set its buffer size to ${queued.size} bytes (${typeof got === 'number' ? `got ${got}` : got})`);
-        }
-        // (the engine's end blocks: bytes beyond the buffer would never go in)
-        if (queued.data.length > n.fcntl(w, F_GETPIPE_SZ))
-          throw new EngineError(`pipes-data.img: pipe ${pipeId}: ${queued.data.length} bytes do not fit its ${n.fcntl(w, F_GETPIPE_SZ)}-byte buffer`);
-        let off = 0;
-        while (off < queued.data.length) off += fs.writeSync(w, queued.data, off);
-      }
+      if (queued) fillPipe(w, queued, `pipes-data.img: pipe ${pipeId}`);
     }
     const write = (num(pipe.flags) & O_ACCMODE) === O_WRONLY;
     let fd = write ? p.w : p.r;

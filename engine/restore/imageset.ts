@@ -87,7 +87,9 @@ export interface ImageSet {
   byPid: Map<number, TaskImage>;
   files: Map<number, Msg>;
   /** pipe_id -> queued bytes and pipe size */
-  pipesData: Map<number, { data: Buffer; size: number }>;
+  pipesData: Map<number, PipeData>;
+  /** fifo-data.img: FIFO inode at dump -> queued bytes and pipe size */
+  fifoData: Map<number, PipeData>;
   /** memfd.img: inode_id -> object */
   memfds: Map<number, MemfdInode>;
   /** sk-queues.img: socket file id -> queued packets (one per datagram), in order */
@@ -96,6 +98,25 @@ export interface ImageSet {
   ttyInfos: Map<number, Msg>;
   /** seccomp.img filters (index = position) */
   seccomp: Msg[];
+}
+
+/** Bytes queued in a pipe or FIFO, and its buffer size (0: the default). */
+export interface PipeData {
+  data: Buffer;
+  size: number;
+}
+
+/** pipes-data.img or fifo-data.img (the same layout): pipe_id -> its data. */
+function loadPipeData(dir: string, image: string): Map<number, PipeData> {
+  const out = new Map<number, PipeData>();
+  const file = path.join(dir, image);
+  if (!fs.existsSync(file)) return out;
+  for (const e of loadImage(file).entries) {
+    const data = e.extra && e.extra.kind === 'blob' ? Buffer.from(e.extra.data) : Buffer.alloc(0);
+    if (data.length !== num(e.msg.bytes)) throw new ImageError(image, `pipe ${e.msg.pipe_id}.bytes`, `says ${e.msg.bytes} bytes, holds ${data.length}`);
+    out.set(num(e.msg.pipe_id), { data, size: num(e.msg.size) });
+  }
+  return out;
 }
 
 function need(dir: string, name: string): Msg[] {
@@ -194,15 +215,8 @@ export function loadImageSet(dirArg: string): ImageSet {
   }
   const files = new Map<number, Msg>();
   for (const f of need(dir, 'files.img')) files.set(num(f.id), f);
-  const pipesData = new Map<number, { data: Buffer; size: number }>();
-  const pdFile = path.join(dir, 'pipes-data.img');
-  if (fs.existsSync(pdFile)) {
-    for (const e of loadImage(pdFile).entries) {
-      const data = e.extra && e.extra.kind === 'blob' ? Buffer.from(e.extra.data) : Buffer.alloc(0);
-      if (data.length !== num(e.msg.bytes)) throw new ImageError('pipes-data.img', `pipe ${e.msg.pipe_id}.bytes`, `says ${e.msg.bytes} bytes, holds ${data.length}`);
-      pipesData.set(num(e.msg.pipe_id), { data, size: num(e.msg.size) });
-    }
-  }
+  const pipesData = loadPipeData(dir, 'pipes-data.img');
+  const fifoData = loadPipeData(dir, 'fifo-data.img');
   const memfds = new Map<number, MemfdInode>();
   if (fs.existsSync(path.join(dir, 'memfd.img'))) {
     for (const [i, m] of need(dir, 'memfd.img').entries()) {
@@ -231,7 +245,7 @@ export function loadImageSet(dirArg: string): ImageSet {
   const ttyInfos = new Map<number, Msg>();
   if (fs.existsSync(path.join(dir, 'tty-info.img'))) for (const t of need(dir, 'tty-info.img')) ttyInfos.set(num(t.id), t);
   const seccomp = fs.existsSync(path.join(dir, 'seccomp.img')) ? ((need(dir, 'seccomp.img')[0]?.seccomp_filters ?? []) as Msg[]) : [];
-  const set: ImageSet = { dir, inventory, tasks, byPid, files, pipesData, memfds, skQueues, ttyInfos, seccomp };
+  const set: ImageSet = { dir, inventory, tasks, byPid, files, pipesData, fifoData, memfds, skQueues, ttyInfos, seccomp };
   checkSupported(set);
   return set;
 }

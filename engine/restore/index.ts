@@ -6,6 +6,7 @@ import { native, Tracer, isNativeError } from '../../native';
 import { EngineError } from '../errors';
 import { parseStatus } from '../proc/status';
 import { credsEntry } from '../dump/core';
+import { reapKilled } from './context';
 import type { Ctx, RestoreOptions } from './context';
 import { loadImageSet } from './imageset';
 import { preflight } from './check';
@@ -25,7 +26,7 @@ import { TtyRestorer } from './tty';
 import { setThreadRegs } from './regs';
 import { num, PE_PRESENT } from './imageset';
 import type { ImageSet, PageRun } from './imageset';
-import { PR_SET_DUMPABLE, NR, SIGSTOP } from './sys';
+import { SIGSTOP } from './sys';
 import { restorePlugins, restoreDevices } from '../plugins/glue';
 import { applyAdvice } from '../kinds/madvise';
 import { finalStopSignal, refuseDiscardedStops } from '../kinds/stopsig';
@@ -239,19 +240,7 @@ function cleanup(ctx: Ctx): void {
       /* gone */
     }
   }
-  for (const host of ctx.created) {
-    for (let i = 0; i < 4; i++) {
-      try {
-        const st = ctx.tracer.wait(host, 2000);
-        if (st.exited || st.signaled) {
-          // a traced task is reported to us first; its reaping is a second wait
-          continue;
-        }
-      } catch {
-        break; // ECHILD: reaped, or never ours
-      }
-    }
-  }
+  for (const host of ctx.created) reapKilled(ctx.tracer, host);
 }
 
 function translate(e: unknown): unknown {

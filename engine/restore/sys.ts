@@ -11,6 +11,10 @@ export const NR = {
 
 export const AT_FDCWD = -100;
 export const O_RDONLY = 0, O_RDWR = 2, O_CLOEXEC = 0o2000000, O_NONBLOCK = 0o4000, O_ACCMODE = 3;
+export const O_WRONLY = 1, O_APPEND = 0o2000, O_ASYNC = 0o20000;
+/** flags that only matter when a file is created, never kept in f_flags: O_CREAT O_EXCL O_TRUNC O_NOCTTY */
+export const OPEN_ONLY = 0o100 | 0o200 | 0o1000 | 0o400;
+export const F_SETFD = 2, F_SETFL = 4, F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
 export const PROT_READ = 1, PROT_WRITE = 2;
 export const MAP_SHARED = 0x1, MAP_PRIVATE = 0x2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100;
 export const MAP_NORESERVE = 0x4000, MAP_POPULATE = 0x8000;

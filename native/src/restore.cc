@@ -1,8 +1,8 @@
-#include <cpuid.h>
 // Restore primitives: the stub (a tiny static ELF kept in a memfd, never on disk) spawned with
-// clone3(set_tid) from the tracer thread, a socketpair to pass fds into stubs, and XCR0.
+// clone3(set_tid) from the tracer thread, a socketpair to pass fds into stubs, XCR0 and CPUID.
 #include "restore.h"
 
+#include <cpuid.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <linux/ptrace.h>

@@ -6,6 +6,9 @@
 #include <signal.h>
 #include <linux/netlink.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -394,6 +397,33 @@ Napi::Value ClockGettime(const Napi::CallbackInfo &info) {
 
 // lseek(fd, offset, whence) -> new offset as a BigInt (SEEK_DATA/SEEK_HOLE find the populated
 // ranges of a shmem/tmpfs file; ENXIO past the last data).
+// mknod(path, mode, major, minor): FIFOs and device nodes (Node has no mkfifo or mknod)
+Napi::Value Mknod(const Napi::CallbackInfo &info) {
+  std::string p = info[0].As<Napi::String>().Utf8Value();
+  mode_t mode = info[1].As<Napi::Number>().Uint32Value();
+  dev_t dev = makedev(info.Length() > 2 ? info[2].As<Napi::Number>().Uint32Value() : 0, info.Length() > 3 ? info[3].As<Napi::Number>().Uint32Value() : 0);
+  if (mknod(p.c_str(), mode, dev) < 0) return ThrowSys(info.Env(), "mknod", errno);
+  return info.Env().Undefined();
+}
+
+// mount(source, target, fstype, flags, data)
+Napi::Value Mount(const Napi::CallbackInfo &info) {
+  std::string src = info[0].As<Napi::String>().Utf8Value(), tgt = info[1].As<Napi::String>().Utf8Value();
+  std::string type = info[2].As<Napi::String>().Utf8Value();
+  unsigned long flags = info.Length() > 3 ? (unsigned long)info[3].As<Napi::Number>().Int64Value() : 0;
+  std::string data = info.Length() > 4 ? info[4].As<Napi::String>().Utf8Value() : "";
+  if (mount(src.c_str(), tgt.c_str(), type.c_str(), flags, data.empty() ? nullptr : data.c_str()) < 0) return ThrowSys(info.Env(), "mount", errno);
+  return info.Env().Undefined();
+}
+
+// umount2(target, flags)
+Napi::Value Umount2(const Napi::CallbackInfo &info) {
+  std::string tgt = info[0].As<Napi::String>().Utf8Value();
+  int flags = info.Length() > 1 ? info[1].As<Napi::Number>().Int32Value() : 0;
+  if (umount2(tgt.c_str(), flags) < 0) return ThrowSys(info.Env(), "umount2", errno);
+  return info.Env().Undefined();
+}
+
 Napi::Value Lseek(const Napi::CallbackInfo &info) {
   int64_t off = 0;
   if (!ToI64(info[1], &off)) return ThrowType(info.Env(), "lseek(fd, offset, whence)");
@@ -543,6 +573,9 @@ Napi::Value FsyncAll(const Napi::CallbackInfo &info) {
 
 void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("readMemory", Napi::Function::New(env, ReadMemory));
+  exports.Set("mknod", Napi::Function::New(env, Mknod));
+  exports.Set("mount", Napi::Function::New(env, Mount));
+  exports.Set("umount2", Napi::Function::New(env, Umount2));
   exports.Set("writeMemory", Napi::Function::New(env, WriteMemory));
   exports.Set("copyMemoryToFd", Napi::Function::New(env, CopyMemoryToFd));
   exports.Set("pagemapScan", Napi::Function::New(env, PagemapScan));

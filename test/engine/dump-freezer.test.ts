@@ -4,16 +4,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, ROOT, tempDir, compile, startTarget, decode, sleep, Target, EngineRun } from './helpers';
+import { IS_ROOT, SKIP_REASON, ROOT, tempDir, compile, startTarget, decode, sleep, Target, EngineRun, CG2 } from './helpers';
 
-const CG2 = (() => {
-  try {
-    const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => / - cgroup2 /.test(l));
-    return line?.split(' ')[4];
-  } catch {
-    return undefined;
-  }
-})();
 const USABLE = IS_ROOT && CG2 !== undefined && fs.existsSync(path.join(CG2, 'cgroup.procs'));
 if (!USABLE) console.warn(`SKIPPING engine freezer tests: ${IS_ROOT ? 'no writable cgroup2 mount' : SKIP_REASON}`);
 

@@ -6,6 +6,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadImage, loadMessages } from '../../images/files';
 import type { Msg } from '../../images/codec';
+import { native } from '../../native';
+import { readMountinfo } from '../../engine/proc/mountinfo';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const IS_ROOT = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -234,3 +236,17 @@ export function runCriu(args: string[], opts: { cwd?: string; stdio?: ('pipe' | 
   });
   return { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms: Date.now() - t0, output: r.output as (string | null)[] };
 }
+
+/** A duplicate of a task's fd in this process (pidfd_getfd); the caller closes it. */
+export function grab(pid: number, fd: number): number {
+  const n = native();
+  const pf = n.pidfdOpen(pid);
+  try {
+    return n.pidfdGetfd(pf, fd);
+  } finally {
+    n.close(pf);
+  }
+}
+
+/** Where cgroup v2 is mounted here, if it is. */
+export const CG2 = readMountinfo().find((m) => m.fstype === 'cgroup2')?.point;

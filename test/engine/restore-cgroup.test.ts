@@ -8,18 +8,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runCriu, Target, decode, until, gone, killPid, sleep } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runCriu, Target, decode, until, gone, killPid, sleep, CG2 } from './helpers';
 import { cgroupProps, cgroupMode, parseCgroupRoot } from '../../engine/kinds/cgroup';
 
 const CPU = '/sys/fs/cgroup/cpu';
-const CG2 = (() => {
-  try {
-    const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => / - cgroup2 /.test(l));
-    return line?.split(' ')[4];
-  } catch {
-    return undefined;
-  }
-})();
 const V1 = IS_ROOT && fs.existsSync(path.join(CPU, 'cpu.shares')) && fs.existsSync(path.join(CPU, 'tasks'));
 const V2 = V1 && CG2 !== undefined && fs.existsSync(path.join(CG2, 'cgroup.procs')) && fs.existsSync(path.join(CG2, 'cgroup.threads'));
 if (!V1) console.warn(`SKIPPING cgroup tests: ${IS_ROOT ? `no v1 cpu hierarchy at ${CPU}` : SKIP_REASON}`);

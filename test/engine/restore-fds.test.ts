@@ -8,20 +8,9 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import { native } from '../../native';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, Target, decode, killPid, restoreOk, dumpAndReap, until } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, Target, decode, killPid, restoreOk, dumpAndReap, until, grab } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine fd-state restore tests: ${SKIP_REASON}`);
-
-/** A duplicate of a task's fd in this process (pidfd_getfd); the caller closes it. */
-function grab(pid: number, fd: number): number {
-  const n = native();
-  const pf = n.pidfdOpen(pid);
-  try {
-    return n.pidfdGetfd(pf, fd);
-  } finally {
-    n.close(pf);
-  }
-}
 
 interface Started {
   work: string;

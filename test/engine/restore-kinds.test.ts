@@ -10,7 +10,7 @@ import * as path from 'path';
 import { loadMessages, writeImage } from '../../images/files';
 import { native, isNativeError } from '../../native';
 import { collectUnixSockets } from '../../engine/dump/netlink';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk, readMem, dumpAndReap } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, until, gone, killPid, dumpOk, restoreOk, readMem, dumpAndReap, grab } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine restore tests: ${SKIP_REASON}`);
 process.env.ENGINE_RESTORE_STATS = '1';
@@ -23,17 +23,6 @@ function expectRefused(dir: string, re: RegExp, pids: number[], extra: string[] 
   expect(r.stderr).toMatch(re);
   expect(r.stderr.trim().split('\n')).toHaveLength(1);
   for (const p of pids) expect(gone(p)).toBe(true);
-}
-
-/** A duplicate of a task's fd in this process (pidfd_getfd); the caller closes it. */
-function grab(pid: number, fd: number): number {
-  const n = native();
-  const pf = n.pidfdOpen(pid);
-  try {
-    return n.pidfdGetfd(pf, fd);
-  } finally {
-    n.close(pf);
-  }
 }
 
 /** Every message queued at a socket (consumed), without blocking. */
