@@ -38,6 +38,7 @@ import { readOomScoreAdj } from '../kinds/oom';
 import { checkDumpable } from '../kinds/dumpable';
 import { refuseSigtrapHazards } from '../kinds/sigtrap';
 import { dumpStopState } from '../kinds/stopsig';
+import { abortCriticalSection } from '../kinds/rseq';
 import { GhostFiles, DEFAULT_GHOST_LIMIT } from '../kinds/ghost';
 
 export interface DumpOptions {
@@ -324,6 +325,8 @@ function collect(
     return { proc, stat, threads: proc.tids.map((tid) => readThreadRegs(tracer, tid)) };
   });
   checkSessions(dumps, inTree, opts.shellJob);
+  // a thread stopped inside an rseq critical section gets the kernel's abort before any injection
+  for (const d of dumps) for (const t of d.threads) abortCriticalSection(tracer, d.proc.pid, t);
   // nothing is injected into a task whose SIGTRAP state the single-steps would change
   for (const d of dumps) if (d.proc.state !== 'Z') refuseSigtrapHazards(d.proc.pid, d.proc.tids, tree.sigtrapsCaught);
   phases.mark('regs');
