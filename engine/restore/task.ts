@@ -24,9 +24,9 @@ export function restoreFs(ctx: Ctx, p: Proc): void {
   r.reset();
   const name = (id: unknown) => ctx.set.files.get(num(id))!.reg.name as string;
   const root = name(fsImg.root_id);
-  const calls: Call[] = [];
+  // both paths are the engine's view: the cwd first (it may lie outside the new root), then the root
+  const calls: Call[] = [{ nr: NR.chdir, args: [r.cstr(name(fsImg.cwd_id))], what: `chdir(${name(fsImg.cwd_id)})` }];
   if (root !== '/') calls.push({ nr: NR.chroot, args: [r.cstr(root)], what: `chroot(${root})` });
-  calls.push({ nr: NR.chdir, args: [r.cstr(name(fsImg.cwd_id))], what: `chdir(${name(fsImg.cwd_id)})` });
   calls.push({ nr: NR.umask, args: [num(fsImg.umask)], what: 'umask' });
   r.run(p.host, calls);
 }
