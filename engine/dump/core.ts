@@ -80,7 +80,7 @@ export function taskCore(p: TaskFacts, leaderMask: bigint): Msg {
         it_id: t.id, clock_id: t.clock, si_signo: t.signo, it_sigev_notify: t.notify, sival_ptr: t.sivalPtr,
         overrun: t.overrun, isec: t.isec, insec: t.insec, vsec: t.vsec, vnsec: t.vnsec,
       };
-      if (t.notify === 4) e.notify_thread_id = t.notifyTid;
+      if (t.notify & 4 /* SIGEV_THREAD_ID */) e.notify_thread_id = t.notifyTid;
       return e;
     });
   }

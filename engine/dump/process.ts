@@ -18,6 +18,8 @@ export interface ITimer {
   vusec: number;
 }
 
+const SIGEV_THREAD_ID = 4;
+
 export interface PosixTimer {
   id: number;
   signo: number;
@@ -50,7 +52,8 @@ export const NSIG = 64;
 export function parseTimers(text: string): Omit<PosixTimer, 'overrun' | 'isec' | 'insec' | 'vsec' | 'vnsec'>[] {
   const out: Omit<PosixTimer, 'overrun' | 'isec' | 'insec' | 'vsec' | 'vnsec'>[] = [];
   let cur: Partial<PosixTimer> | undefined;
-  const notifyKinds: Record<string, number> = { signal: 0, none: 1, thread: 4 };
+  // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD as the kernel names them
+  const notifyKinds: Record<string, number> = { signal: 0, none: 1, thread: 2 };
   for (const line of text.split('\n')) {
     const [k, ...rest] = line.split(':');
     const v = rest.join(':').trim();
@@ -62,10 +65,12 @@ export function parseTimers(text: string): Omit<PosixTimer, 'overrun' | 'isec' |
       cur.signo = Number(signo);
       cur.sivalPtr = BigInt('0x' + (ptr || '0'));
     } else if (cur && k === 'notify') {
-      const [kind, tid] = v.split('/');
-      cur.notify = notifyKinds[kind] ?? 0;
-      cur.notifyTid = Number((tid || '').replace(/^(tid|pid)\./, '')) || 0;
-      if (kind === 'thread') cur.notify = 4; // SIGEV_THREAD_ID
+      // "<how>/<tid|pid>.<n>": the kernel prints SIGEV_THREAD_ID as "tid" beside the kind
+      // (glibc's SIGEV_THREAD timers are "signal/tid.<its helper thread>")
+      const [kind, target = ''] = v.split('/');
+      const byTid = target.startsWith('tid.');
+      cur.notify = (notifyKinds[kind] ?? 0) | (byTid ? SIGEV_THREAD_ID : 0);
+      cur.notifyTid = byTid ? Number(target.slice(4)) || 0 : 0;
     } else if (cur && k === 'ClockID') {
       cur.clock = Number(v);
     }
