@@ -21,7 +21,7 @@ import { checkDumpSharing, DumpedTables } from '../kinds/shared-tables';
 import { FileTable, cachedBuildId, parseFdinfo, fileKind } from './files';
 import { lockKindName } from '../kinds/filelocks';
 import type { CttyOwner } from './tty';
-import { SeccompTable } from './seccomp';
+import { SeccompTable, checkSharing } from '../kinds/seccomp';
 import { CgroupDump, CgroupOptions, defaultCgroupOptions } from '../kinds/cgroup';
 import { planVmas, mmEntry } from './mm';
 import { planPages, pagemapEntries, writePages, PagePlan } from './pages';
@@ -388,6 +388,7 @@ function collect(
     });
     remote.release();
     remotes.pop();
+    checkSharing(seccomp.filters, pid, threads.map((t) => ({ tid: t.regs.tid, newest: t.seccompFilter, nnp: t.status.get('NoNewPrivs')?.trim() === '1' })));
     phases.mark(`inject-${pid}`);
 
     // 3. memory layout and files, read from /proc with the task still stopped

@@ -10,6 +10,7 @@ import { VMA } from '../../images/flags';
 import { XSAVE_AVX512 } from '../arch/x86_64';
 import { EngineError } from '../errors';
 import { checkInetEntry } from '../kinds/inet';
+import { sharingPlan, SharingPlan } from '../kinds/seccomp';
 
 /** A refusal: "<image>: <field>: <why>". */
 export class ImageError extends EngineError {
@@ -321,7 +322,19 @@ function checkSupported(set: ImageSet): void {
       if (mode !== 0 && mode !== SECCOMP_MODE_STRICT && mode !== SECCOMP_MODE_FILTER) throw new ImageError(img, 'thread_core.seccomp_mode', `unknown mode ${mode}`);
       if (mode === SECCOMP_MODE_FILTER) seccompChain(set, img, tc.seccomp_filter);
     }
+    seccompPlan(set, t);
   }
+}
+
+/** How the process's filters are installed so that what its threads shared is shared again. */
+export function seccompPlan(set: ImageSet, t: TaskImage): SharingPlan {
+  const threads = [...t.cores].map(([tid, core]) => {
+    const tc = core.thread_core ?? {};
+    return { tid, newest: num(tc.seccomp_mode) === SECCOMP_MODE_FILTER ? num(tc.seccomp_filter) : undefined, nnp: num(tc.creds?.no_new_privs) !== 0 };
+  });
+  return sharingPlan(set.seccomp, threads, (why) => {
+    throw new ImageError(`core-${t.pid}.img`, 'thread_core.seccomp_filter', why);
+  });
 }
 
 /** The filters of a thread, oldest first, from its newest filter's position in seccomp.img. */

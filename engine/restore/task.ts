@@ -6,7 +6,7 @@ import type { Msg } from '../../images/codec';
 import { parseLimits } from '../dump/core';
 import { EngineError } from '../errors';
 import type { Ctx, Proc } from './context';
-import { big, num, ImageError, fownOf, seccompChain } from './imageset';
+import { big, num, ImageError, fownOf, seccompPlan } from './imageset';
 import { Call, errnoName } from './remote';
 import { native, NT_PRSTATUS, PTRACE_O_TRACECLONE, PTRACE_O_EXITKILL, PTRACE_O_SUSPEND_SECCOMP } from '../../native';
 
@@ -250,33 +250,43 @@ const SECCOMP_SET_MODE_STRICT = 0, SECCOMP_SET_MODE_FILTER = 1, SECCOMP_FILTER_F
  */
 export function restoreSeccomp(ctx: Ctx, p: Proc): void {
   const r = p.remote;
-  let suspended = false;
-  for (const [vtid, host] of p.tids) {
-    const tc = p.img.cores.get(vtid)!.thread_core ?? {};
-    const mode = num(tc.seccomp_mode);
-    const creds = tc.creds;
+  const tc = (vtid: number) => p.img.cores.get(vtid)!.thread_core ?? {};
+  const nnpOf = (vtid: number) => num(tc(vtid).creds?.no_new_privs) !== 0;
+  const plan = seccompPlan(ctx.set, p.img);
+  if (![...p.tids.keys()].some((v) => num(tc(v).seccomp_mode) || nnpOf(v))) return;
+  if ([...p.tids.keys()].some((v) => num(tc(v).seccomp_mode)))
+    for (const h of p.tids.values()) ctx.tracer.setOptions(h, PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_EXITKILL | PTRACE_O_SUSPEND_SECCOMP);
+  const install = (vtid: number, positions: number[], tsync: boolean): Call[] =>
+    positions.map((at, i) => {
+      const f = ctx.set.seccomp[at];
+      const code = Buffer.from(f.filter as Uint8Array);
+      const prog = Buffer.alloc(16);
+      prog.writeUInt16LE(code.length / 8, 0);
+      prog.writeBigUInt64LE(r.put(code), 8);
+      const flags = (num(f.flags) & ~SECCOMP_FILTER_FLAG_TSYNC) | (tsync ? SECCOMP_FILTER_FLAG_TSYNC : 0);
+      return { nr: NR_SECCOMP, args: [SECCOMP_SET_MODE_FILTER, flags, r.put(prog)], what: `seccomp filter ${i} of thread ${vtid}${tsync ? ' (shared by all threads, TSYNC)' : ''}` };
+    });
+  const prelude = (vtid: number): Call[] => {
+    const creds = tc(vtid).creds;
     const capAdmin = creds ? ((((creds.cap_eff ?? [0]) as unknown[]).map(num)[0] >>> CAP_SYS_ADMIN) & 1) === 1 : true;
-    const nnp = creds && num(creds.no_new_privs) !== 0;
-    if (!mode && !nnp) continue;
-    if (mode && !suspended) {
-      for (const h of p.tids.values()) ctx.tracer.setOptions(h, PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_EXITKILL | PTRACE_O_SUSPEND_SECCOMP);
-      suspended = true;
-    }
-    r.reset();
-    const calls: Call[] = [];
     // the kernel takes a filter from a task without CAP_SYS_ADMIN only under no_new_privs
-    if (nnp || (mode === 2 && !capAdmin)) calls.push({ nr: NR.prctl, args: [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0], what: 'prctl(PR_SET_NO_NEW_PRIVS)' });
-    if (mode === 2) {
-      for (const [i, f] of seccompChain(ctx.set, `core-${vtid}.img`, tc.seccomp_filter).entries()) {
-        const code = Buffer.from(f.filter as Uint8Array);
-        const prog = Buffer.alloc(16);
-        prog.writeUInt16LE(code.length / 8, 0);
-        prog.writeBigUInt64LE(r.put(code), 8);
-        calls.push({ nr: NR_SECCOMP, args: [SECCOMP_SET_MODE_FILTER, num(f.flags) & ~SECCOMP_FILTER_FLAG_TSYNC, r.put(prog)], what: `seccomp filter ${i} of thread ${vtid}` });
-      }
-    } else if (mode === 1) {
-      calls.push({ nr: NR_SECCOMP, args: [SECCOMP_SET_MODE_STRICT, 0, 0], what: `seccomp strict mode of thread ${vtid}` });
-    }
+    return nnpOf(vtid) || (num(tc(vtid).seccomp_mode) === 2 && !capAdmin) ? [{ nr: NR.prctl, args: [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0], what: 'prctl(PR_SET_NO_NEW_PRIVS)' }] : [];
+  };
+  // the filters every thread has: once, from the leader, with TSYNC (a nonzero return names a
+  // thread it could not reach)
+  const leader = p.img.pid;
+  if (plan.common.length) {
+    r.reset();
+    const res = r.run(p.host, [...prelude(leader), ...install(leader, plan.common, true)]);
+    const bad = res.find((v) => v > 0n);
+    if (bad !== undefined) throw new EngineError(`task ${leader}: shared seccomp filters could not reach thread ${bad}`);
+  }
+  for (const [vtid, host] of p.tids) {
+    const mode = num(tc(vtid).seccomp_mode);
+    r.reset();
+    const calls: Call[] = plan.common.length && vtid === leader ? [] : prelude(vtid);
+    if (mode === 2) calls.push(...install(vtid, plan.own.get(vtid) ?? [], false));
+    else if (mode === 1) calls.push({ nr: NR_SECCOMP, args: [SECCOMP_SET_MODE_STRICT, 0, 0], what: `seccomp strict mode of thread ${vtid}` });
     r.run(host, calls);
   }
 }

@@ -435,3 +435,28 @@ describe.skipIf(!IS_ROOT)('engine restore: SIGIO owner, GDT TLS, seccomp', () =>
     expectRefused(d, /^engine: seccomp\.img: seccomp_filters\[7\]: filter 7 does not exist\n$/, []);
   });
 });
+
+describe.skipIf(!IS_ROOT)('engine restore: seccomp filters shared between threads', () => {
+  let s: Awaited<ReturnType<typeof dumped>>;
+
+  beforeAll(async () => {
+    s = await dumped('seccompthreads', () => [], /threads ready/);
+    expect(restoreOk(s.dir)).toBe(s.target.pid);
+  });
+
+  afterAll(() => {
+    killPid(...(s?.pids ?? []));
+    if (s?.work) fs.rmSync(s.work, { recursive: true, force: true });
+  });
+
+  it('keeps the filter all threads had as one: a TSYNC install from one thread reaches the others', async () => {
+    const c = Number([...s.target.output().matchAll(/^count=(\d+) /gm)].pop()![1]);
+    await s.target.waitFor(new RegExp(`count=${c + 2} itimer=1 pgid=0 prio=0\\n`));
+    fs.writeFileSync(path.join(s.work, 'go'), '');
+    // TSYNC returns 0, or the tid of a thread whose filters are not the caller's ancestors
+    await s.target.waitFor(/^tsync=0$/m);
+    // the main thread now has thread 2's own filter and the new one on top of the shared one
+    await s.target.waitFor(/count=\d+ itimer=1 pgid=13 prio=38\n/);
+    expect(consecutive(s.target.output().replace(/^(count=\d+) .*$/gm, '$1').replace(/^(tsync|threads).*\n/gm, ''))).toBe(true);
+  });
+});
