@@ -157,8 +157,8 @@ export interface NativeAddon {
   unixBind(fd: number, name: Uint8Array): void;
   unixConnect(fd: number, name: Uint8Array): void;
   listen(fd: number, backlog: number): void;
-  /** sendto(fd, data, flags | MSG_NOSIGNAL) to a unix address, or to the connected peer without one */
-  sendTo(fd: number, data: Uint8Array, name?: Uint8Array | null, flags?: number): number;
+  /** sendmsg(fd, data, flags | MSG_NOSIGNAL) to a unix address, or to the connected peer without one; fds as SCM_RIGHTS */
+  sendTo(fd: number, data: Uint8Array, name?: Uint8Array | null, flags?: number, fds?: number[]): number;
   shutdown(fd: number, how: number): void;
   /** socket(domain, type, protocol); the caller adds SOCK_CLOEXEC to type; made under fsuid/fsgid when given */
   socket(domain: number, type: number, protocol: number, fsuid?: number, fsgid?: number): number;

@@ -33,6 +33,9 @@ const SOL_SOCKET = 1, SO_DOMAIN = 39, AF_UNIX = 1;
 const SOCKET_FAMILIES: Record<number, string> = { 16: 'netlink', 17: 'packet', 40: 'vsock', 38: 'AF_ALG', 31: 'bluetooth' };
 const F_GETSIG = 11;
 
+/** files.img types the restore can make in the engine, so send in flight again: reg, pipe, fifo, inet, unix, memfd */
+const IN_FLIGHT_TYPES = new Set([1, 2, 3, 4, 5, 18]);
+
 /** The SIGIO owner of the task's fd (F_GETOWN_EX / F_GETSIG on a duplicate); zeros when none, as CRIU. */
 export function fownOf(ctx: TaskFdContext, fd: number): Msg {
   const n = native();
@@ -314,7 +317,8 @@ export class FileTable {
       case 'socket': {
         const ino = Number(/\[(\d+)\]/.exec(link)![1]);
         const dupFd = () => native().pidfdGetfd(ctx.pidfd(), fd);
-        this.entries.push(...this.unix.dump(id, ino, flags, { pid, fd, netNsId: ctx.netNsId, fown, dupFd }));
+        const inFlight = (f: number, where: string) => this.inFlight(f, where, ctx.netNsId);
+        this.entries.push(...this.unix.dump(id, ino, flags, { pid, fd, netNsId: ctx.netNsId, fown, dupFd, inFlight }));
         break;
       }
       case 'inet': {
@@ -383,6 +387,46 @@ export class FileTable {
         throw new UnsupportedError(`task ${pid} fd ${fd}: unsupported file kind ${link}`);
     }
     return { id, flags: cloexec, type: kind.type, fd };
+  }
+
+  /**
+   * A file in flight (SCM_RIGHTS in a socket's queue), received by the peek as the engine's fd
+   * `fd`: dumped like a task's fd, its entry named by the queue, no fdinfo. The fd stays open until
+   * closeInFlight, so that its number is not reused by another file while kcmp still compares it.
+   * Only kinds the engine itself makes at restore can travel: those made by injection in a task
+   * (eventfd, epoll, ...), terminals, device files and pidfds are refused, as are locked files.
+   */
+  inFlight(fd: number, where: string, netNsId: number): number {
+    this.flying.push(fd);
+    const self = process.pid;
+    const info = parseFdinfo(readProc(self, 'fdinfo', String(fd)));
+    const link = readLinkProc(self, 'fd', String(fd));
+    const what = `${where}: ${link} in flight (SCM_RIGHTS)`;
+    if (info.lines.some((l) => l.startsWith('lock:'))) throw new UnsupportedError(`${what} holds a file lock (unsupported)`);
+    let entry: Msg;
+    try {
+      entry = this.dumpFd(self, fd, { netNsId, uid: process.getuid!(), euid: process.geteuid!(), pidfd: () => this.selfPidfd() });
+    } catch (e) {
+      if (e instanceof UnsupportedError) throw new UnsupportedError(`${what}: ${e.message.replace(/^task \d+ fd \d+: /, '')}`);
+      throw e;
+    }
+    if (!IN_FLIGHT_TYPES.has(entry.type as number)) throw new UnsupportedError(`${what}: a file of this kind in flight is not supported`);
+    return entry.id as number;
+  }
+
+  private ownPidfd = -1;
+  private flying: number[] = [];
+
+  private selfPidfd(): number {
+    if (this.ownPidfd < 0) this.ownPidfd = native().pidfdOpen(process.pid);
+    return this.ownPidfd;
+  }
+
+  /** Closes the engine's fds of files in flight (at the end of the dump, or when it fails). */
+  closeInFlight(): void {
+    for (const fd of this.flying.splice(0)) try { native().close(fd); } catch { /* closed */ }
+    if (this.ownPidfd >= 0) native().close(this.ownPidfd);
+    this.ownPidfd = -1;
   }
 
   /** Copies the queued bytes of a pipe or FIFO without consuming them (tee into an engine pipe). */

@@ -336,6 +336,7 @@ function collect(
   let pagesId = 1;
   const files = new FileTable(() => pagesId++, () => cttyOwners(dumps));
   closers.push(() => files.shmem.close());
+  closers.push(() => files.closeInFlight());
   files.lockTable.tree = inTree;
   files.ttys.tree = inTree;
   const plugins = engineHost('dump', tmp, (m) => log.debug(m));

@@ -1,5 +1,7 @@
 // Unix sockets: unix_sk_entry from sock_diag and the socket options (read on a pidfd_getfd
-// duplicate), queued data into sk-queues.img copied with MSG_PEEK without consuming it.
+// duplicate), queued data into sk-queues.img copied with MSG_PEEK without consuming it. Files in
+// flight (SCM_RIGHTS) come with the peek as the engine's own fds; they are dumped as files of
+// their own (no task holds them) and named by id in the packet's scm entry, as CRIU does.
 // Like CRIU, an entry whose peer has not been dumped yet is held back and written right after
 // its peer, and a connection still waiting in a listener's queue names the listener as peer.
 import * as fs from 'fs';
@@ -18,11 +20,13 @@ const SO = {
   PEEK_OFF: 42, BUF_LOCK: 72,
 } as const;
 const SCM_RIGHTS = 1;
-const MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20;
+const MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20, MSG_CTRUNC = 0x8;
 const TCP_LISTEN = 10;
 const SOCK_STREAM = 1, SOCK_DGRAM = 2;
 /** the largest datagram we expect; a longer one is reported, never silently cut */
 const PEEK_BUF = 1 << 20;
+/** room for the most fds one message can carry (SCM_MAX_FD, 253) */
+const PEEK_CONTROL = 4096;
 
 export interface SocketContext {
   pid: number;
@@ -31,6 +35,14 @@ export interface SocketContext {
   fown: Msg;
   /** a duplicate of the task's fd in the engine (pidfd_getfd) */
   dupFd(): number;
+  /** dumps a file in flight, given as an engine fd it then owns; returns its files.img id */
+  inFlight(fd: number, where: string): number;
+}
+
+/** A queued message: its bytes and the ids of the files it carries. */
+export interface Packet {
+  data: Buffer;
+  rights: number[];
 }
 
 /** sk_opts_entry as CRIU fills it for a unix socket (inet: without passcred/passsec). */
@@ -62,36 +74,56 @@ export function socketOpts(sock: number, unix = true): Msg {
 /**
  * Copies the receive queue of `sock` without consuming it: MSG_PEEK with SO_PEEK_OFF advancing
  * over each message, the socket's own peek offset put back afterwards. One chunk per datagram
- * (a stream gives its bytes in as few chunks as the buffer allows).
+ * (a stream gives its bytes in as few chunks as the buffer allows, and ends a chunk after the
+ * segment that carries files). Files in flight are handed to `inFlight`.
  */
-export function peekQueue(sock: number, type: number, where: string): Buffer[] {
+export function peekQueue(sock: number, type: number, where: string, inFlight: (fd: number) => number): Packet[] {
   const n = native();
   const old = n.getsockopt(sock, SOL_SOCKET, SO.PEEK_OFF, 4).readInt32LE(0);
-  n.setsockopt(sock, SOL_SOCKET, SO.PEEK_OFF, 0);
-  const out: Buffer[] = [];
+  const out: Packet[] = [];
+  /** a peek at byte `off` of the queue, at most `len` bytes; undefined when nothing is queued there */
+  const peek = (off: number, len: number) => {
+    n.setsockopt(sock, SOL_SOCKET, SO.PEEK_OFF, off);
+    let r;
+    try {
+      r = n.recvmsg(sock, len, MSG_PEEK | MSG_DONTWAIT | (type === SOCK_STREAM ? 0 : MSG_TRUNC), PEEK_CONTROL);
+    } catch (e) {
+      if (isNativeError(e) && e.code === 'EAGAIN') return undefined;
+      // a stream or seqpacket socket never connected has no queue to read
+      if (isNativeError(e) && type !== SOCK_DGRAM && (e.code === 'EINVAL' || e.code === 'ENOTCONN')) return undefined;
+      throw e;
+    }
+    const fds: number[] = [];
+    for (const c of r.cmsgs) if (c.level === SOL_SOCKET && c.type === SCM_RIGHTS) for (let i = 0; i + 4 <= c.data.length; i += 4) fds.push(c.data.readInt32LE(i));
+    return { ...r, fds };
+  };
+  const closeAll = (fds: number[]) => { for (const fd of fds) n.close(fd); };
   try {
-    for (;;) {
-      let r;
+    for (let off = 0; ; ) {
+      let r = peek(off, PEEK_BUF);
+      if (!r) break;
+      // A stream peek runs on through the segments up to the first one that carries files and
+      // hands back that segment's files whatever part of the bytes it copied; a real read gets
+      // them with the segment's first byte. Where that is among the bytes peeked cannot be read
+      // back, so files in flight behind other bytes are refused.
+      if (type === SOCK_STREAM && r.fds.length && r.bytes > 1) {
+        closeAll(r.fds);
+        throw new UnsupportedError(`${where}: files in flight (SCM_RIGHTS) in a stream queue behind ${r.bytes - 1} other bytes (where they ride cannot be read back without consuming the queue)`);
+      }
+      const rights: number[] = [];
       try {
-        r = n.recvmsg(sock, PEEK_BUF, MSG_PEEK | MSG_DONTWAIT | (type === SOCK_STREAM ? 0 : MSG_TRUNC));
-      } catch (e) {
-        if (isNativeError(e) && e.code === 'EAGAIN') break;
-        // a stream or seqpacket socket never connected has no queue to read
-        if (isNativeError(e) && type !== SOCK_DGRAM && (e.code === 'EINVAL' || e.code === 'ENOTCONN')) break;
-        throw e;
+        if (r.msgFlags & MSG_CTRUNC) throw new UnsupportedError(`${where}: a queued message carries more files than one peek takes`);
+        if (r.bytes > r.data.length || r.msgFlags & MSG_TRUNC) throw new UnsupportedError(`${where}: a queued datagram of ${r.bytes} bytes is too large`);
+        while (r.fds.length) rights.push(inFlight(r.fds.shift()!));
+      } finally {
+        closeAll(r.fds);
       }
-      for (const c of r.cmsgs) {
-        if (c.level === SOL_SOCKET && c.type === SCM_RIGHTS) {
-          for (let i = 0; i + 4 <= c.data.length; i += 4) n.close(c.data.readInt32LE(i));
-          throw new UnsupportedError(`${where}: file descriptors in flight (SCM_RIGHTS) are not supported`);
-        }
-      }
-      if (r.bytes > r.data.length || r.msgFlags & MSG_TRUNC) throw new UnsupportedError(`${where}: a queued datagram of ${r.bytes} bytes is too large`);
-      if (r.bytes === 0) {
+      if (r.bytes === 0 && !rights.length) {
         if (type === SOCK_STREAM) break; // end of stream
         throw new UnsupportedError(`${where}: zero-length datagrams in the queue are not supported`);
       }
-      out.push(r.data);
+      out.push({ data: r.data, rights });
+      off += r.bytes;
     }
   } finally {
     n.setsockopt(sock, SOL_SOCKET, SO.PEEK_OFF, old);
@@ -150,7 +182,11 @@ export class UnixSockets {
     try {
       usk.opts = socketOpts(sock);
       if (d.state !== TCP_LISTEN) {
-        for (const data of peekQueue(sock, d.type, where)) this.queues.push({ msg: { id_for: id, length: data.length }, extra: { kind: 'blob', data } });
+        for (const p of peekQueue(sock, d.type, where, (fd) => ctx.inFlight(fd, where))) {
+          const msg: Msg = { id_for: id, length: p.data.length };
+          if (p.rights.length) msg.scm = [{ type: SCM_RIGHTS, rights: p.rights }];
+          this.queues.push({ msg, extra: { kind: 'blob', data: p.data } });
+        }
       }
     } finally {
       native().close(sock);

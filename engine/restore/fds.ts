@@ -55,6 +55,13 @@ export class FileRestorer {
     return this.ctx.set.files.get(id)!;
   }
 
+  /** The engine's fd of a file in flight (sent in a socket's queue); the image check allowed only kinds made here. */
+  inFlightFd(id: number, where: string): number {
+    const fd = this.engineFd(id);
+    if (fd === undefined) throw new ImageError('files.img', `id ${id}`, `${where}: this file in flight cannot be made by the engine`);
+    return fd;
+  }
+
   /** An engine fd for a regular file or pipe end; undefined for kinds made inside a task. */
   private engineFd(id: number): number | undefined {
     const known = this.held.get(id);

@@ -12,6 +12,16 @@ import { EngineError } from '../errors';
 import { checkInetEntry } from '../kinds/inet';
 import { sharingPlan, SharingPlan } from '../kinds/seccomp';
 
+/** A message in a socket's queue: its bytes and the files.img ids of the files it carries. */
+export interface QueuedPacket {
+  data: Buffer;
+  rights: number[];
+}
+
+const SCM_RIGHTS = 1;
+/** kinds the engine makes itself, so can send in flight again: reg, pipe, fifo, inet, unix, memfd */
+const IN_FLIGHT_TYPES = new Set([1, 2, 3, 4, 5, 18]);
+
 /** A refusal: "<image>: <field>: <why>". */
 export class ImageError extends EngineError {
   constructor(image: string, field: string, why: string) {
@@ -94,7 +104,8 @@ export interface ImageSet {
   /** memfd.img: inode_id -> object */
   memfds: Map<number, MemfdInode>;
   /** sk-queues.img: socket file id -> queued packets (one per datagram), in order */
-  skQueues: Map<number, Buffer[]>;
+  /** unix socket id -> its queued messages, oldest first */
+  skQueues: Map<number, QueuedPacket[]>;
   /** tty-info.img: id -> entry */
   ttyInfos: Map<number, Msg>;
   /** seccomp.img filters (index = position) */
@@ -231,16 +242,25 @@ export function loadImageSet(dirArg: string): ImageSet {
       });
     }
   }
-  const skQueues = new Map<number, Buffer[]>();
+  const skQueues = new Map<number, QueuedPacket[]>();
   const skFile = path.join(dir, 'sk-queues.img');
   if (fs.existsSync(skFile)) {
     for (const [i, e] of loadImage(skFile).entries.entries()) {
       const data = e.extra && e.extra.kind === 'blob' ? Buffer.from(e.extra.data) : Buffer.alloc(0);
       if (data.length !== num(e.msg.length)) throw new ImageError('sk-queues.img', `entry ${i}.length`, `says ${e.msg.length} bytes, holds ${data.length}`);
-      if (e.msg.type !== undefined && num(e.msg.type) !== 0) throw new ImageError('sk-queues.img', `entry ${i}.type`, 'ancillary (SCM) data is not restored');
+      const rights: number[] = [];
+      for (const [j, scm] of ((e.msg.scm ?? []) as Msg[]).entries()) {
+        if (num(scm.type) !== SCM_RIGHTS) throw new ImageError('sk-queues.img', `entry ${i}.scm[${j}].type`, `ancillary data of type ${scm.type} is not restored (only SCM_RIGHTS)`);
+        for (const [k, r] of ((scm.rights ?? []) as unknown[]).entries()) {
+          const f = files.get(num(r));
+          if (!f) throw new ImageError('sk-queues.img', `entry ${i}.scm[${j}].rights[${k}]`, `file ${r} is not in files.img`);
+          if (!IN_FLIGHT_TYPES.has(num(f.type))) throw new ImageError('sk-queues.img', `entry ${i}.scm[${j}].rights[${k}]`, `file ${r} of type ${f.type} in flight is not restored`);
+          rights.push(num(r));
+        }
+      }
       const id = num(e.msg.id_for);
       if (!skQueues.has(id)) skQueues.set(id, []);
-      skQueues.get(id)!.push(data);
+      skQueues.get(id)!.push({ data, rights });
     }
   }
   const ttyInfos = new Map<number, Msg>();

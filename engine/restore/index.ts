@@ -112,8 +112,9 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       ctx.devices = restoreDevices(plugins, set);
       // objects the engine makes itself, before any process: shared memory, sockets, terminals
       ctx.shmem.build();
-      ctx.unix.build();
+      // inet first: an inet socket may travel in a unix socket's queue
       ctx.inet.build();
+      ctx.unix.build((id, where) => files.inFlightFd(id, where));
       ctx.ttys.build();
       files.prepare();
       opts.log.debug(`shared memory, sockets and terminals made at ${ms()} ms`);

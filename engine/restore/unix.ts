@@ -4,7 +4,9 @@
 // then the file gets its recorded mode and owner back); listeners listen; a connection still in a
 // listener's queue connects again; datagram peers connect by name. Queued data is sent again from
 // the peer (or, for a datagram socket nobody is connected to, to its name) before connections that
-// would refuse it exist; shutdown state is applied last.
+// would refuse it exist; shutdown state is applied last. Files in flight go with their message
+// as SCM_RIGHTS, opened by the engine (the file restorer's own fds, so shared with the tasks' fds
+// of the same id).
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Msg } from '../../images/codec';
@@ -47,8 +49,8 @@ export class UnixRestorer {
     return this.byId.get(id)?.fd;
   }
 
-  /** Builds every socket of files.img, connections and queues included. */
-  build(): void {
+  /** Builds every socket of files.img, connections and queues included; inFlight opens a file sent in a queue. */
+  build(inFlight: (id: number, where: string) => number): void {
     const n = native();
     const all: Sock[] = [];
     for (const f of this.set.files.values()) {
@@ -102,11 +104,12 @@ export class UnixRestorer {
 
     // 3. datagram queues, sent to the socket's name before it connects elsewhere
     const sendAll = (s: Sock, from: number, to: Buffer | null) => {
-      for (const data of this.set.skQueues.get(s.id) ?? []) {
+      for (const [i, { data, rights }] of (this.set.skQueues.get(s.id) ?? []).entries()) {
+        const fds = rights.map((id) => inFlight(id, `sk-queues.img: message ${i} of socket ${s.id}`));
         try {
-          n.sendTo(from, data, to, MSG_DONTWAIT);
+          n.sendTo(from, data, to, MSG_DONTWAIT, fds);
         } catch (e) {
-          throw new EngineError(`files.img: id ${s.id}: cannot queue ${data.length} bytes again: ${isNativeError(e) ? e.code : (e as Error).message}`);
+          throw new EngineError(`files.img: id ${s.id}: cannot queue ${data.length} bytes${fds.length ? ` and ${fds.length} files` : ''} again: ${isNativeError(e) ? e.code : (e as Error).message}`);
         }
       }
     };

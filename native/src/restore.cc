@@ -268,12 +268,13 @@ Napi::Value Listen(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
-// sendTo(fd, data, name?: Buffer | null, flags?) -> bytes sent (MSG_NOSIGNAL always)
+// sendTo(fd, data, name?: Buffer | null, flags?, fds?: number[]) -> bytes sent (MSG_NOSIGNAL
+// always); fds ride along as one SCM_RIGHTS message.
 Napi::Value SendTo(const Napi::CallbackInfo &info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   uint8_t *data;
   size_t len;
-  if (!ToBytes(info[1], &data, &len)) return ThrowType(info.Env(), "sendTo(fd, data, name?, flags?)");
+  if (!ToBytes(info[1], &data, &len)) return ThrowType(info.Env(), "sendTo(fd, data, name?, flags?, fds?)");
   int flags = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
   struct sockaddr_un a;
   socklen_t n = 0;
@@ -282,8 +283,30 @@ Napi::Value SendTo(const Napi::CallbackInfo &info) {
     n = UnixAddr(info[2], &a, &ok);
     if (!ok) return ThrowType(info.Env(), "sendTo: name of at most 108 bytes");
   }
-  ssize_t r = sendto(fd, data, len, flags | MSG_NOSIGNAL, n ? (struct sockaddr *)&a : nullptr, n);
-  if (r < 0) return ThrowSys(info.Env(), "sendto", errno);
+  std::vector<int> fds;
+  if (info.Length() > 4 && info[4].IsArray()) {
+    Napi::Array arr = info[4].As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) fds.push_back(arr.Get(i).As<Napi::Number>().Int32Value());
+  }
+  std::vector<uint8_t> cbuf(CMSG_SPACE(sizeof(int) * fds.size()));
+  struct iovec iov = {data, len};
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_name = n ? &a : nullptr;
+  mh.msg_namelen = n;
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (!fds.empty()) {
+    mh.msg_control = cbuf.data();
+    mh.msg_controllen = cbuf.size();
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t r = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+  if (r < 0) return ThrowSys(info.Env(), "sendmsg", errno);
   return Napi::Number::New(info.Env(), (double)r);
 }
 
