@@ -22,7 +22,10 @@ const SO = {
 const SCM_RIGHTS = 1;
 const MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20, MSG_CTRUNC = 0x8;
 const TCP_LISTEN = 10;
-const SOCK_STREAM = 1, SOCK_DGRAM = 2;
+const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5;
+const FIONREAD = 0x541b;
+/** sk_shutdown as sock_diag reports it */
+const RCV_SHUTDOWN = 1;
 /** the largest datagram we expect; a longer one is reported, never silently cut */
 const PEEK_BUF = 1 << 20;
 /** room for the most fds one message can carry (SCM_MAX_FD, 253) */
@@ -77,7 +80,7 @@ export function socketOpts(sock: number, unix = true): Msg {
  * (a stream gives its bytes in as few chunks as the buffer allows, and ends a chunk after the
  * segment that carries files). Files in flight are handed to `inFlight`.
  */
-export function peekQueue(sock: number, type: number, where: string, inFlight: (fd: number) => number): Packet[] {
+export function peekQueue(sock: number, type: number, where: string, inFlight: (fd: number) => number, rcvShutdown = false): Packet[] {
   const n = native();
   const old = n.getsockopt(sock, SOL_SOCKET, SO.PEEK_OFF, 4).readInt32LE(0);
   const out: Packet[] = [];
@@ -120,6 +123,14 @@ export function peekQueue(sock: number, type: number, where: string, inFlight: (
       }
       if (r.bytes === 0 && !rights.length) {
         if (type === SOCK_STREAM) break; // end of stream
+        // a seqpacket socket that can no longer receive reads 0 once its queue is empty; the
+        // bytes counted queued tell it from a zero-length record with more behind it (trailing
+        // zero-length records read exactly as that end does)
+        if (type === SOCK_SEQPACKET && rcvShutdown) {
+          const inq = Buffer.alloc(4);
+          n.ioctl(sock, FIONREAD, inq);
+          if (inq.readInt32LE(0) === off) break;
+        }
         throw new UnsupportedError(`${where}: zero-length datagrams in the queue are not supported`);
       }
       out.push({ data: r.data, rights });
@@ -182,7 +193,7 @@ export class UnixSockets {
     try {
       usk.opts = socketOpts(sock);
       if (d.state !== TCP_LISTEN) {
-        for (const p of peekQueue(sock, d.type, where, (fd) => ctx.inFlight(fd, where))) {
+        for (const p of peekQueue(sock, d.type, where, (fd) => ctx.inFlight(fd, where), (d.shutdown & RCV_SHUTDOWN) !== 0)) {
           const msg: Msg = { id_for: id, length: p.data.length };
           if (p.rights.length) msg.scm = [{ type: SCM_RIGHTS, rights: p.rights }];
           this.queues.push({ msg, extra: { kind: 'blob', data: p.data } });

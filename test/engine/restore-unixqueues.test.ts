@@ -67,3 +67,41 @@ describe.skipIf(!IS_ROOT)('files in flight that cannot be placed exactly', () =>
     await target.waitFor(new RegExp(`count=${c + 2}\n`));
   });
 });
+
+describe.skipIf(!IS_ROOT)('the end of a seqpacket queue', () => {
+  let work: string;
+  const targets: Target[] = [];
+
+  beforeAll(() => {
+    work = tempDir('seqeof');
+  });
+
+  afterAll(() => {
+    for (const t of targets) t.kill();
+    cleanUp(undefined, work);
+  });
+
+  it('keeps the records before a peer shutdown, and the end of file after them', async () => {
+    const t = startTarget(compile('seqeof', work), [], work);
+    targets.push(t);
+    await t.waitFor(/count=2\n/);
+    const dir = path.join(work, 'images');
+    await dumpAndReap(t.pid, dir);
+    expect(decode(path.join(dir, 'sk-queues.img')).map((q) => q.length)).toEqual([3, 4]);
+    expect(restoreOk(dir)).toBe(t.pid);
+    fs.writeFileSync(path.join(work, 'go'), '');
+    await t.waitFor(/^seq (ok|fail.*)$/m);
+    expect(t.output()).toMatch(/^seq ok$/m);
+  });
+
+  it('refuses a zero-length datagram, naming task and fd, and the task runs on', async () => {
+    fs.rmSync(path.join(work, 'go'), { force: true });
+    const t = startTarget(compile('seqeof', work), ['zero'], work);
+    targets.push(t);
+    await t.waitFor(/count=2\n/);
+    const r = runEngine(['dump', '-t', String(t.pid), '-D', path.join(work, 'zero')]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^engine: task ${t.pid} fd \\d+: zero-length datagrams in the queue are not supported`));
+    expect(alive(t.pid)).toBe(true);
+  });
+});
