@@ -107,6 +107,8 @@ export interface NativeAddon {
   pidfdOpen(pid: number, flags?: number): number;
   pidfdGetfd(pidfd: number, targetFd: number): number;
   kcmp(pid1: number, pid2: number, type: number, idx1: number | bigint, idx2: number | bigint): number;
+  /** kcmp(KCMP_EPOLL_TFD): 0 when pid1's fd1 is the toff-th file pid2's epoll efd watches under fd number tfd */
+  kcmpEpollTfd(pid1: number, pid2: number, fd1: number, efd: number, tfd: number, toff: number): number;
   tee(fdIn: number, fdOut: number, len: number, flags?: number): number;
   pipe2(flags?: number): [number, number];
   fcntl(fd: number, cmd: number, arg?: number): number;

@@ -76,7 +76,7 @@ const FEATURES: [string, () => FeatureAnswer][] = [
   ['net_diag_raw', () => no('raw sockets are refused at dump')],
   ['nsid', () => no(NS)],
   ['link_nsid', () => no(NS)],
-  ['kcmp_epoll', () => no('epoll targets are matched by fd number, not with KCMP_EPOLL_TFD')],
+  ['kcmp_epoll', () => yes('epoll watches are matched to their files with KCMP_EPOLL_TFD, also when the fd number they were added with holds another file now')],
   ['timens', () => no(NS)],
   ['external_net_ns', () => no(NS)],
   ['clone3_set_tid', () => (kernelAtLeast(5, 5) ? yes('tasks are restored with their PIDs through clone3(set_tid)') : no('the kernel is older than 5.5'))],

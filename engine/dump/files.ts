@@ -378,7 +378,7 @@ export class FileTable {
         this.entries.push({ type: 8, id, ify: { id, flags, fown, wd: inotifyWdEntries(info.lines, `task ${pid} fd ${fd}`) } });
         break;
       case 'eventpoll':
-        this.entries.push({ type: 7, id, epfd: { id, flags, fown, tfd: epollTargets(info) } });
+        this.entries.push({ type: 7, id, epfd: { id, flags, fown, tfd: this.epollTargets(pid, fd, info) } });
         break;
       case 'pidfd':
         this.entries.push({ type: FD_TYPE_PIDFD, id, pidfd: pidfdEntry(id, flags, info, procPath(pid, 'fd', String(fd)), fown, ctx.inTree ?? (() => false), `task ${pid} fd ${fd}`) });
@@ -387,6 +387,50 @@ export class FileTable {
         throw new UnsupportedError(`task ${pid} fd ${fd}: unsupported file kind ${link}`);
     }
     return { id, flags: cloexec, type: kind.type, fd };
+  }
+
+  /** watches whose file is held under another fd number than the one it was added with */
+  private epollFixups: { pid: number; target: Msg; holder: number }[] = [];
+
+  /**
+   * The watches of epoll `epfd`. A watch is keyed by the file and the fd number it was added
+   * with; that number may since have been closed or given to another file. kcmp(KCMP_EPOLL_TFD)
+   * tells whether the fd still holds the watched file; when not, the fd of the task that does is
+   * found and named in the watch's id (its file's id once the task's fds are dumped, see
+   * resolveEpollTargets), so that the restore adds the watch with that file under the recorded
+   * number. A watched file no fd of the task holds is refused.
+   */
+  private epollTargets(pid: number, epfd: number, info: FdInfo): Msg[] {
+    const targets = epollTargets(info);
+    const n = native();
+    const seen = new Map<number, number>();
+    let fds: number[] | undefined;
+    const holds = (fd: number, t: Msg, toff: number) => {
+      try {
+        return n.kcmpEpollTfd(pid, pid, fd, epfd, t.tfd as number, toff) === 0;
+      } catch {
+        return false; // no such fd
+      }
+    };
+    for (const t of targets) {
+      const tfd = t.tfd as number;
+      const toff = seen.get(tfd) ?? 0;
+      seen.set(tfd, toff + 1);
+      if (holds(tfd, t, toff)) continue;
+      fds ??= fs.readdirSync(procPath(pid, 'fd')).map(Number).sort((a, b) => a - b);
+      const holder = fds.find((fd) => fd !== tfd && holds(fd, t, toff));
+      if (holder === undefined)
+        throw new UnsupportedError(`task ${pid} fd ${epfd}: epoll watches a file added as fd ${tfd} that no fd of the task holds any more (unsupported)`);
+      this.epollFixups.push({ pid, target: t, holder });
+    }
+    return targets;
+  }
+
+  /** Names, in each watch found under another fd, the files.img id of the file it watches. */
+  resolveEpollTargets(pid: number, fdinfo: Msg[]): void {
+    const idOf = new Map(fdinfo.map((e) => [e.fd as number, e.id as number]));
+    for (const f of this.epollFixups.filter((x) => x.pid === pid)) f.target.id = idOf.get(f.holder)!;
+    this.epollFixups = this.epollFixups.filter((x) => x.pid !== pid);
   }
 
   /**

@@ -404,6 +404,7 @@ function collect(
     const fdCtx = { netNsId: taskIds.net_ns_id, uid: uids[0], euid: uids[1], pidfd: () => (pidfd >= 0 ? pidfd : (pidfd = addon.pidfdOpen(pid))), inTree: (p: number) => inTree.has(p) };
     try {
       if (ownTable) for (const fd of fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b)) fdinfo.push({ msg: files.dumpFd(pid, fd, fdCtx) });
+      files.resolveEpollTargets(pid, fdinfo.map((e) => e.msg));
     } finally {
       if (pidfd >= 0) addon.close(pidfd);
     }

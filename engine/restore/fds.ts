@@ -170,16 +170,35 @@ export class FileRestorer {
         native().close(pidfd);
       }
     }
-    // 3. epoll watches, once every fd is in place
+    // 3. epoll watches, once every fd is in place. A watch names the fd number it was added
+    // with; one whose file the task holds under another number (its id says which file) is
+    // added with that file put at the number for the moment, what stood there put back after.
+    const byFd = new Map(entries.map((e) => [num(e.fd), e]));
+    const spare = base;
     for (const e of made) {
       const f = this.file(num(e.id));
       if (num(f.type) !== TYPE.EVENTPOLL) continue;
       r.reset();
-      r.run(tid, ((f.epfd.tfd ?? []) as Msg[]).map((w) => {
+      r.run(tid, ((f.epfd.tfd ?? []) as Msg[]).flatMap((w, i) => {
         const ev = Buffer.alloc(12);
         ev.writeUInt32LE(num(w.events) >>> 0, 0);
         ev.writeBigUInt64LE(big(w.data), 4);
-        return { nr: NR.epoll_ctl, args: [num(e.fd), 1, num(w.tfd), r.put(ev)], what: `epoll_ctl(ADD fd ${w.tfd}) on fd ${e.fd}` };
+        const tfd = num(w.tfd);
+        const add: Call = { nr: NR.epoll_ctl, args: [num(e.fd), 1, tfd, r.put(ev)], what: `epoll_ctl(ADD fd ${tfd}) on fd ${e.fd}` };
+        const want = num(w.id);
+        const there = byFd.get(tfd);
+        if (!want || (there && num(there.id) === want)) return [add];
+        const holder = entries.find((x) => num(x.id) === want);
+        if (!holder) throw new ImageError('files.img', `id ${e.id}.epfd.tfd[${i}].id`, `watched file ${want} is not held by task ${p.img.pid}`);
+        const calls: Call[] = [];
+        if (there) calls.push({ nr: NR.dup3, args: [tfd, spare, 0], what: `dup3 fd ${tfd} aside` });
+        calls.push({ nr: NR.dup3, args: [num(holder.fd), tfd, 0], what: `dup3 watched file to fd ${tfd}` }, add);
+        if (there) calls.push(
+          { nr: NR.dup3, args: [spare, tfd, num(there.flags) & 1 ? O_CLOEXEC : 0], what: `dup3 fd ${tfd} back` },
+          { nr: NR.close, args: [spare], what: 'close' },
+        );
+        else calls.push({ nr: NR.close, args: [tfd], what: `close fd ${tfd}` });
+        return calls;
       }));
     }
     r.one(tid, 'close(transport)', NR.close, T);

@@ -235,6 +235,15 @@ Napi::Value Kcmp(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), r);
 }
 
+// kcmpEpollTfd(pid1, pid2, fd1, efd, tfd, toff) -> kcmp(KCMP_EPOLL_TFD): 0 when pid1's fd1 is the
+// file registered in pid2's epoll efd as the toff-th target under fd number tfd.
+Napi::Value KcmpEpollTfd(const Napi::CallbackInfo &info) {
+  struct { uint32_t efd, tfd, toff; } slot = {(uint32_t)Int(info[3]), (uint32_t)Int(info[4]), (uint32_t)Int(info[5])};
+  long r = syscall(SYS_kcmp, Int(info[0]), Int(info[1]), 7 /* KCMP_EPOLL_TFD */, (unsigned long)Int(info[2]), (unsigned long)&slot);
+  if (r < 0) return ThrowSys(info.Env(), "kcmp", errno);
+  return Napi::Number::New(info.Env(), r);
+}
+
 // tee(fdIn, fdOut, len, flags) -> bytes duplicated (pipe to pipe, nothing consumed).
 Napi::Value Tee(const Napi::CallbackInfo &info) {
   ssize_t r = tee(Int(info[0]), Int(info[1]), info[2].As<Napi::Number>().Int64Value(),
@@ -585,6 +594,7 @@ void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("pidfdGetfd", Napi::Function::New(env, PidfdGetfd));
   exports.Set("kcmp", Napi::Function::New(env, Kcmp));
+  exports.Set("kcmpEpollTfd", Napi::Function::New(env, KcmpEpollTfd));
   exports.Set("tee", Napi::Function::New(env, Tee));
   exports.Set("pipe2", Napi::Function::New(env, Pipe2));
   exports.Set("fcntl", Napi::Function::New(env, Fcntl));
