@@ -1,4 +1,4 @@
-// Inet sockets (IPv4 and IPv6: TCP listeners and closed TCP sockets, UDP and UDPLITE), both halves
+// Inet sockets (IPv4 and IPv6: TCP listeners and closed TCP sockets, UDP, UDPLITE and ICMP ping sockets), both halves
 // of CRIU 4.2's inet_sk_entry in one place: what dump reads from a socket and how restore makes it
 // again. Addresses are kept as the kernel holds them (network-order words read little-endian: 1
 // for IPv4, 4 for IPv6), options as CRIU records them (sk_opts, ip_opts, tcp_opts, v6only).
@@ -8,7 +8,7 @@
 // engine makes fresh of the same kind: any difference is refused by name (and checked again on
 // the restored socket). State that would be lost is refused too: connections waiting in a
 // listener's queue or still in the handshake, datagrams not read yet, pending socket errors,
-// corked UDP, eBPF socket filters, TCP connections (they need TCP_REPAIR), raw and ICMP sockets, and
+// corked UDP, eBPF socket filters, TCP connections (they need TCP_REPAIR), raw sockets, and
 // sockets of another network namespace than the engine's.
 import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
@@ -48,7 +48,11 @@ const TCP_ESTABLISHED = 1, TCP_SYN_RECV = 3, TCP_CLOSE = 7, TCP_LISTEN = 10, TCP
 // addresses
 
 const familyName = (family: number) => (family === AF_INET6 ? 'IPv6' : 'IPv4');
-const protoName = (proto: number) => (proto === IPPROTO_TCP ? 'TCP' : proto === IPPROTO_UDP ? 'UDP' : proto === IPPROTO_UDPLITE ? 'UDPLITE' : `protocol ${proto}`);
+const PROTO_NAMES: Record<number, string> = { [IPPROTO_TCP]: 'TCP', [IPPROTO_UDP]: 'UDP', [IPPROTO_UDPLITE]: 'UDPLITE', [IPPROTO_ICMP]: 'ICMP (ping)', [IPPROTO_ICMPV6]: 'ICMPv6 (ping)' };
+const protoName = (proto: number) => PROTO_NAMES[proto] ?? `protocol ${proto}`;
+/** a datagram kind the engine dumps and restores */
+const isDatagram = (type: number, proto: number) => type === SOCK_DGRAM && [IPPROTO_UDP, IPPROTO_UDPLITE, IPPROTO_ICMP, IPPROTO_ICMPV6].includes(proto);
+const isPing = (proto: number) => proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6;
 
 /** A struct sockaddr_in / sockaddr_in6 for the recorded words and port. */
 export function sockaddr(family: number, port: number, words: number[], scopeId = 0): Buffer {
@@ -144,7 +148,7 @@ function foreignOpts(family: number, proto: number): Opt[] {
   const l = [...FOREIGN_SOCKET, ...FOREIGN_IP];
   if (family === AF_INET6) l.push(...FOREIGN_IP_ON_V6, ...FOREIGN_IPV6);
   if (proto === IPPROTO_TCP) l.push(...FOREIGN_TCP);
-  else l.push(...foreignUdp(proto === IPPROTO_UDPLITE ? SOL_UDPLITE : SOL_UDP));
+  else if (!isPing(proto)) l.push(...foreignUdp(proto === IPPROTO_UDPLITE ? SOL_UDPLITE : SOL_UDP));
   return l;
 }
 
@@ -311,6 +315,29 @@ function taskFsIds(pid: number): { uid: number; gid: number } {
   return { uid: fourth('Uid'), gid: fourth('Gid') };
 }
 
+/** The ping sockets of the engine's network namespace, by inode, from /proc/net/icmp or icmp6. */
+function pingSockets(family: number): Map<number, { words: number[]; port: number; dst: number[]; dstPort: number; state: number; rqueue: number }> {
+  const out = new Map<number, { words: number[]; port: number; dst: number[]; dstPort: number; state: number; rqueue: number }>();
+  let text: string;
+  try {
+    text = fs.readFileSync(family === AF_INET6 ? '/proc/net/icmp6' : '/proc/net/icmp', 'utf8');
+  } catch {
+    return out;
+  }
+  // an address is printed as the kernel's 32-bit words in hex, so read as our words already are
+  const addr = (a: string) => {
+    const [w, p] = a.split(':');
+    return { words: (w.match(/.{8}/g) ?? []).map((x) => parseInt(x, 16) >>> 0), port: parseInt(p, 16) };
+  };
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10) continue;
+    const local = addr(f[1]), remote = addr(f[2]);
+    out.set(Number(f[9]), { words: local.words, port: local.port, dst: remote.words, dstPort: remote.port, state: parseInt(f[3], 16), rqueue: parseInt(f[4].split(':')[1], 16) });
+  }
+  return out;
+}
+
 /** The inode of the engine's network namespace. */
 function engineNetNs(): number {
   return fs.statSync('/proc/self/ns/net').ino;
@@ -365,10 +392,8 @@ export class InetSockets {
     let kind = `${fam} ${protoName(proto)} socket`;
     const refuse = (why: string) => new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${kind}: ${why}`);
     if (type === SOCK_RAW) throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: raw ${fam} socket (protocol ${proto}): raw sockets are not supported`);
-    if (type === SOCK_DGRAM && (proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6))
-      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${fam} ICMP (ping) socket: not supported`);
-    if (!((type === SOCK_STREAM && proto === IPPROTO_TCP) || (type === SOCK_DGRAM && (proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE))))
-      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${fam} socket of type ${type} and protocol ${proto}: only TCP, UDP and UDPLITE are supported`);
+    if (!((type === SOCK_STREAM && proto === IPPROTO_TCP) || isDatagram(type, proto)))
+      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${fam} socket of type ${type} and protocol ${proto}: only TCP, UDP, UDPLITE and ICMP (ping) are supported`);
     // the restore makes sockets in the engine's namespace: the socket must live there
     this.netNs ??= engineNetNs();
     let nsFd = -1;
@@ -409,6 +434,18 @@ export class InetSockets {
       // as CRIU: only the read side's shutdown shows on a closed socket (poll's RDHUP)
       shutdown = events & POLLHUP && events & POLLRDHUP ? 1 : 0;
       backlog = info[4]; // CRIU records tcpi_backoff here
+    } else if (isPing(proto)) {
+      // ping sockets have no sock_diag: /proc/net/icmp(6) has the same (once bound, the port is
+      // the echo id; a connected one has its peer's address and port 0)
+      const e = pingSockets(family).get(ino);
+      const name = parseSockaddr(n.sockName(sock));
+      ({ port: srcPort, words: src } = e ?? name);
+      dst = e?.dst ?? new Array(words).fill(0);
+      dstPort = e?.dstPort ?? 0;
+      state = e?.state ?? TCP_CLOSE;
+      if (e?.rqueue) throw refuse(`${e.rqueue} bytes of replies received and not read yet (they would be lost; not supported)`);
+      if (!e && name.port) throw new EngineError(`task ${ctx.pid} fd ${ctx.fd}: ${kind} bound to echo id ${name.port} is missing from /proc/net/icmp`);
+      shutdown = events & POLLRDHUP ? 1 : 0;
     } else if (d) {
       ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
       if (d.rqueue > 0) throw refuse(`${d.rqueue} bytes of datagrams received and not read yet (they would be lost; not supported)`);
@@ -423,7 +460,7 @@ export class InetSockets {
       shutdown = events & POLLRDHUP ? 1 : 0;
     }
     if (events & POLLERR) throw refuse('a socket error is pending (it would be lost; not supported)');
-    if (proto !== IPPROTO_TCP && int(sock, proto === IPPROTO_UDPLITE ? SOL_UDPLITE : SOL_UDP, UDP_CORK))
+    if ((proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) && int(sock, proto === IPPROTO_UDPLITE ? SOL_UDPLITE : SOL_UDP, UDP_CORK))
       throw refuse('corked (UDP_CORK): not supported');
     if (int(sock, SOL_IP, IP.TRANSPARENT)) throw refuse('IP_TRANSPARENT is set (CRIU images have no field for it; not supported)');
     const filter = socketFilter(sock);
@@ -496,8 +533,8 @@ export function checkInetEntry(id: number, isk: Msg): void {
   const field = (f: string) => `id ${id}.isk.${f}`;
   const family = num(isk.family), type = num(isk.type), proto = num(isk.proto), state = num(isk.state);
   if (family !== AF_INET && family !== AF_INET6) throw new ImageError('files.img', field('family'), `family ${family} is not restored`);
-  if (!((type === SOCK_STREAM && proto === IPPROTO_TCP) || (type === SOCK_DGRAM && (proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE))))
-    throw new ImageError('files.img', field('type'), `socket type ${type} with protocol ${proto} is not restored (TCP, UDP and UDPLITE are)`);
+  if (!((type === SOCK_STREAM && proto === IPPROTO_TCP) || isDatagram(type, proto)))
+    throw new ImageError('files.img', field('type'), `socket type ${type} with protocol ${proto} is not restored (TCP, UDP, UDPLITE and ICMP are)`);
   const words = family === AF_INET ? 1 : 4;
   for (const k of ['src_addr', 'dst_addr']) {
     const n = ((isk[k] ?? []) as unknown[]).length;

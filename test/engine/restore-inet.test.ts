@@ -285,3 +285,49 @@ describe.skipIf(!IS_ROOT)('engine restore: inet sockets', () => {
     }
   });
 });
+
+describe.skipIf(!IS_ROOT)('engine restore: ICMP (ping) sockets', () => {
+  const RANGE = '/proc/sys/net/ipv4/ping_group_range';
+  let work: string;
+  let range: string;
+  const targets: Target[] = [];
+
+  beforeAll(() => {
+    work = tempDir('ping');
+    // ping sockets are for the groups in this range only; root's group for these tests
+    range = fs.readFileSync(RANGE, 'utf8').trim();
+    fs.writeFileSync(RANGE, '0 0');
+  });
+
+  afterAll(() => {
+    for (const t of targets) t.kill();
+    fs.writeFileSync(RANGE, range.replace(/\s+/, ' '));
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('keeps a used socket\'s echo id and a connected socket\'s peer', async () => {
+    const t = startTarget(compile('pingsock', work), [], work);
+    targets.push(t);
+    const id = Number((await t.waitFor(/id=(\d+)\n/))[1]);
+    await t.waitFor(/count=2\n/);
+    const dir = path.join(work, 'images');
+    await dumpAndReap(t.pid, dir);
+    const isk = decode(path.join(dir, 'files.img')).filter((f) => f.type === 4).map((f) => f.isk);
+    expect(isk.map((s) => [s.type, s.proto, s.state, s.src_port])).toEqual([[2, 1, 7, id], [2, 1, 1, expect.any(Number)]]);
+    expect(restoreOk(dir)).toBe(t.pid);
+    fs.writeFileSync(path.join(work, 'go'), '');
+    await t.waitFor(/^ping (ok|fail.*)$/m);
+    expect(t.output()).toMatch(/^ping ok$/m);
+  });
+
+  it('refuses a reply not read yet, naming task and fd, and the task runs on', async () => {
+    fs.rmSync(path.join(work, 'go'), { force: true });
+    const t = startTarget(compile('pingsock', work), ['unread'], work);
+    targets.push(t);
+    await t.waitFor(/count=2\n/);
+    const r = runEngine(['dump', '-t', String(t.pid), '-D', path.join(work, 'unread')]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^engine: task ${t.pid} fd 3: IPv4 ICMP \\(ping\\) socket: \\d+ bytes of replies received and not read yet`));
+    expect(alive(t.pid)).toBe(true);
+  });
+});
