@@ -110,6 +110,8 @@ export interface NativeAddon {
   /** kcmp(KCMP_EPOLL_TFD): 0 when pid1's fd1 is the toff-th file pid2's epoll efd watches under fd number tfd */
   kcmpEpollTfd(pid1: number, pid2: number, fd1: number, efd: number, tfd: number, toff: number): number;
   tee(fdIn: number, fdOut: number, len: number, flags?: number): number;
+  /** readlinkat(fd, ""): the target of the symlink an O_PATH|O_NOFOLLOW fd holds */
+  readlinkFd(fd: number): string;
   pipe2(flags?: number): [number, number];
   fcntl(fd: number, cmd: number, arg?: number): number;
   ioctl(fd: number, request: number | bigint, arg?: Uint8Array | number): number;

@@ -1,4 +1,4 @@
-// Ghost files: files (directories, FIFOs) that a task still holds open, maps, runs or sits in after
+// Ghost files: files (directories, FIFOs, device nodes, symlinks) that a task still holds open, maps, runs or sits in after
 // they were unlinked. Both halves, in CRIU 4.2's layout: at dump the contents go into
 // ghost-file-<hex id>.img (holes kept: chunked from 12 KiB on, data regions found with
 // SEEK_DATA/SEEK_HOLE) and remap-fpath.img maps each files.img id to its ghost. At restore the
@@ -21,7 +21,8 @@ const CHUNKS_FROM = 3 * 4096;
 const STEP = 4 << 20;
 const SEEK_DATA = 3, SEEK_HOLE = 4;
 const REMAP_GHOST = 1;
-const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFIFO = 0o010000;
+const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFIFO = 0o010000, S_IFCHR = 0o020000, S_IFBLK = 0o060000, S_IFLNK = 0o120000;
+const GHOST_KINDS = new Set([S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR, S_IFBLK, S_IFLNK]);
 
 const DELETED = ' (deleted)';
 
@@ -68,7 +69,7 @@ export class GhostFiles {
     if (!parent || parent.dev !== st.dev)
       throw new UnsupportedError(`${who}: ${link} is not on a mounted file system that can be written again (${parent ? 'an internal mount: hugetlb, SysV or AIO memory' : `its directory ${path.dirname(name)} is gone`})`);
     const kind = st.mode & S_IFMT;
-    if (kind !== S_IFREG && kind !== S_IFDIR && kind !== S_IFIFO) throw new UnsupportedError(`${who}: unlinked ${name} is not a regular file, a directory or a FIFO (mode 0${st.mode.toString(8)})`);
+    if (!GHOST_KINDS.has(kind)) throw new UnsupportedError(`${who}: unlinked ${name} is of a kind that cannot be made again (mode 0${st.mode.toString(8)})`);
     const used = st.blocks * 512;
     if (kind === S_IFREG && used > this.limit)
       throw new UnsupportedError(`${who}: unlinked file ${name} holds ${used} bytes, more than the ghost limit of ${this.limit} (raise it with --ghost-limit)`);
@@ -91,7 +92,10 @@ export class GhostFiles {
       atim: tv(st.atimeMs, big.atimeNs), mtim: tv(st.mtimeMs, big.mtimeNs),
     };
     const file = path.join(this.dir, `ghost-file-${id.toString(16)}.img`);
-    if ((st.mode & S_IFMT) !== S_IFREG) {
+    const kind = st.mode & S_IFMT;
+    if (kind === S_IFCHR || kind === S_IFBLK) head.rdev = st.rdev;
+    if (kind === S_IFLNK) head.symlnk_target = symlinkTarget(via);
+    if (kind !== S_IFREG) {
       writeImage(file, 'GHOST_FILE', [{ msg: head }]);
       return;
     }
@@ -108,6 +112,24 @@ export class GhostFiles {
     } finally {
       fs.closeSync(fd);
     }
+  }
+}
+
+/** Where an unlinked symlink points: asked of the task's O_PATH fd itself (`via` is its /proc link). */
+function symlinkTarget(via: string): string {
+  const m = /^\/proc\/(\d+)\/fd\/(\d+)$/.exec(via);
+  if (!m) throw new UnsupportedError(`${via}: an unlinked symlink held other than by an fd`);
+  const n = native();
+  const pidfd = n.pidfdOpen(Number(m[1]));
+  try {
+    const fd = n.pidfdGetfd(pidfd, Number(m[2]));
+    try {
+      return n.readlinkFd(fd);
+    } finally {
+      n.close(fd);
+    }
+  } finally {
+    n.close(pidfd);
   }
 }
 
@@ -211,6 +233,24 @@ export class RestoredGhosts {
         throw new EngineError(`${image}: cannot make the FIFO ${at} again: ${(e as Error).message}`);
       }
       this.made.push({ path: at, dir: false });
+    } else if ((mode & S_IFMT) === S_IFCHR || (mode & S_IFMT) === S_IFBLK) {
+      const rdev = Number(head.rdev ?? 0);
+      // dev_t as glibc packs it
+      const major = ((rdev >>> 8) & 0xfff) | Math.floor(rdev / 2 ** 32) & ~0xfff, minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff & 0xfffff);
+      try {
+        native().mknod(at, (mode & S_IFMT) | (mode & 0o7777), major, minor);
+      } catch (e) {
+        throw new EngineError(`${image}: cannot make the device node ${at} (${major}:${minor}) again: ${(e as Error).message}`);
+      }
+      this.made.push({ path: at, dir: false });
+    } else if ((mode & S_IFMT) === S_IFLNK) {
+      if (typeof head.symlnk_target !== 'string') throw new EngineError(`${image}: a symlink without symlnk_target`, 'EIMAGE');
+      fs.symlinkSync(head.symlnk_target, at);
+      this.made.push({ path: at, dir: false });
+      fs.lchownSync(at, Number(head.uid), Number(head.gid));
+      const t = (tv: Msg | undefined) => (tv ? Number(tv.tv_sec) + Number(tv.tv_usec) / 1e6 : Date.now() / 1000);
+      fs.lutimesSync(at, t(head.atim), t(head.mtim));
+      return at;
     } else if ((mode & S_IFMT) === S_IFREG) {
       const fd = fs.openSync(at, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600);
       this.made.push({ path: at, dir: false });
@@ -230,7 +270,7 @@ export class RestoredGhosts {
         fs.closeSync(fd);
       }
     } else {
-      throw new EngineError(`${image}: mode 0${mode.toString(8)}: only regular files and directories are made again`, 'EIMAGE');
+      throw new EngineError(`${image}: mode 0${mode.toString(8)}: only regular files, directories, FIFOs, device nodes and symlinks are made again`, 'EIMAGE');
     }
     fs.chownSync(at, Number(head.uid), Number(head.gid));
     fs.chmodSync(at, mode & 0o7777);

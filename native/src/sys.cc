@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <linux/netlink.h>
 #include <sys/ioctl.h>
@@ -245,6 +246,15 @@ Napi::Value KcmpEpollTfd(const Napi::CallbackInfo &info) {
 }
 
 // tee(fdIn, fdOut, len, flags) -> bytes duplicated (pipe to pipe, nothing consumed).
+// readlinkFd(fd) -> the target of the symlink an O_PATH|O_NOFOLLOW fd refers to (readlinkat with
+// an empty path), also when the symlink was unlinked.
+Napi::Value ReadlinkFd(const Napi::CallbackInfo &info) {
+  char buf[PATH_MAX];
+  ssize_t r = readlinkat(Int(info[0]), "", buf, sizeof buf);
+  if (r < 0) return ThrowSys(info.Env(), "readlinkat", errno);
+  return Napi::String::New(info.Env(), buf, r);
+}
+
 Napi::Value Tee(const Napi::CallbackInfo &info) {
   ssize_t r = tee(Int(info[0]), Int(info[1]), info[2].As<Napi::Number>().Int64Value(),
                   info.Length() > 3 ? Int(info[3]) : 0);
@@ -616,3 +626,4 @@ void InitSys(Napi::Env env, Napi::Object exports) {
 }
 
 }  // namespace engine_native
+  exports.Set("readlinkFd", Napi::Function::New(env, ReadlinkFd));

@@ -67,3 +67,38 @@ describe.skipIf(!IS_ROOT)('ghost files', () => {
     expect(target.output()).toMatch(/^ready\nPASS\n$/);
   });
 });
+
+describe.skipIf(!IS_ROOT)('ghost device nodes and symlinks', () => {
+  let work: string;
+  let target: Target;
+  let dir: string;
+
+  beforeAll(async () => {
+    work = tempDir('ghostnodes');
+    target = startTarget(compile('ghostnodes', work), [], work);
+    await target.waitFor(/count=2\n/);
+    dir = path.join(work, 'images');
+    const r = runEngine(['dump', '-t', String(target.pid), '-D', dir]);
+    expect(r.stderr).toBe('');
+    await until(() => gone(target.pid), 'the dumped task to exit');
+  });
+
+  afterAll(() => cleanUp(target, work));
+
+  it('records the device numbers and the link target in the ghost images', () => {
+    const ghosts = fs.readdirSync(dir).filter((f) => f.startsWith('ghost-file-')).map((f) => decode(path.join(dir, f))[0]);
+    const dev = ghosts.find((g) => (g.mode & 0o170000) === 0o020000);
+    const lnk = ghosts.find((g) => (g.mode & 0o170000) === 0o120000);
+    expect(dev.rdev).toBe(0x103); // 1:3 as dev_t packs it
+    expect(lnk.symlnk_target).toBe('somewhere/else');
+  });
+
+  it('makes them again: the process finds the same device and link, their names gone', async () => {
+    const r = runEngine(['restore', '-D', dir, '-d']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    fs.writeFileSync(path.join(work, 'go'), '');
+    await target.waitFor(/^nodes (ok|fail.*)$/m);
+    expect(target.output()).toMatch(/^nodes ok$/m);
+  });
+});
