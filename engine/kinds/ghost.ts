@@ -59,15 +59,18 @@ export class GhostFiles {
       throw new UnsupportedError(`${who}: ${name} was unlinked but is still linked elsewhere (link remap is not supported)`);
     }
     // an internal mount's object (hugetlb or SysV memory, an AIO ring) only looks like an
-    // unlinked file; a real one was on the mount its directory is still on
+    // unlinked file; a real one was on the mount its nearest directory still there is on (the
+    // directories removed after it are made again for the restore, as CRIU does)
     let parent: fs.Stats | undefined;
-    try {
-      parent = fs.statSync(path.dirname(name));
-    } catch {
-      /* gone too */
+    for (let dir = path.dirname(name); !parent; dir = path.dirname(dir)) {
+      try {
+        parent = fs.statSync(dir);
+      } catch {
+        if (dir === '/') break;
+      }
     }
     if (!parent || parent.dev !== st.dev)
-      throw new UnsupportedError(`${who}: ${link} is not on a mounted file system that can be written again (${parent ? 'an internal mount: hugetlb, SysV or AIO memory' : `its directory ${path.dirname(name)} is gone`})`);
+      throw new UnsupportedError(`${who}: ${link} is not on a mounted file system that can be written again (an internal mount: hugetlb, SysV or AIO memory)`);
     const kind = st.mode & S_IFMT;
     if (!GHOST_KINDS.has(kind)) throw new UnsupportedError(`${who}: unlinked ${name} is of a kind that cannot be made again (mode 0${st.mode.toString(8)})`);
     const used = st.blocks * 512;
@@ -218,8 +221,13 @@ export class RestoredGhosts {
     const first = entries.next();
     if (first.done) throw new EngineError(`${image}: no ghost_file_entry`, 'EIMAGE');
     const head = first.value.msg;
-    const parent = path.dirname(name);
-    if (!fs.existsSync(parent)) throw new EngineError(`${image}: cannot make the unlinked ${name} again: its directory ${parent} is gone`, 'EIMAGE');
+    // directories removed since are made again for the while (and removed with the ghost)
+    const missing: string[] = [];
+    for (let dir = path.dirname(name); !fs.existsSync(dir); dir = path.dirname(dir)) missing.unshift(dir);
+    for (const dir of missing) {
+      fs.mkdirSync(dir, 0o700);
+      this.made.push({ path: dir, dir: true });
+    }
     // the old name when it is free, so that /proc shows the same "<name> (deleted)" again
     const at = fs.existsSync(name) ? `${name}.cr.${id.toString(16)}.ghost` : name;
     const mode = Number(head.mode);

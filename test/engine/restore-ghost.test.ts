@@ -68,7 +68,7 @@ describe.skipIf(!IS_ROOT)('ghost files', () => {
   });
 });
 
-describe.skipIf(!IS_ROOT)('ghost device nodes and symlinks', () => {
+describe.skipIf(!IS_ROOT)('ghost device nodes, symlinks, and a directory whose parent is gone too', () => {
   let work: string;
   let target: Target;
   let dir: string;
@@ -93,7 +93,7 @@ describe.skipIf(!IS_ROOT)('ghost device nodes and symlinks', () => {
     expect(lnk.symlnk_target).toBe('somewhere/else');
   });
 
-  it('makes them again: the process finds the same device and link, their names gone', async () => {
+  it('makes them again: the process finds the same device, link and directory, their names gone', async () => {
     const r = runEngine(['restore', '-D', dir, '-d']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
