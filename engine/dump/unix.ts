@@ -232,8 +232,8 @@ export class UnixSockets {
   /**
    * Where a bound socket's file is: its mode and owner while it is still the socket's own inode;
    * a path relative to the binder's directory is found in the task's cwd (name_dir, as CRIU
-   * records it); a file removed or replaced since is recorded as deleted (bound, then unlinked
-   * again at restore).
+   * records it); a file removed or replaced since, or whose directory was removed, is recorded as
+   * deleted (bound, then unlinked again at restore).
    */
   private boundFile(d: UnixDiag, pid: number, where: string): Msg {
     const nul = d.name.indexOf(0);
@@ -262,7 +262,6 @@ export class UnixSockets {
       /* removed */
     }
     if (!st || st.ino !== d.vfs.ino) {
-      if (!out.name_dir && !fs.existsSync(path.dirname(file))) throw new UnsupportedError(`${where}: the directory of unix socket ${p} was removed`);
       out.deleted = true;
       return out;
     }

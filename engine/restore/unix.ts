@@ -34,14 +34,18 @@ interface Sock {
   fd: number;
   /** made with socketpair together with its peer */
   paired: boolean;
+  /** the path that reaches it while the restore connects and sends by name (its own name is unlinked) */
+  reachAt?: Buffer;
 }
 
 export class UnixRestorer {
   private byId = new Map<number, Sock>();
   private byIno = new Map<number, Sock>();
   private bound: string[] = [];
-  /** bound at the path of an unlinked socket file, and what stood there moved aside */
-  private deleted: { file: string; aside?: string }[] = [];
+  /** where the files of sockets bound at an unlinked path were moved */
+  private deleted: string[] = [];
+  /** directories made for them */
+  private madeDirs: string[] = [];
 
   constructor(private set: ImageSet, private log: Log) {}
 
@@ -126,11 +130,11 @@ export class UnixRestorer {
       }
       if (!s.name.length) throw new ImageError('sk-queues.img', `id_for ${s.id}`, 'data queued at an unnamed datagram socket nobody is connected to');
       const sender = all.find((x) => x !== s && num(x.u.peer) === num(s.u.ino) && num(x.u.type) === SOCK_DGRAM);
-      if (sender) atDir(s.u.name_dir, () => sendAll(s, sender.fd, s.name));
+      if (sender) atDir(s.reachAt ? undefined : s.u.name_dir, () => sendAll(s, sender.fd, s.reachAt ?? s.name));
       else {
         const tmp = n.unixSocket(SOCK_DGRAM);
         try {
-          atDir(s.u.name_dir, () => sendAll(s, tmp, s.name));
+          atDir(s.reachAt ? undefined : s.u.name_dir, () => sendAll(s, tmp, s.reachAt ?? s.name));
         } finally {
           n.close(tmp);
         }
@@ -146,7 +150,7 @@ export class UnixRestorer {
       if (num(s.u.type) !== SOCK_DGRAM && num(peer.u.state) !== TCP_LISTEN)
         throw new ImageError('files.img', where(s, 'peer'), `stream socket connected to ${peer.u.ino}, which is neither its pair nor a listener`);
       try {
-        atDir(peer.u.name_dir, () => n.unixConnect(s.fd, peer.name));
+        atDir(peer.reachAt ? undefined : peer.u.name_dir, () => n.unixConnect(s.fd, peer.reachAt ?? peer.name));
       } catch (e) {
         throw new EngineError(`files.img: id ${s.id}: cannot connect to ${printable(peer.name)} again: ${isNativeError(e) ? e.code : (e as Error).message}`);
       }
@@ -189,16 +193,27 @@ export class UnixRestorer {
     const dir = s.u.name_dir as string | undefined;
     const file = dir ? path.join(dir, rel) : rel;
     if (s.u.deleted) {
-      // its path was unlinked (maybe taken by another file since): bound there, unlinked again,
-      // and whatever stands at the path now is put back
-      // (after the connections by name are made: see unbindDeleted)
+      // its path was unlinked (maybe taken by another file since, or by another socket that was
+      // bound there, unlinked too): bound there, its file moved at once to a name of its own that
+      // connections and datagrams by name use, and whatever stood at the path put back; the
+      // directories removed since are made for the while. All goes again in unbindDeleted.
+      const missing: string[] = [];
+      for (let d = path.dirname(file); !fs.existsSync(d); d = path.dirname(d)) missing.unshift(d);
+      for (const d of missing) {
+        fs.mkdirSync(d, 0o700);
+        this.madeDirs.push(d);
+      }
       let aside: string | undefined;
       if (fs.existsSync(file) || isSymlink(file)) {
         aside = path.join(path.dirname(file), `.${path.basename(file)}.engine-${process.pid}`);
         fs.renameSync(file, aside);
       }
-      this.deleted.push({ file, aside });
       this.bindName(s, dir);
+      const own = path.join(path.dirname(file), `.${path.basename(file)}.engine-${process.pid}-${s.id}`);
+      fs.renameSync(file, own);
+      if (aside) fs.renameSync(aside, file);
+      s.reachAt = Buffer.from(own);
+      this.deleted.push(own);
       return;
     }
     // a socket file left by the dumped task: bind would find it taken
@@ -227,15 +242,21 @@ export class UnixRestorer {
     }
   }
 
-  /** The paths of sockets whose file was unlinked: unlinked again, what stood there put back. */
+  /** The files of sockets whose file was unlinked are unlinked again, the directories made for them removed. */
   private unbindDeleted(): void {
-    for (const d of this.deleted.splice(0)) {
+    for (const f of this.deleted.splice(0)) {
       try {
-        fs.unlinkSync(d.file);
+        fs.unlinkSync(f);
       } catch {
         /* gone */
       }
-      if (d.aside) fs.renameSync(d.aside, d.file);
+    }
+    for (const d of this.madeDirs.splice(0).reverse()) {
+      try {
+        fs.rmdirSync(d);
+      } catch {
+        /* not empty: something else was made there meanwhile */
+      }
     }
   }
 
