@@ -5,8 +5,7 @@
 // Like CRIU, an entry whose peer has not been dumped yet is held back and written right after
 // its peer, and a connection still waiting in a listener's queue names the listener as peer.
 import * as fs from 'fs';
-import * as path from 'path';
-import { readLinkProc } from '../proc/read';
+import { unlinkedName } from '../kinds/ghost';
 import type { Msg } from '../../images/codec';
 import type { NewEntry } from '../../images/files';
 import { native, isNativeError } from '../../native';
@@ -23,7 +22,7 @@ const SCM_RIGHTS = 1;
 const MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20, MSG_CTRUNC = 0x8;
 const TCP_LISTEN = 10;
 const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5;
-const FIONREAD = 0x541b;
+const FIONREAD = 0x541b, SIOCUNIXFILE = 0x89e0;
 /** sk_shutdown as sock_diag reports it */
 const RCV_SHUTDOWN = 1;
 /** the largest datagram we expect; a longer one is reported, never silently cut */
@@ -187,10 +186,10 @@ export class UnixSockets {
       opts: {}, name: new Uint8Array(d.name),
     };
     if (d.shutdown) usk.shutdown = d.shutdown;
-    if (d.name.length && d.name[0] !== 0) Object.assign(usk, this.boundFile(d, ctx.pid, where));
-    usk.ns_id = ctx.netNsId;
     const sock = ctx.dupFd();
     try {
+      if (d.name.length && d.name[0] !== 0) Object.assign(usk, this.boundFile(d, sock, where));
+      usk.ns_id = ctx.netNsId;
       usk.opts = socketOpts(sock);
       if (d.state !== TCP_LISTEN) {
         for (const p of peekQueue(sock, d.type, where, (fd) => ctx.inFlight(fd, where), (d.shutdown & RCV_SHUTDOWN) !== 0)) {
@@ -230,42 +229,42 @@ export class UnixSockets {
   }
 
   /**
-   * Where a bound socket's file is: its mode and owner while it is still the socket's own inode;
-   * a path relative to the binder's directory is found in the task's cwd (name_dir, as CRIU
-   * records it); a file removed or replaced since, or whose directory was removed, is recorded as
-   * deleted (bound, then unlinked again at restore).
+   * Where a bound socket's file is, asked of the socket itself: SIOCUNIXFILE opens the file it is
+   * bound to, whose /proc link is its path now (" (deleted)" once unlinked, also when another file
+   * took the name since). A relative name is found at the end of that path, and the directory
+   * before it recorded as name_dir, as CRIU does; a deleted file is bound, then unlinked again at
+   * restore; a live one gets its mode and owner back.
    */
-  private boundFile(d: UnixDiag, pid: number, where: string): Msg {
+  private boundFile(d: UnixDiag, sock: number, where: string): Msg {
     const nul = d.name.indexOf(0);
     const p = d.name.subarray(0, nul < 0 ? d.name.length : nul).toString();
     const out: Msg = {};
     // an accepted connection only echoes its listener's name: it has no file of its own
     if (!d.vfs) return out;
-    let file = p;
-    if (!p.startsWith('/')) {
-      const cwd = readLinkProc(pid, 'cwd');
-      file = path.join(cwd, p);
-      let st: fs.Stats | undefined;
-      try {
-        st = fs.statSync(file);
-      } catch {
-        /* not there */
-      }
-      if (!st || st.ino !== d.vfs.ino)
-        throw new UnsupportedError(`${where}: unix socket bound to the relative path ${p}, which is not found from the task's cwd ${cwd}`);
-      out.name_dir = cwd;
-    }
-    let st: fs.Stats | undefined;
+    const n = native();
+    let f: number;
     try {
-      st = fs.statSync(file);
-    } catch {
-      /* removed */
+      f = n.ioctl(sock, SIOCUNIXFILE);
+    } catch (e) {
+      throw new UnsupportedError(`${where}: the file of unix socket ${p} cannot be opened (SIOCUNIXFILE: ${isNativeError(e) ? e.code : (e as Error).message})`);
     }
-    if (!st || st.ino !== d.vfs.ino) {
-      out.deleted = true;
+    try {
+      const link = fs.readlinkSync(`/proc/self/fd/${f}`);
+      const deleted = unlinkedName(link);
+      const now = deleted ?? link;
+      if (!p.startsWith('/')) {
+        if (!now.endsWith('/' + p)) throw new UnsupportedError(`${where}: unix socket bound to the relative path ${p}, whose file is at ${now}`);
+        out.name_dir = now.slice(0, -p.length - 1) || '/';
+      }
+      if (deleted !== undefined) {
+        out.deleted = true;
+        return out;
+      }
+      const st = fs.fstatSync(f);
+      out.file_perms = { mode: st.mode, uid: st.uid, gid: st.gid };
       return out;
+    } finally {
+      n.close(f);
     }
-    out.file_perms = { mode: st.mode, uid: st.uid, gid: st.gid };
-    return out;
   }
 }
