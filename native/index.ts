@@ -112,6 +112,8 @@ export interface NativeAddon {
   tee(fdIn: number, fdOut: number, len: number, flags?: number): number;
   /** readlinkat(fd, ""): the target of the symlink an O_PATH|O_NOFOLLOW fd holds */
   readlinkFd(fd: number): string;
+  /** linkat(src, dst, AT_SYMLINK_FOLLOW): a new name for the file a /proc/PID/fd link holds */
+  linkFollow(src: string, dst: string): void;
   pipe2(flags?: number): [number, number];
   fcntl(fd: number, cmd: number, arg?: number): number;
   ioctl(fd: number, request: number | bigint, arg?: Uint8Array | number): number;

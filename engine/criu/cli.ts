@@ -32,6 +32,8 @@ dump
       --file-locks          dump file locks (without it a tree holding locks is refused, as in CRIU)
       --timeout N           seconds a task may take to stop (default 5)
       --ghost-limit SIZE    the largest unlinked file saved as a ghost file (default 1M; K, M, G)
+      --link-remap          a file unlinked but still linked elsewhere gets the name link_remap.ID
+                            beside its old one until the restore (without it such a file is refused)
       --cgroup-props TEXT, --cgroup-props-file FILE
                             the properties dumped per controller (CRIU's format and lists)
       --cgroup-dump-controller NAME
@@ -230,6 +232,7 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
     fileLocks: flag(p, 'file-locks'),
     freezeTimeoutMs: timeout !== undefined && timeout > 0 ? timeout * 1000 : undefined,
     ghostLimit: sizeOpt(p, 'ghost-limit'),
+    linkRemap: flag(p, 'link-remap'),
     cgroups: cgroupOpts(p, true, workDir),
   });
   if (workDir !== imagesDir) fs.renameSync(path.join(imagesDir, 'stats-dump'), path.join(workDir, 'stats-dump'));

@@ -19,7 +19,6 @@ interface OptionDef {
 const NS = 'namespaces and mounts are not handled by this engine yet (the tree must live in the host namespaces)';
 const TCP = 'established TCP connections are refused at dump by this engine (TCP_REPAIR is not implemented yet)';
 const REMOTE = 'page servers, lazy pages, incremental and streamed dumps are not implemented by this engine';
-const DELETED = 'unlinked files still linked elsewhere (link remap) are refused at dump by this engine; unlinked files are saved as ghost files';
 
 const TABLE: OptionDef[] = [
   { long: 'tree', short: 't', arg: 'required' },
@@ -55,7 +54,7 @@ const TABLE: OptionDef[] = [
   { long: 'skip-in-flight', arg: 'none', bool: true, refused: TCP },
   { long: 'network-lock', arg: 'required', refused: TCP },
   { long: 'ext-unix-sk', short: 'x', arg: 'optional', refused: 'unix sockets connected outside the dumped tree are refused at dump' },
-  { long: 'link-remap', arg: 'none', bool: true, refused: DELETED },
+  { long: 'link-remap', arg: 'none', bool: true },
   { long: 'ghost-limit', arg: 'required' },
   // another way to find a ghost file's data; SEEK_DATA/SEEK_HOLE finds the same regions
   { long: 'ghost-fiemap', arg: 'none', bool: true },

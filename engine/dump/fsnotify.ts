@@ -62,7 +62,10 @@ function resolvePath(w: InotifyWatch, where: string): string {
       throw new UnsupportedError(`${where}: inotify watch ${w.wd}: the watched file is gone (${(e as Error).message})`);
     }
     try {
-      return fs.readlinkSync(`/proc/self/fd/${fd}`);
+      const p = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      // the restore adds the watch by path, which an unlinked file has no more
+      if (p.endsWith(' (deleted)')) throw new UnsupportedError(`${where}: inotify watch ${w.wd} on the unlinked ${p.slice(0, -10)} (not supported)`);
+      return p;
     } finally {
       n.close(fd);
     }

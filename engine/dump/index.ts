@@ -40,6 +40,7 @@ import { refuseSigtrapHazards } from '../kinds/sigtrap';
 import { dumpStopState } from '../kinds/stopsig';
 import { abortCriticalSection } from '../kinds/rseq';
 import { GhostFiles, DEFAULT_GHOST_LIMIT } from '../kinds/ghost';
+import { checkAioRings } from '../kinds/aio';
 
 export interface DumpOptions {
   pid: number;
@@ -62,6 +63,8 @@ export interface DumpOptions {
   freezeTimeoutMs?: number;
   /** the largest unlinked file saved (allocated bytes; default CRIU's 1 MiB) */
   ghostLimit?: number;
+  /** files unlinked but linked elsewhere get a new name (link_remap.<id>) instead of being refused */
+  linkRemap?: boolean;
   /** --manage-cgroups and its companions (default: CRIU's soft mode) */
   cgroups?: CgroupOptions;
 }
@@ -124,6 +127,8 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
   const tracer: Tracer = new addon.Tracer();
   const remotes: RemoteSyscalls[] = [];
   const closers: (() => void)[] = [];
+  /** what a failed dump undoes (outside the images directory) */
+  const undo: (() => void)[] = [];
   let tree: FrozenTree | undefined;
   let t0 = nowUs();
   let tFrozen = t0;
@@ -140,7 +145,7 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
     if (!opts.leaveRunning && !opts.leaveStopped) for (const [tid, sig] of tree.pendingStopSignals)
       if (sig !== 5 /* SIGTRAP: refused with its own reason */) throw new EngineError(`task ${tid}: signal ${sig} arrived while the tree was being frozen and would be lost; dump again`, 'EAGAIN');
     // frozen: state and page contents; the images are encoded once the tree may run again
-    const { stats, writeImages } = collect(tracer, tree, opts, tmp, remotes, closers, phases);
+    const { stats, writeImages } = collect(tracer, tree, opts, tmp, remotes, closers, undo, phases);
     stats.freezingUs = tFrozen - t0;
     holdForTest('written');
     if (opts.leaveRunning || opts.leaveStopped) {
@@ -181,6 +186,7 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
     const gone = tree ? exitedTasks(tree) : [];
     if (tree) thawTree(tracer, tree);
     fs.rmSync(tmp, { recursive: true, force: true });
+    for (const u of undo) u();
     throw translate(e, gone);
   } finally {
     for (const c of closers) c();
@@ -309,7 +315,7 @@ function finish(tracer: Tracer, tree: FrozenTree, leaveRunning: boolean, leaveSt
 /** Collects every task's state and copies the pages (tree frozen); returns the image writer. */
 function collect(
   tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tmp: string, remotes: RemoteSyscalls[], closers: (() => void)[],
-  phases: Phases,
+  undo: (() => void)[], phases: Phases,
 ): { stats: DumpStats; writeImages: (out: ImageDir) => void } {
   const { log } = opts;
   const addon = native();
@@ -343,6 +349,8 @@ function collect(
   plugins.init();
   files.plugins = plugins;
   files.ghosts = new GhostFiles(tmp, opts.ghostLimit ?? DEFAULT_GHOST_LIMIT);
+  if (opts.linkRemap) files.ghosts.linkRemap = { allocId: () => files.allocId(), entries: files.entries };
+  undo.push(() => files.ghosts!.abort());
   closers.push(() => plugins.exit(true));
   const seccomp = new SeccompTable();
   const cgroups = new CgroupDump(opts.cgroups ?? defaultCgroupOptions(), log);
@@ -369,9 +377,12 @@ function collect(
     const ownTable = tables.first(taskIds.files_id);
 
     // 2. what only the task itself can say (injected), then drop the scratch page
-    const remote = new RemoteSyscalls(tracer, pid, findSyscallGadget(pid, readMaps(pid)));
+    const maps = readMaps(pid);
+    const remote = new RemoteSyscalls(tracer, pid, findSyscallGadget(pid, maps));
     remotes.push(remote);
     phases.mark(`gadget-${pid}`);
+    // AIO rings: no request in flight, proven by injected requests (kinds/aio)
+    checkAioRings(remote, pid, maps, (m) => log.debug(m));
     const inside = readProcessInside(remote, pid);
     checkDumpable(pid, inside.dumpable);
     const membarrierMask = readMembarrierMask(remote, pid, (m) => log.debug(m));

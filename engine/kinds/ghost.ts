@@ -20,7 +20,7 @@ const CHUNKS_FROM = 3 * 4096;
 /** the most bytes read or written per step: bounded memory whatever the file's size */
 const STEP = 4 << 20;
 const SEEK_DATA = 3, SEEK_HOLE = 4;
-const REMAP_GHOST = 1;
+const REMAP_LINKED = 0, REMAP_GHOST = 1;
 const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFIFO = 0o010000, S_IFCHR = 0o020000, S_IFBLK = 0o060000, S_IFLNK = 0o120000;
 const GHOST_KINDS = new Set([S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR, S_IFBLK, S_IFLNK]);
 
@@ -36,8 +36,42 @@ export class GhostFiles {
   private byInode = new Map<string, number>();
   private nextId = 1;
   readonly remaps: Msg[] = [];
+  /** with --link-remap: a file unlinked but linked elsewhere gets a new name, this files.img REG entry */
+  linkRemap?: { allocId: () => number; entries: Msg[] };
+  /** the names made for link remaps (removed again when the dump fails) */
+  private links = new Map<string, { id: number; at: string }>();
 
   constructor(private dir: string, private limit: number) {}
+
+  /** The dump failed: the names given to link-remapped files go again. */
+  abort(): void {
+    for (const l of this.links.values()) try { fs.unlinkSync(l.at); } catch { /* gone */ }
+    this.links.clear();
+  }
+
+  /**
+   * A link remap, as CRIU makes it: the open file, unlinked here but still linked elsewhere, gets
+   * the name link_remap.<id> in the directory it was unlinked from, recorded as a REG entry of
+   * that id; the restore opens it there and removes the name.
+   */
+  private linked(fileId: number, name: string, via: string, st: fs.Stats, who: string): string {
+    const key = `${st.dev}:${st.ino}`;
+    let l = this.links.get(key);
+    if (!l) {
+      const id = this.linkRemap!.allocId();
+      const at = path.join(path.dirname(name), `link_remap.${id}`);
+      try {
+        native().linkFollow(via, at);
+      } catch (e) {
+        throw new UnsupportedError(`${who}: ${name} was unlinked but is still linked elsewhere, and cannot be linked again as ${at}: ${(e as Error).message}`);
+      }
+      l = { id, at };
+      this.links.set(key, l);
+      this.linkRemap!.entries.push({ type: 1, id, reg: { id, flags: 0, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 }, name: at } });
+    }
+    this.remaps.push({ orig_id: fileId, remap_id: l.id, remap_type: REMAP_LINKED });
+    return name;
+  }
 
   /**
    * Is the file behind `via` (a /proc link) with /proc name `link` unlinked? Then its contents are
@@ -56,7 +90,9 @@ export class GhostFiles {
       } catch {
         /* not there */
       }
-      throw new UnsupportedError(`${who}: ${name} was unlinked but is still linked elsewhere (link remap is not supported)`);
+      if ((st.mode & S_IFMT) === S_IFDIR) throw new UnsupportedError(`${who}: the directory ${name} was removed but is still linked elsewhere (unsupported)`);
+      if (this.linkRemap) return this.linked(fileId, name, via, st, who);
+      throw new UnsupportedError(`${who}: ${name} was unlinked but is still linked elsewhere (dump it with --link-remap)`);
     }
     // an internal mount's object (hugetlb or SysV memory, an AIO ring) only looks like an
     // unlinked file; a real one was on the mount its nearest directory still there is on (the
@@ -170,6 +206,8 @@ function* chunks(fd: number, size: number): Generator<NewEntry> {
 /** The restore half: the ghosts made for a restore, removed again by remove(). */
 export class RestoredGhosts {
   private made: { path: string; dir: boolean }[] = [];
+  /** link remaps opened: their names go once the restore succeeded (a failed one may be tried again) */
+  private links: string[] = [];
 
   /** Makes every ghost of the set and points its files.img entries at it. */
   static make(dir: string, files: Map<number, Msg>): RestoredGhosts {
@@ -182,9 +220,17 @@ export class RestoredGhosts {
         const m = e.msg;
         const type = m.remap_type === undefined ? ((Number(m.remap_id) >>> 31) ? REMAP_GHOST : 0) : Number(m.remap_type);
         const ghost = Number(m.remap_id) & 0x7fffffff;
-        if (type !== REMAP_GHOST) throw new EngineError(`remap-fpath.img: file id ${m.orig_id}: remap type ${type} (only ghost files are restored)`, 'EIMAGE');
+        if (type !== REMAP_GHOST && type !== REMAP_LINKED) throw new EngineError(`remap-fpath.img: file id ${m.orig_id}: remap type ${type} (ghost files and link remaps are restored)`, 'EIMAGE');
         const f = files.get(Number(m.orig_id));
         if (!f?.reg) throw new EngineError(`remap-fpath.img: file id ${m.orig_id} is not a regular file in files.img`, 'EIMAGE');
+        if (type === REMAP_LINKED) {
+          // opened by the name the dump gave it, which goes once the tree is restored
+          const to = files.get(Number(m.remap_id))?.reg?.name;
+          if (typeof to !== 'string' || !fs.existsSync(to)) throw new EngineError(`remap-fpath.img: file id ${m.orig_id}: its link remap ${to ?? `(file ${m.remap_id})`} is missing`, 'EIMAGE');
+          f.reg.name = to;
+          if (!g.links.includes(to)) g.links.push(to);
+          continue;
+        }
         const l = byGhost.get(ghost) ?? [];
         l.push(Number(m.orig_id));
         byGhost.set(ghost, l);
@@ -285,6 +331,12 @@ export class RestoredGhosts {
     const t = (tv: Msg | undefined) => (tv ? Number(tv.tv_sec) + Number(tv.tv_usec) / 1e6 : Date.now() / 1000);
     fs.utimesSync(at, t(head.atim), t(head.mtim));
     return at;
+  }
+
+  /** The restore succeeded: the ghosts go, and the names link remaps were given. */
+  finished(): void {
+    this.remove();
+    for (const l of this.links.splice(0)) try { fs.unlinkSync(l); } catch { /* gone */ }
   }
 
   /** Unlinks every ghost again (the restored tasks keep them open, as before the dump). */

@@ -68,7 +68,7 @@ export function restore(opts: RestoreOptions): RestoreStats {
   // unlinked files are made again for the tasks to open, and unlinked again in every case
   const ghosts = RestoredGhosts.make(set.dir, set.files);
   try {
-    return restoreSet(set, opts, t0, () => ghosts.remove());
+    return restoreSet(set, opts, t0, () => ghosts.finished());
   } finally {
     ghosts.remove();
   }

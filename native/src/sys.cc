@@ -255,6 +255,15 @@ Napi::Value ReadlinkFd(const Napi::CallbackInfo &info) {
   return Napi::String::New(info.Env(), buf, r);
 }
 
+// linkFollow(src, dst): linkat(AT_FDCWD, src, AT_FDCWD, dst, AT_SYMLINK_FOLLOW), so that a
+// /proc/PID/fd/N link gives the open file a new name.
+Napi::Value LinkFollow(const Napi::CallbackInfo &info) {
+  std::string src = info[0].As<Napi::String>().Utf8Value(), dst = info[1].As<Napi::String>().Utf8Value();
+  if (linkat(AT_FDCWD, src.c_str(), AT_FDCWD, dst.c_str(), AT_SYMLINK_FOLLOW) < 0) return ThrowSys(info.Env(), "linkat", errno);
+  return info.Env().Undefined();
+}
+
+// tee(fdIn, fdOut, len, flags) -> bytes duplicated (pipe to pipe, nothing consumed).
 Napi::Value Tee(const Napi::CallbackInfo &info) {
   ssize_t r = tee(Int(info[0]), Int(info[1]), info[2].As<Napi::Number>().Int64Value(),
                   info.Length() > 3 ? Int(info[3]) : 0);
@@ -627,3 +636,5 @@ void InitSys(Napi::Env env, Napi::Object exports) {
 
 }  // namespace engine_native
   exports.Set("readlinkFd", Napi::Function::New(env, ReadlinkFd));
+  exports.Set("readlinkFd", Napi::Function::New(env, ReadlinkFd));
+  exports.Set("linkFollow", Napi::Function::New(env, LinkFollow));

@@ -102,3 +102,50 @@ describe.skipIf(!IS_ROOT)('ghost device nodes, symlinks, and a directory whose p
     expect(target.output()).toMatch(/^nodes ok$/m);
   });
 });
+
+describe.skipIf(!IS_ROOT)('link remap (--link-remap)', () => {
+  let work: string;
+  let target: Target;
+
+  beforeAll(async () => {
+    work = tempDir('linkremap');
+    target = startTarget(compile('linkremap', work), [], work);
+    await target.waitFor(/count=2\n/);
+  });
+
+  afterAll(() => cleanUp(target, work));
+
+  it('refuses a file unlinked but linked elsewhere without it, naming task and fd', () => {
+    const d = path.join(work, 'refused');
+    fs.mkdirSync(d);
+    const r = runCriu(['dump', '-D', d, '-o', 'dump.log', '-t', String(target.pid)]);
+    expect(r.status).toBe(1);
+    expect(fs.readFileSync(path.join(d, 'dump.log'), 'utf8')).toMatch(new RegExp(`^Error \\(dump\\): task ${target.pid} fd 3: ${work}/data was unlinked but is still linked elsewhere \\(dump it with --link-remap\\)`, 'm'));
+    expect(alive(target.pid)).toBe(true);
+  });
+
+  it('links it again as link_remap.<id> beside its old name, recorded as CRIU does', async () => {
+    const d = path.join(work, 'images');
+    fs.mkdirSync(d);
+    const r = runCriu(['dump', '-D', d, '-o', 'dump.log', '-t', String(target.pid), '--link-remap']);
+    expect(r.status).toBe(0);
+    await until(() => gone(target.pid), 'the dumped task to exit');
+    const remaps = decode(path.join(d, 'remap-fpath.img'));
+    expect(remaps).toHaveLength(1);
+    expect(remaps[0].remap_type).toBe(0);
+    const files = new Map(decode(path.join(d, 'files.img')).map((f) => [f.id, f]));
+    expect(files.get(remaps[0].orig_id).reg.name).toBe(path.join(work, 'data'));
+    const linked = files.get(remaps[0].remap_id).reg.name;
+    expect(linked).toBe(path.join(work, `link_remap.${remaps[0].remap_id}`));
+    expect(fs.statSync(linked).ino).toBe(fs.statSync(path.join(work, 'data.link')).ino);
+  });
+
+  it('restores the same inode through it and removes the name', async () => {
+    const r = runCriu(['restore', '-D', path.join(work, 'images'), '-d', '-o', 'restore.log']);
+    expect(r.status).toBe(0);
+    expect(fs.readdirSync(work).filter((f) => f.startsWith('link_remap'))).toEqual([]);
+    fs.writeFileSync(path.join(work, 'go'), '');
+    await target.waitFor(/^link (ok|fail.*)$/m);
+    expect(target.output()).toMatch(/^link ok$/m);
+  });
+});
