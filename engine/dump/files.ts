@@ -189,7 +189,8 @@ export class FileTable {
     const reg: Msg = { id, flags, pos, fown, name };
     if ((st.mode & S_IFMT) === S_IFREG && !(flags & O_APPEND)) reg.size = st.size;
     reg.mode = st.mode;
-    if (withBuildId && (st.mode & S_IFMT) === S_IFREG) {
+    // no build id for a file a read open would break the lease of
+    if (withBuildId && (st.mode & S_IFMT) === S_IFREG && !this.lockTable.leases.reopenBreaks(via)) {
       const b = cachedBuildId(via, st);
       if (b) reg.build_id = b;
     }
@@ -200,6 +201,7 @@ export class FileTable {
   private linkedName(id: number, link: string, via: string, who: string): string {
     if (unlinkedName(link) === undefined) return link;
     if (!this.ghosts) throw new UnsupportedError(`${who}: unlinked file ${link} (ghost files are not enabled)`);
+    this.lockTable.leases.refuseReopen(via, who, `unlinked file ${link}`);
     return this.ghosts.remap(id, link, via, who) ?? link;
   }
 
@@ -222,6 +224,7 @@ export class FileTable {
     const known = this.mapped.get(key);
     if (known !== undefined) return known;
     const via = procPath(pid, 'map_files', `${start.toString(16)}-${end.toString(16)}`);
+    this.lockTable.leases.refuseReopen(via, `task ${pid} mapping ${start.toString(16)}-${end.toString(16)}`, `memfd ${name}`);
     const obj = this.shmem.object(pid, via, name, inode, this.allocPagesId);
     const id = this.allocId();
     this.entries.push({ type: 18, id, memfd: { id, flags: 0, pos: 0n, fown: zeroFown(), inode_id: obj.inodeId } });
@@ -311,6 +314,7 @@ export class FileTable {
       case 'memfd': {
         const via = procPath(pid, 'fd', String(fd));
         const obj = this.shmem.object(pid, via, link, info.ino || fs.statSync(via).ino, this.allocPagesId);
+        this.lockTable.leases.refuseReopen(via, `task ${pid} fd ${fd}`, `memfd ${link}`);
         this.entries.push({ type: 18, id, memfd: { id, flags, pos: info.pos, fown, inode_id: obj.inodeId } });
         break;
       }

@@ -6,9 +6,10 @@
 //   the dumped fd; a lock whose owner shares no fd table with the dumping task is refused.
 // - flock and OFD: the open file description. Set again by a task holding it, the locker itself
 //   when it still does (flock's pid in /proc/locks is the locker's; OFD locks show -1).
-// Leases, delegations and locks of unknown kinds are refused at dump. The restore takes every lock
-// without waiting (a conflict means a lock held outside the tree) once every task has its fds and
-// before anything could close one of them (closing any fd of a file drops its POSIX locks).
+// Leases are entries of this image too, their halves in kinds/leases. Delegations and locks of
+// unknown kinds are refused at dump. The restore takes every lock without waiting (a conflict
+// means a lock held outside the tree) once every task has its fds and before anything could close
+// one of them (closing any fd of a file drops its POSIX locks).
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Msg } from '../../images/codec';
@@ -19,6 +20,7 @@ import { loadMessages } from '../../images/files';
 import { ImageError, ImageSet, num, big } from '../restore/imageset';
 import { NR } from '../restore/sys';
 import { errnoName } from '../restore/remote';
+import { FL_LEASE, LeaseTable, checkLease, restoreLeases } from './leases';
 
 /** file_lock_entry.flag, as CRIU numbers them */
 export const FL_POSIX = 1, FL_FLOCK = 2, FL_OFD = 4;
@@ -28,7 +30,7 @@ const F_SETLK = 6, F_OFD_SETLK = 37;
 const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
 const NR_FLOCK = 73;
 
-const KIND_NAME: Record<number, string> = { [FL_POSIX]: 'POSIX', [FL_FLOCK]: 'flock', [FL_OFD]: 'OFD' };
+const KIND_NAME: Record<number, string> = { [FL_POSIX]: 'POSIX', [FL_FLOCK]: 'flock', [FL_OFD]: 'OFD', [FL_LEASE]: 'lease' };
 
 export function lockKindName(flag: number): string {
   return KIND_NAME[flag] ?? `kind ${flag}`;
@@ -42,7 +44,16 @@ export class FileLockTable {
   /** file_lock_entry messages, in the order first seen */
   readonly entries: Msg[] = [];
   /** PIDs of the dumped tree (a POSIX owner must be one); unset: not checked */
-  tree?: Set<number>;
+  set tree(pids: Set<number> | undefined) {
+    this.treePids = pids;
+    this.leases.tree = pids;
+  }
+  get tree(): Set<number> | undefined {
+    return this.treePids;
+  }
+  private treePids?: Set<number>;
+  /** the leases, into the same entries */
+  readonly leases = new LeaseTable(this.entries);
   private byKey = new Map<string, { entry: Msg; locker: number }>();
 
   /**
@@ -57,10 +68,14 @@ export class FileLockTable {
       // a request still waiting for a lock: the task is blocked in the call, which restarts
       if (text.includes('->')) continue;
       const first = /^\d+:\s*(\S+)/.exec(text)?.[1];
-      if (first === 'LEASE' || first === 'DELEG') throw new UnsupportedError(`${where}: ${first === 'LEASE' ? 'lease' : 'delegation'} (${text}) is not supported`);
+      if (first === 'DELEG') throw new UnsupportedError(`${where}: delegation (${text}) is not supported`);
       const m = LOCK_LINE.exec(line);
       if (!m) throw new UnsupportedError(`${where}: unrecognised lock (${text})`);
       const [, cls, mode, type, ownerText, inode, startText, endText] = m;
+      if (cls === 'LEASE') {
+        this.leases.collect(pid, fd, fileId, accessMode(fdinfoLines), { state: mode, type, setter: Number(ownerText), inode, text });
+        continue;
+      }
       const flag = cls === 'POSIX' ? FL_POSIX : cls === 'FLOCK' ? FL_FLOCK : cls === 'OFDLCK' ? FL_OFD : 0;
       if (!flag) throw new UnsupportedError(`${where}: ${cls} lock (${text}) is not supported`);
       if (mode !== 'ADVISORY') throw new UnsupportedError(`${where}: ${lockKindName(flag)} lock in ${mode.toLowerCase()} mode (${text}) is not supported`);
@@ -115,24 +130,27 @@ export function loadFileLocks(set: ImageSet): Msg[] {
   locks.forEach((l, i) => {
     const at = `entry ${i}`;
     const flag = num(l.flag);
-    if (flag !== FL_POSIX && flag !== FL_FLOCK && flag !== FL_OFD)
-      throw new ImageError('filelocks.img', `${at}.flag`, `${flag === 8 ? 'leases' : `lock kind ${flag}`} are not restored`);
-    const type = num(l.type);
-    if (type !== F_RDLCK && type !== F_WRLCK) throw new ImageError('filelocks.img', `${at}.type`, `lock type ${type} is not restored (read and write locks only)`);
-    if (big(l.start) < 0n || big(l.len) < 0n) throw new ImageError('filelocks.img', `${at}.start`, `range ${l.start}+${l.len} is not restored`);
+    if (flag !== FL_POSIX && flag !== FL_FLOCK && flag !== FL_OFD && flag !== FL_LEASE)
+      throw new ImageError('filelocks.img', `${at}.flag`, `lock kind ${flag} is not restored`);
     const task = set.byPid.get(num(l.pid));
     if (!task || !task.fdinfo) throw new ImageError('filelocks.img', `${at}.pid`, `task ${l.pid} is not a live task of the set`);
     if (!task.fdinfo.some((f) => num(f.fd) === num(l.fd))) throw new ImageError('filelocks.img', `${at}.fd`, `task ${l.pid} has no fd ${l.fd} in ${task.fdinfoImage}`);
+    if (flag === FL_LEASE) return checkLease(set, l, at, task.fdinfo);
+    const type = num(l.type);
+    if (type !== F_RDLCK && type !== F_WRLCK) throw new ImageError('filelocks.img', `${at}.type`, `lock type ${type} is not restored (read and write locks only)`);
+    if (big(l.start) < 0n || big(l.len) < 0n) throw new ImageError('filelocks.img', `${at}.start`, `range ${l.start}+${l.len} is not restored`);
   });
   return locks;
 }
 
 /**
- * Every lock taken again by its task, injected, without waiting: flocks and OFD locks first, then
- * the POSIX locks (nothing closes a task's fd after this, which would drop them).
+ * Every lock taken again by its task, injected, without waiting: leases, flocks and OFD locks
+ * first, then the POSIX locks (nothing closes a task's fd after this, which would drop them).
  */
 export function restoreFileLocks(ctx: Ctx, locks: Msg[]): void {
-  const ordered = [...locks.filter((l) => num(l.flag) !== FL_POSIX), ...locks.filter((l) => num(l.flag) === FL_POSIX)];
+  restoreLeases(ctx, locks.filter((l) => num(l.flag) === FL_LEASE));
+  const locking = locks.filter((l) => num(l.flag) !== FL_LEASE);
+  const ordered = [...locking.filter((l) => num(l.flag) !== FL_POSIX), ...locking.filter((l) => num(l.flag) === FL_POSIX)];
   for (const l of ordered) {
     const p = ctx.procs.get(num(l.pid));
     if (!p) throw new EngineError(`filelocks.img: task ${l.pid} was not restored`);
@@ -151,6 +169,12 @@ export function restoreFileLocks(ctx: Ctx, locks: Msg[]): void {
       throw new EngineError(`task ${l.pid}: cannot take the ${what} again: ${why}`);
     }
   }
+}
+
+/** O_ACCMODE of the description, from the fdinfo "flags:" line (octal) */
+function accessMode(fdinfoLines: string[]): number {
+  const flags = fdinfoLines.find((l) => l.startsWith('flags:'));
+  return flags ? parseInt(flags.slice(6).trim(), 8) & 3 : 0;
 }
 
 /** struct flock (x86_64): l_type, l_whence SEEK_SET, l_start, l_len, l_pid 0 (required for OFD) */

@@ -104,20 +104,6 @@ describe.skipIf(!IS_ROOT)('engine restore: file locks', () => {
   });
 });
 
-describe.skipIf(!IS_ROOT)('engine dump: locks it refuses', () => {
-  let s: Started;
-
-  beforeAll(async () => {
-    s = await start('locks', (w) => [w, 'lease'], /ready lease fd=(\d+)/);
-  });
-
-  afterAll(() => stop(s));
-
-  it('refuses a lease, naming task and fd', () => {
-    dumpRefused(s, new RegExp(`^engine: task ${s.target.pid} fd ${s.m[1]}: lease \\(.*\\) is not supported\\n$`));
-  });
-});
-
 describe.skipIf(!IS_ROOT)('engine restore: pipe buffers', () => {
   let s: Started;
   let dir: string;
