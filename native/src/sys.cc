@@ -615,6 +615,8 @@ void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("kcmp", Napi::Function::New(env, Kcmp));
   exports.Set("kcmpEpollTfd", Napi::Function::New(env, KcmpEpollTfd));
   exports.Set("tee", Napi::Function::New(env, Tee));
+  exports.Set("readlinkFd", Napi::Function::New(env, ReadlinkFd));
+  exports.Set("linkFollow", Napi::Function::New(env, LinkFollow));
   exports.Set("pipe2", Napi::Function::New(env, Pipe2));
   exports.Set("fcntl", Napi::Function::New(env, Fcntl));
   exports.Set("ioctl", Napi::Function::New(env, Ioctl));
@@ -635,6 +637,3 @@ void InitSys(Napi::Env env, Napi::Object exports) {
 }
 
 }  // namespace engine_native
-  exports.Set("readlinkFd", Napi::Function::New(env, ReadlinkFd));
-  exports.Set("readlinkFd", Napi::Function::New(env, ReadlinkFd));
-  exports.Set("linkFollow", Napi::Function::New(env, LinkFollow));
