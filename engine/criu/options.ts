@@ -100,8 +100,10 @@ const TABLE: OptionDef[] = [
   { long: 'action-script', arg: 'required', refused: 'action scripts are not run by this engine' },
   { long: 'exec-cmd', arg: 'none', refused: 'this engine does not exec a command after restore' },
   { long: 'cpu-cap', arg: 'optional', refused: 'this engine always checks the XSAVE features of the set against this CPU' },
-  { long: 'force-irmap', arg: 'none', bool: true, refused: 'inotify watches are dumped by path from /proc' },
-  { long: 'irmap-scan-path', arg: 'required', refused: 'inotify watches are dumped by path from /proc' },
+  // what irmap gives CRIU (a watch's path) is what this engine always records, found through the
+  // watch's file handle; the restore adds watches by that path
+  { long: 'force-irmap', arg: 'none', bool: true },
+  { long: 'irmap-scan-path', arg: 'required' },
   { long: 'lsm-profile', arg: 'required', refused: 'LSM profiles are not handled by this engine' },
   { long: 'lsm-mount-context', arg: 'required', refused: 'LSM profiles are not handled by this engine' },
   { long: 'deprecated', arg: 'none', bool: true, refused: 'no deprecated behaviour is kept by this engine' },

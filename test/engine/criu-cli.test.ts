@@ -41,6 +41,8 @@ describe('criu options, parsed as CRIU parses them', () => {
     const p = parseArgs(['dump', '--tcp-established', '--freeze-cgroup=/x', '-x', '--no-link-remap', '--no-tcp-close']);
     expect(p.refused.map((r) => r.option)).toEqual(['--tcp-established', '--freeze-cgroup', '-x']);
     expect(p.refused[0].why).toMatch(/TCP/);
+    // what the engine does in its own way is taken: irmap's paths are what every dump records
+    expect(parseArgs(['dump', '--link-remap', '--force-irmap', '--irmap-scan-path', '/x', '--ghost-fiemap']).refused).toEqual([]);
   });
 
   it('rejects unknown and ambiguous options with getopt\'s words', () => {
