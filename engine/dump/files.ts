@@ -16,6 +16,7 @@ import { dumpExtFile, FD_TYPE_EXT } from '../plugins/glue';
 import { FileLockTable } from '../kinds/filelocks';
 import { GhostFiles, unlinkedName } from '../kinds/ghost';
 import { pidfdEntry, isPidfdLink, FD_TYPE_PIDFD } from '../kinds/pidfd';
+import { nsFileEntry, nsKindOf, FD_TYPE_NS } from '../kinds/nsfile';
 
 /** What dumping an fd may need from its task beyond /proc. */
 export interface TaskFdContext {
@@ -27,6 +28,8 @@ export interface TaskFdContext {
   pidfd(): number;
   /** is this PID one of the dumped processes? */
   inTree?: (pid: number) => boolean;
+  /** the id the dump gave the namespace with this /proc link, if a dumped task is in it */
+  nsId?: (link: string) => number | undefined;
 }
 
 const SOL_SOCKET = 1, SO_DOMAIN = 39, AF_UNIX = 1;
@@ -384,6 +387,9 @@ export class FileTable {
       case 'eventpoll':
         this.entries.push({ type: 7, id, epfd: { id, flags, fown, tfd: this.epollTargets(pid, fd, info) } });
         break;
+      case 'ns':
+        this.entries.push({ type: FD_TYPE_NS, id, nsf: nsFileEntry(id, flags, link, ctx.nsId ?? (() => undefined), `task ${pid} fd ${fd}`) });
+        break;
       case 'pidfd':
         this.entries.push({ type: FD_TYPE_PIDFD, id, pidfd: pidfdEntry(id, flags, info, procPath(pid, 'fd', String(fd)), fown, ctx.inTree ?? (() => false), `task ${pid} fd ${fd}`) });
         break;
@@ -535,6 +541,7 @@ export function fileKind(link: string): Kind {
   if (link === 'anon_inode:[timerfd]') return { name: 'timerfd', type: 17 };
   if (link === 'anon_inode:inotify') return { name: 'inotify', type: 8 };
   if (isPidfdLink(link)) return { name: 'pidfd', type: FD_TYPE_PIDFD };
+  if (nsKindOf(link)) return { name: 'ns', type: FD_TYPE_NS };
   return { name: 'other', type: 0 };
 }
 

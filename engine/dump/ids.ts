@@ -60,6 +60,11 @@ export class TaskIds {
     return ids;
   }
 
+  /** The id given to the namespace with this /proc link (undefined: no task seen is in it). */
+  idOfLink(link: string): number | undefined {
+    return this.nsIds.get(link);
+  }
+
   /** The namespaces the dumper sees: a task outside them would need namespace images. */
   nsLinks(pid: number): Map<string, string> {
     const m = new Map<string, string>();

@@ -409,7 +409,7 @@ function collect(
     const fdinfo: NewEntry[] = [];
     let pidfd = -1;
     const uids = (readStatus(pid).get('Uid') ?? '0 0').split(/\s+/).map(Number);
-    const fdCtx = { netNsId: taskIds.net_ns_id, uid: uids[0], euid: uids[1], pidfd: () => (pidfd >= 0 ? pidfd : (pidfd = addon.pidfdOpen(pid))), inTree: (p: number) => inTree.has(p) };
+    const fdCtx = { netNsId: taskIds.net_ns_id, uid: uids[0], euid: uids[1], pidfd: () => (pidfd >= 0 ? pidfd : (pidfd = addon.pidfdOpen(pid))), inTree: (p: number) => inTree.has(p), nsId: (link: string) => ids.idOfLink(link) };
     try {
       if (ownTable) for (const fd of fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b)) fdinfo.push({ msg: files.dumpFd(pid, fd, fdCtx) });
       files.resolveEpollTargets(pid, fdinfo.map((e) => e.msg));

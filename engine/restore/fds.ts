@@ -12,6 +12,7 @@ import { big, num, ImageError } from './imageset';
 import { Call } from './remote';
 import { FifoRestorer } from '../kinds/fifo';
 import { PidfdRestorer, FD_TYPE_PIDFD } from '../kinds/pidfd';
+import { openNsFile, FD_TYPE_NS } from '../kinds/nsfile';
 import { NR, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY, O_APPEND, O_ASYNC, OPEN_ONLY, F_SETFD, F_SETFL, u64s } from './sys';
 import { fillPipe } from './pipedata';
 
@@ -77,6 +78,7 @@ export class FileRestorer {
     if (type === TYPE.REG) fd = this.openReg(id, f.reg);
     else if (type === TYPE.PIPE) fd = this.pipeEnd(f.pipe);
     else if (type === TYPE.FIFO) fd = this.fifos.open(id, f.fifo);
+    else if (type === FD_TYPE_NS) fd = openNsFile(f);
     else if (type === FD_TYPE_PIDFD) fd = this.pidfds.open(id, f.pidfd, (pid) => this.ctx.procs.get(pid)?.host);
     else if (type === TYPE.MEMFD) fd = this.ctx.shmem.open(num(f.memfd.inode_id), (num(f.memfd.flags) & ~OPEN_ONLY) | O_CLOEXEC, big(f.memfd.pos));
     if (fd !== undefined) {

@@ -11,6 +11,7 @@ import { XSAVE_AVX512 } from '../arch/x86_64';
 import { EngineError } from '../errors';
 import { checkInetEntry } from '../kinds/inet';
 import { sharingPlan, SharingPlan } from '../kinds/seccomp';
+import { checkNsFile } from '../kinds/nsfile';
 
 /** A message in a socket's queue: its bytes and the files.img ids of the files it carries. */
 export interface QueuedPacket {
@@ -39,7 +40,7 @@ export { VMA, PE_PARENT, PE_LAZY, PE_PRESENT };
 /** fd_types names by number, from the schema's enum */
 export const FD_TYPES: Record<number, string> = Object.fromEntries(enumType('fd_types').byValue);
 /** file kinds restored here (16, EXT: by the device plugin that dumped it) */
-export const SUPPORTED_FILES = new Set([1, 2, 3, 4, 5, 20, 6, 7, 8, 9, 11, 16, 17, 18]);
+export const SUPPORTED_FILES = new Set([1, 2, 3, 4, 5, 20, 6, 7, 8, 9, 11, 14, 16, 17, 18]);
 
 /** A shared memory object of memfd.img (memfd, or anonymous MAP_SHARED memory) and its contents. */
 export interface MemfdInode {
@@ -377,6 +378,7 @@ export function seccompChain(set: ImageSet, image: string, newest: unknown): Msg
 
 function checkFile(set: ImageSet, id: number, f: Msg): void {
   const type = num(f.type);
+  if (type === 14) checkNsFile(id, f);
   if (type === 18 && !set.memfds.has(num(f.memfd.inode_id))) throw new ImageError('files.img', `id ${id}.memfd.inode_id`, `inode ${f.memfd.inode_id} not in memfd.img`);
   if (type === 11) {
     const info = set.ttyInfos.get(num(f.tty.tty_info_id));
