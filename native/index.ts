@@ -133,6 +133,9 @@ export interface NativeAddon {
   setChildSubreaper(on: boolean): void;
   /** lseek(fd, offset, whence); SEEK_DATA = 3, SEEK_HOLE = 4 (ENXIO past the last data) */
   lseek(fd: number, offset: bigint | number, whence: number): bigint;
+  /** mmap(2) in the engine itself; returns the address */
+  mmap(addr: bigint | number, length: bigint | number, prot: number, flags: number, fd: number, offset: bigint | number): bigint;
+  munmap(addr: bigint | number, length: bigint | number): void;
   /** getsockopt(fd, level, name) with a len-byte buffer (default 4); returns optlen bytes */
   getsockopt(fd: number, level: number, name: number, len?: number): Buffer;
   /** setsockopt with an int or a raw value */
@@ -151,6 +154,13 @@ export interface NativeAddon {
   interruptPending(): number;
   /** fsync of every fd, in parallel threads (one filesystem commit instead of one per file) */
   fsyncAll(fds: number[]): void;
+  /** io_setup(nrEvents) in the engine itself: the new AIO context (its ring's address) */
+  ioSetup(nrEvents: number): bigint;
+  ioDestroy(ctx: bigint | number): void;
+  /** io_getevents(ctx, minNr, nr) without waiting; the events are dropped, their number returned */
+  ioGetevents(ctx: bigint | number, minNr: number, nr: number): number;
+  /** mremap(2) in the engine itself; returns the new address */
+  mremap(oldAddr: bigint | number, oldLength: bigint | number, newLength: bigint | number, flags: number, newAddr: bigint | number): bigint;
   /** memfd_create(name, flags): MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2 */
   memfdCreate(name: string, flags: number): number;
   /** mknod(2): a FIFO (S_IFIFO) or a device node */

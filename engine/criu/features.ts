@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { native } from '../../native';
+import { internalDevs } from '../kinds/hugetlb';
 
 export interface FeatureAnswer {
   ok: boolean;
@@ -49,13 +50,51 @@ function fdinfoShows(key: RegExp): boolean {
   }
 }
 
+/**
+ * CRIU's aio_remap probe: a ring of the engine's own moved with mremap must still be its context
+ * (the restore makes each context anew and moves its ring to the dumped address).
+ */
+function aioRemap(): FeatureAnswer {
+  const n = native();
+  let ctx: bigint;
+  try {
+    ctx = n.ioSetup(16);
+  } catch (e) {
+    return no(`no AIO contexts here (${(e as Error).message})`);
+  }
+  try {
+    const at = ctx.toString(16) + '-';
+    const line = fs.readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => l.startsWith(at));
+    if (!line || !line.includes('/[aio]')) return no('the new context has no ring at its address');
+    const [lo, hi] = line.split(' ')[0].split('-').map((x) => BigInt('0x' + x));
+    const len = hi - lo;
+    const to = n.mmap(0, len, 3 /* PROT_READ | PROT_WRITE */, 0x22 /* MAP_PRIVATE | MAP_ANONYMOUS */, -1, 0);
+    try {
+      ctx = n.mremap(ctx, len, len, 3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, to);
+    } catch (e) {
+      n.munmap(to, len);
+      return no(`an AIO ring cannot be moved (${(e as Error).message})`);
+    }
+    n.ioGetevents(ctx, 0, 1);
+    return yes('AIO rings are dumped with their completed events and made again at restore (io_setup, then mremap to the dumped address)');
+  } catch (e) {
+    return no(`a moved AIO ring is no longer its context (${(e as Error).message})`);
+  } finally {
+    try {
+      n.ioDestroy(ctx);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
 const NS = 'namespaces are not handled by this engine';
 const NET = 'network namespaces, TCP repair and network locking are not handled by this engine';
 
 const FEATURES: [string, () => FeatureAnswer][] = [
   ['mnt_id', () => (fdinfoShows(/^mnt_id:/m) ? yes('fdinfo shows mnt_id') : no('fdinfo has no mnt_id'))],
   ['mem_dirty_track', () => no('pre-dump and --track-mem are not implemented (this kernel has no soft-dirty bits)')],
-  ['aio_remap', () => no('AIO rings are refused at dump')],
+  ['aio_remap', aioRemap],
   ['timerfd', () => yes('timerfds are dumped and restored with their ticks')],
   ['tun', () => no(NET)],
   ['tun_ns', () => no(NET)],
@@ -88,7 +127,7 @@ const FEATURES: [string, () => FeatureAnswer][] = [
   ['apparmor_stacking', () => no('LSM profiles are not handled')],
   ['network_lock_nftables', () => no(NET)],
   ['sockopt_buf_lock', () => no('socket buffer locks (SO_BUF_LOCK) are restored on inet sockets, not yet on unix sockets')],
-  ['memfd_hugetlb', () => no('hugetlb memfds are refused')],
+  ['memfd_hugetlb', () => (internalDevs().size ? yes('hugetlb memfds and MAP_HUGETLB memory are dumped and restored with their page size') : no('no hugetlb memfd can be made here'))],
   ['move_mount_set_group', () => no(NS)],
   ['openat2', () => no('not used by this engine')],
   ['get_rseq_conf', () => yes('rseq registrations are read with PTRACE_GET_RSEQ_CONFIGURATION')],

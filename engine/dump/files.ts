@@ -6,7 +6,7 @@ import { native, KCMP_FILE } from '../../native';
 import { UnsupportedError, EngineError } from '../errors';
 import { readProc, readLinkProc, procPath } from '../proc/read';
 import type { NewEntry } from '../../images/files';
-import { ShmemTable } from './shmem';
+import { ShmemTable, onShmemMount } from './shmem';
 import { UnixSockets } from './unix';
 import { InetSockets, AF_INET, AF_INET6 } from '../kinds/inet';
 import { inotifyWdEntries } from './fsnotify';
@@ -279,8 +279,9 @@ export class FileTable {
     const flags = info.flags & ~O_CLOEXEC;
     const known = this.shared(pid, fd, link);
     let kind = fileKind(link);
-    // a memfd lives on the internal shmem mount; a real file may be named /memfd:...
-    if (kind.name === 'memfd' && fs.statSync(procPath(pid, 'fd', String(fd))).dev !== 1) kind = { name: 'reg', type: 1 };
+    // a memfd lives on an internal shmem or hugetlbfs mount, as does anonymous shared memory
+    // opened through map_files ("/dev/zero (deleted)"); a real file may be named /memfd:...
+    if (kind.name === 'memfd' || kind.name === 'reg') kind = onShmemMount(procPath(pid, 'fd', String(fd))) ? { name: 'memfd', type: 18 } : { name: 'reg', type: 1 };
     let st: fs.Stats | undefined;
     if (kind.name === 'reg') {
       st = fs.statSync(procPath(pid, 'fd', String(fd)));
@@ -316,8 +317,8 @@ export class FileTable {
     switch (kind.name) {
       case 'memfd': {
         const via = procPath(pid, 'fd', String(fd));
-        const obj = this.shmem.object(pid, via, link, info.ino || fs.statSync(via).ino, this.allocPagesId);
         this.lockTable.leases.refuseReopen(via, `task ${pid} fd ${fd}`, `memfd ${link}`);
+        const obj = this.shmem.object(pid, via, link, info.ino || fs.statSync(via).ino, this.allocPagesId);
         this.entries.push({ type: 18, id, memfd: { id, flags, pos: info.pos, fown, inode_id: obj.inodeId } });
         break;
       }

@@ -40,6 +40,7 @@ import { refuseSigtrapHazards } from '../kinds/sigtrap';
 import { dumpStopState } from '../kinds/stopsig';
 import { abortCriticalSection } from '../kinds/rseq';
 import { GhostFiles, DEFAULT_GHOST_LIMIT } from '../kinds/ghost';
+import { checkAioRings } from '../kinds/aio';
 
 export interface DumpOptions {
   pid: number;
@@ -380,6 +381,8 @@ function collect(
     const remote = new RemoteSyscalls(tracer, pid, findSyscallGadget(pid, maps));
     remotes.push(remote);
     phases.mark(`gadget-${pid}`);
+    // AIO rings: no request in flight, proven by injected requests (kinds/aio)
+    checkAioRings(remote, pid, maps, (m) => log.debug(m));
     const inside = readProcessInside(remote, pid);
     checkDumpable(pid, inside.dumpable);
     const membarrierMask = readMembarrierMask(remote, pid, (m) => log.debug(m));

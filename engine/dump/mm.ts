@@ -8,13 +8,17 @@ import { SHMEM_DEV } from './shmem';
 import { deviceVma } from '../plugins/glue';
 import { VMA } from '../../images/flags';
 import { vmaAdvice, withAdviceFlags } from '../kinds/madvise';
+import { isAioRing, aioRingEntries } from '../kinds/aio';
+import { hugetlbOfDev, MAP_HUGETLB } from '../kinds/hugetlb';
+import { procPath } from '../proc/read';
+import * as fs from 'fs';
 
 export { VMA };
 const MAP_SHARED = 0x1, MAP_PRIVATE = 0x2, MAP_ANON = 0x20;
 const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
 
 /** How the page dumper treats a VMA. */
-export type PagePolicy = 'anon' | 'file-private' | 'vdso' | 'none' | 'shmem';
+export type PagePolicy = 'anon' | 'file-private' | 'vdso' | 'none' | 'shmem' | 'aio';
 
 export interface PlannedVma {
   entry: Msg;
@@ -61,11 +65,36 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
       flags |= MAP_ANON;
       status = VMA.REGULAR | VMA.VDSO | VMA.ANON_PRIVATE;
       policy = 'vdso';
+    } else if (v.inode !== 0 && hugetlbOfDev(v.dev)) {
+      // hugetlb memory of the kernel's internal mounts (kinds/hugetlb): the page size goes into the flags
+      const range = `${v.start.toString(16)}-${v.end.toString(16)}`;
+      const who = `task ${pid} mapping ${range}`;
+      if (v.name.startsWith('/SYSV')) throw new UnsupportedError(`${who}: System V shared memory ${v.name} (hugetlb) is not supported`);
+      flags |= MAP_HUGETLB | hugetlbOfDev(v.dev)!.flag;
+      // MAP_PRIVATE | MAP_ANONYMOUS: a file of its own that holds no page (they are the VMA's own)
+      if (!v.shared && v.name === '/anon_hugepage (deleted)' && fs.statSync(procPath(pid, 'map_files', range)).blocks === 0) {
+        files.shmem.privateAnonHuge(v.inode, who);
+        flags |= MAP_ANON;
+        status = VMA.REGULAR | VMA.ANON_PRIVATE;
+      } else {
+        shmid = files.memfdMapping(pid, v.name, v.start, v.end, v.inode, v.shared);
+        files.shmem.noteMapping(v.inode, { pid, start: v.start, end: v.end, pgoff: v.pgoff });
+        status = VMA.REGULAR | VMA.MEMFD | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
+        fdflags = v.shared && v.write ? 2 : 0;
+        policy = v.shared ? 'none' : 'file-private';
+      }
+    } else if (v.vmFlags.has('ht')) {
+      throw new UnsupportedError(`task ${pid}: hugetlb mapping ${v.name} at 0x${v.start.toString(16)} is not on an internal hugetlbfs mount of a page size this machine has (files of a mounted hugetlbfs are not supported)`);
     } else if (v.inode === 0 || v.name === '' || v.name === '[heap]' || v.name === '[stack]' || v.name.startsWith('[anon')) {
       if (v.shared) throw new UnsupportedError(`task ${pid}: shared anonymous mapping ${v.start.toString(16)} without an inode`);
       flags |= MAP_ANON;
       status = VMA.REGULAR | VMA.ANON_PRIVATE | (v.name === '[heap]' ? VMA.HEAP : 0);
       if (advice.droppable) policy = 'none'; // its pages may vanish any time: not saved
+    } else if (isAioRing(pid, v)) {
+      // an io_setup context's ring (kinds/aio): all its pages are saved, the context is made again
+      status = VMA.AIORING;
+      policy = 'aio';
+      fdflags = 2; // O_RDWR: the kernel's ring file is open for reading and writing (CRIU records it)
     } else if (isShmemDev(v.dev)) {
       if (v.name.startsWith('/SYSV')) throw new UnsupportedError(`task ${pid}: System V shared memory at 0x${v.start.toString(16)} is not supported`);
       // memfd and anonymous shared memory: the file is a memfd entry, the pages go to pagemap-shmem
@@ -94,7 +123,7 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
     if (fdflags !== undefined) entry.fdflags = fdflags;
     out.push({
       entry, start: v.start, end, policy, readable: v.read, pgoff: v.pgoff,
-      lazy: policy === 'anon' && (status & VMA.ANON_PRIVATE) !== 0,
+      lazy: policy === 'anon' && (status & VMA.ANON_PRIVATE) !== 0 && !(flags & MAP_HUGETLB),
     });
   }
   return out;
@@ -111,6 +140,6 @@ export function mmEntry(stat: ProcStat, brk: bigint, exeFileId: number, auxv: Bu
     mm_start_code: stat.startCode, mm_end_code: stat.endCode, mm_start_data: stat.startData, mm_end_data: stat.endData,
     mm_start_stack: stat.startStack, mm_start_brk: stat.startBrk, mm_brk: brk, mm_arg_start: stat.argStart,
     mm_arg_end: stat.argEnd, mm_env_start: stat.envStart, mm_env_end: stat.envEnd, exe_file_id: exeFileId,
-    mm_saved_auxv: saved, vmas: vmas.map((v) => v.entry), dumpable, thp_disabled: thpDisabled,
+    mm_saved_auxv: saved, vmas: vmas.map((v) => v.entry), dumpable, thp_disabled: thpDisabled, ...aioRingEntries(vmas),
   };
 }

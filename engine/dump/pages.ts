@@ -48,7 +48,10 @@ export function planPages(pid: number, vmas: PlannedVma[]): PagePlan {
       // the high 32 bits of each entry hold every flag needed: test them as plain numbers
       const hi = new Uint32Array(pm.buffer, pm.byteOffset, npages * 2);
       const filePrivate = v.policy === 'file-private';
+      // an AIO ring is saved whole, as CRIU does (the kernel writes it; a page may be unmapped and still hold events)
+      const whole = v.policy === 'aio';
       const want = (k: number) => {
+        if (whole) return true;
         const h = hi[2 * k + 1];
         if (h & HI_SWAPPED) return true;
         if (!(h & HI_PRESENT)) return false;

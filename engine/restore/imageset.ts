@@ -1,5 +1,7 @@
 // The image set as restore needs it: loaded once, typed, and checked for what this engine can
 // restore. Anything it cannot is refused here, before a process exists, naming image and field.
+import { checkAioImage } from '../kinds/aio';
+import { MAP_HUGETLB, missingSize } from '../kinds/hugetlb';
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadImage, loadMessages } from '../../images/files';
@@ -52,6 +54,8 @@ export interface MemfdInode {
   mode: number;
   uid: number;
   gid: number;
+  /** memfd_inode_entry.hugetlb_flag: MFD_HUGETLB | the page size (kinds/hugetlb) */
+  hugetlbFlag?: number;
   /** pagemap-shmem-<shmid>.img (offsets in the object); none: all holes */
   pagemap?: Pagemap;
 }
@@ -234,11 +238,13 @@ export function loadImageSet(dirArg: string): ImageSet {
   if (fs.existsSync(path.join(dir, 'memfd.img'))) {
     for (const [i, m] of need(dir, 'memfd.img').entries()) {
       const shmid = num(m.shmid);
-      if (m.hugetlb_flag) throw new ImageError('memfd.img', `entry ${i}.hugetlb_flag`, 'hugetlb memfds are not restored');
+      const hugeWhy = m.hugetlb_flag ? missingSize(num(m.hugetlb_flag)) : undefined;
+      if (hugeWhy) throw new ImageError('memfd.img', `entry ${i}.hugetlb_flag`, `hugetlb memory ${m.name}: ${hugeWhy}`);
       const pm = `pagemap-shmem-${shmid}.img`;
       memfds.set(num(m.inode_id), {
         inodeId: num(m.inode_id), name: String(m.name ?? ''), size: big(m.size), shmid, seals: num(m.seals),
         mode: m.mode === undefined ? 0o100777 : num(m.mode), uid: num(m.uid), gid: num(m.gid),
+        ...(m.hugetlb_flag ? { hugetlbFlag: num(m.hugetlb_flag) } : {}),
         pagemap: fs.existsSync(path.join(dir, pm)) ? loadPagemapImage(dir, pm) : undefined,
       });
     }
@@ -315,8 +321,10 @@ function checkSupported(set: ImageSet): void {
     const image = `mm-${t.pid}.img`;
     (t.mm.vmas as Msg[]).forEach((v, i) => {
       const st = num(v.status);
-      const bad = st & (VMA.ANON_SHARED | VMA.SYSVIPC | VMA.SOCKET | VMA.AIORING | VMA.UNSUPP);
-      if (bad) throw new ImageError(image, `vmas[${i}].status`, `0x${st.toString(16)} at 0x${big(v.start).toString(16)}: ${st & VMA.SYSVIPC ? 'System V shared memory' : st & VMA.ANON_SHARED ? 'anonymous shared memory in the pre-memfd layout' : st & VMA.AIORING ? 'AIO rings' : st & VMA.SOCKET ? 'socket mappings' : 'unsupported mappings'} are not restored`);
+      const bad = st & (VMA.ANON_SHARED | VMA.SYSVIPC | VMA.SOCKET | VMA.UNSUPP);
+      if (bad) throw new ImageError(image, `vmas[${i}].status`, `0x${st.toString(16)} at 0x${big(v.start).toString(16)}: ${st & VMA.SYSVIPC ? 'System V shared memory' : st & VMA.ANON_SHARED ? 'anonymous shared memory in the pre-memfd layout' : st & VMA.SOCKET ? 'socket mappings' : 'unsupported mappings'} are not restored`);
+      const hugeWhy = num(v.flags) & MAP_HUGETLB ? missingSize(num(v.flags)) : undefined;
+      if (hugeWhy) throw new ImageError(image, `vmas[${i}].flags`, `hugetlb memory at 0x${big(v.start).toString(16)}: ${hugeWhy}`);
       if (st & (VMA.FILE_SHARED | VMA.FILE_PRIVATE)) {
         const f = set.files.get(num(v.shmid));
         if (!f) throw new ImageError(image, `vmas[${i}].shmid`, `file id ${v.shmid} not in files.img`);
@@ -326,6 +334,7 @@ function checkSupported(set: ImageSet): void {
         } else if (!f.reg) throw new ImageError(image, `vmas[${i}].shmid`, `file id ${v.shmid} is not a regular file in files.img`);
       }
     });
+    checkAioImage(image, t.mm);
     for (const id of [t.mm.exe_file_id, t.fs!.cwd_id, t.fs!.root_id]) {
       if (!set.files.has(num(id)) || !set.files.get(num(id))!.reg) throw new ImageError('files.img', `id ${id}`, `regular file entry referenced by task ${t.pid} is missing`);
     }

@@ -13,6 +13,7 @@ import { receiveFds, CHUNK } from './fds';
 import { native } from '../../native';
 import type { DeviceMapping } from '../plugins/glue';
 import { inheritedVmas, inheritedPages, InheritedVma } from '../kinds/cow-memory';
+import { restoreAioRings } from '../kinds/aio';
 import {
   NR, AT_FDCWD, O_RDONLY, O_RDWR, O_CLOEXEC, PROT_READ, PROT_WRITE, MAP_FIXED, MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_FIXED,
   MREMAP_MAYMOVE, PR_SET_MM, PR_SET_MM_MAP, MAP_POPULATE, u64s,
@@ -261,6 +262,8 @@ export function rebuildMemory(ctx: Ctx, p: Proc, from?: TaskImage): void {
     });
     r.one(tid, 'close', NR.close, pfd);
   }
+  // AIO contexts: made again and their rings moved onto the placeholders the pages went into (kinds/aio)
+  restoreAioRings(p);
   // pages of the parent that the child had not (never touched, or dropped since the fork)
   const drops: Call[] = (cow?.drops ?? []).map((d) => ({ nr: NR.madvise, args: [d.start, d.end - d.start, MADV_DONTNEED], what: `madvise(${hex(d.start)}, MADV_DONTNEED)` }));
   r.run(tid, [...drops, ...reprotect]);

@@ -1,8 +1,11 @@
-// Shared memory objects (memfd.img): each made once by the engine as a memfd of its size, filled
-// from pagemap-shmem-<shmid>.img (holes stay zero), given its mode, owner and seals. Tasks map it
-// by opening /proc/<engine>/fd/<n> (one object shared by every task that maps it), and memfd fds
-// are new open descriptions of it with their own flags and offset. Anonymous MAP_SHARED memory,
-// which CRIU 4.2 records as a memfd named "/dev/zero", comes back as such a memfd.
+// Shared memory objects (memfd.img): each made once by the engine with its size, filled from
+// pagemap-shmem-<shmid>.img (holes stay holes), given its mode, owner and seals. Tasks map it by
+// opening /proc/<engine>/fd/<n> (one object shared by every task that maps it), and memfd fds are
+// new open descriptions of it with their own flags and offset. Anonymous MAP_SHARED memory, which
+// CRIU 4.2 records as a sealed memfd named "/dev/zero" ("/anon_hugepage" with hugetlb_flag under
+// MAP_HUGETLB), is made as anonymous shared memory again: a shared anonymous mapping of the
+// engine's, reopened through map_files and unmapped, so /proc shows the kernel's name as before.
+// Hugetlb objects are filled through a mapping (kinds/hugetlb: hugetlbfs has no write()).
 // Exec: the kernel refuses to execute a file that a descriptor made by open() may write
 // (ETXTBSY), and every reopen through /proc/<pid>/fd is such a descriptor, while the one
 // memfd_create() returned never counts. So the first O_RDWR fd of an object, and every writable
@@ -15,12 +18,18 @@ import { EngineError } from '../errors';
 import type { ImageSet, MemfdInode } from './imageset';
 import type { Ctx, Proc } from './context';
 import { receiveFds, CHUNK as FDS_PER_MESSAGE } from './fds';
+import { MFD_HUGETLB, MAP_HUGETLB, fillPages, sizeOfFlag } from '../kinds/hugetlb';
 
 const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2, MFD_NOEXEC_SEAL = 8, MFD_EXEC = 0x10;
 const F_ADD_SEALS = 1033, F_SEAL_SEAL = 1, F_SEAL_EXEC = 0x20;
 const F_SETFL = 4, F_DUPFD_CLOEXEC = 1030;
 const O_ACCMODE = 3, O_RDWR = 2, O_APPEND = 0o2000, O_NONBLOCK = 0o4000;
 const CHUNK = 4 << 20;
+const PROT_RW = 3, MAP_SHARED = 1, MAP_ANONYMOUS = 0x20;
+/** the size bits of hugetlb flags, the same in mmap and memfd_create */
+const HUGE_SIZE_BITS = 0x3f << 26;
+/** the kernel's names of anonymous shared memory */
+const ANON_SHMEM = '/dev/zero', ANON_HUGETLB = '/anon_hugepage';
 
 export class ShmemRestorer {
   private fds = new Map<number, number>();
@@ -39,7 +48,10 @@ export class ShmemRestorer {
     const fd = this.create(o);
     try {
       fs.ftruncateSync(fd, Number(o.size));
-      if (o.pagemap?.runs.length) {
+      const hp = o.hugetlbFlag ? sizeOfFlag(o.hugetlbFlag) : undefined;
+      if (hp !== undefined && o.pagemap?.runs.length) {
+        fillPages(fd, hp, o.pagemap.runs, o.pagemap.pagesFile, `pages-${o.pagemap.pagesId}.img`);
+      } else if (o.pagemap?.runs.length) {
         const src = fs.openSync(o.pagemap.pagesFile, 'r');
         try {
           const buf = Buffer.allocUnsafe(CHUNK);
@@ -85,9 +97,12 @@ export class ShmemRestorer {
    */
   private create(o: MemfdInode): number {
     const n = native();
+    // anonymous shared memory is sealed for good (F_SEAL_SEAL): a memfd so named need not be
+    const huge = o.hugetlbFlag ? MFD_HUGETLB | (o.hugetlbFlag & HUGE_SIZE_BITS) : 0;
+    if (o.seals === F_SEAL_SEAL && o.name === (huge ? ANON_HUGETLB : ANON_SHMEM)) return this.anonymous(o);
     const name = o.name.slice(0, 249);
     // a memfd created without MFD_ALLOW_SEALING reports F_SEAL_SEAL only
-    const base = MFD_CLOEXEC | (o.seals === F_SEAL_SEAL ? 0 : MFD_ALLOW_SEALING);
+    const base = MFD_CLOEXEC | (o.seals === F_SEAL_SEAL ? 0 : MFD_ALLOW_SEALING) | huge;
     try {
       return n.memfdCreate(name, base | MFD_EXEC);
     } catch (e) {
@@ -96,6 +111,30 @@ export class ShmemRestorer {
       const noexec = (o.seals & F_SEAL_EXEC) !== 0 && (o.mode & 0o111) === 0;
       if (e.code === 'EACCES' && noexec) return n.memfdCreate(name, base | MFD_NOEXEC_SEAL);
       throw new EngineError(`memfd.img: inode ${o.inodeId} (${o.name}) is executable (mode ${(o.mode & 0o7777).toString(8)}), and this machine refuses executable memfds (vm.memfd_noexec): ${e.message}`);
+    }
+  }
+
+  /**
+   * Anonymous shared memory as the kernel makes it for mmap(MAP_SHARED | MAP_ANONYMOUS[ |
+   * MAP_HUGETLB]): a mapping of the engine's (at least one page), its file reopened through
+   * map_files, the mapping dropped; the caller sets the size.
+   */
+  private anonymous(o: MemfdInode): number {
+    const n = native();
+    const unit = o.hugetlbFlag ? sizeOfFlag(o.hugetlbFlag)! : 4096n;
+    const len = o.size > unit ? ((o.size + unit - 1n) / unit) * unit : unit;
+    const flags = MAP_SHARED | MAP_ANONYMOUS | (o.hugetlbFlag ? MAP_HUGETLB | (o.hugetlbFlag & HUGE_SIZE_BITS) : 0);
+    let at: bigint;
+    try {
+      at = n.mmap(0, len, PROT_RW, flags, -1, 0);
+    } catch (e) {
+      const why = isNativeError(e) && e.code === 'ENOMEM' && o.hugetlbFlag ? ` (not enough free huge pages of ${unit / 1024n} kB for ${len / unit})` : '';
+      throw new EngineError(`memfd.img: inode ${o.inodeId} (${o.name}): cannot make anonymous shared memory of ${len} bytes: ${(e as Error).message}${why}`);
+    }
+    try {
+      return fs.openSync(`/proc/self/map_files/${at.toString(16)}-${(at + len).toString(16)}`, fs.constants.O_RDWR | 0o2000000);
+    } finally {
+      n.munmap(at, len);
     }
   }
 

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <linux/netlink.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -245,7 +246,6 @@ Napi::Value KcmpEpollTfd(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), r);
 }
 
-// tee(fdIn, fdOut, len, flags) -> bytes duplicated (pipe to pipe, nothing consumed).
 // readlinkFd(fd) -> the target of the symlink an O_PATH|O_NOFOLLOW fd refers to (readlinkat with
 // an empty path), also when the symlink was unlinked.
 Napi::Value ReadlinkFd(const Napi::CallbackInfo &info) {
@@ -452,6 +452,26 @@ Napi::Value Umount2(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// mmap(addr, length, prot, flags, fd, offset) -> the address (a bigint); munmap(addr, length).
+// For the engine's own short-lived mappings (e.g. to make an anonymous shared memory object).
+Napi::Value Mmap(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint64_t addr = 0, len = 0, off = 0;
+  if (info.Length() < 6 || !ToU64(info[0], &addr) || !ToU64(info[1], &len) || !info[2].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber() || !ToU64(info[5], &off))
+    return ThrowType(env, "mmap(addr, length, prot, flags, fd, offset)");
+  void *m = mmap((void *)(uintptr_t)addr, (size_t)len, Int(info[2]), Int(info[3]), Int(info[4]), (off_t)off);
+  if (m == MAP_FAILED) return ThrowSys(env, "mmap", errno);
+  return U64(env, (uint64_t)(uintptr_t)m);
+}
+
+Napi::Value Munmap(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint64_t addr = 0, len = 0;
+  if (info.Length() < 2 || !ToU64(info[0], &addr) || !ToU64(info[1], &len)) return ThrowType(env, "munmap(addr, length)");
+  if (munmap((void *)(uintptr_t)addr, (size_t)len) < 0) return ThrowSys(env, "munmap", errno);
+  return env.Undefined();
+}
+
 Napi::Value Lseek(const Napi::CallbackInfo &info) {
   int64_t off = 0;
   if (!ToI64(info[1], &off)) return ThrowType(info.Env(), "lseek(fd, offset, whence)");
@@ -597,6 +617,48 @@ Napi::Value FsyncAll(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// ioSetup(nrEvents) -> the new AIO context (its ring's address, a bigint); ioDestroy(ctx);
+// ioGetevents(ctx, minNr, nr) -> the number of events (they are dropped; nothing waits);
+// mremap(oldAddr, oldLength, newLength, flags, newAddr) -> the new address.
+Napi::Value IoSetup(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) return ThrowType(env, "ioSetup(nrEvents)");
+  unsigned long ctx = 0;
+  if (syscall(SYS_io_setup, (unsigned)Int(info[0]), &ctx) < 0) return ThrowSys(env, "io_setup", errno);
+  return U64(env, ctx);
+}
+
+Napi::Value IoDestroy(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint64_t ctx = 0;
+  if (!ToU64(info[0], &ctx)) return ThrowType(env, "ioDestroy(ctx)");
+  if (syscall(SYS_io_destroy, (unsigned long)ctx) < 0) return ThrowSys(env, "io_destroy", errno);
+  return env.Undefined();
+}
+
+Napi::Value IoGetevents(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint64_t ctx = 0;
+  if (info.Length() < 3 || !ToU64(info[0], &ctx) || !info[1].IsNumber() || !info[2].IsNumber()) return ThrowType(env, "ioGetevents(ctx, minNr, nr)");
+  long nr = Int(info[2]);
+  if (nr < 0 || nr > 4096) return ThrowType(env, "ioGetevents: nr must be 0..4096");
+  std::vector<uint8_t> events((size_t)nr * 32 + 32);
+  struct timespec zero = {0, 0};
+  long r = syscall(SYS_io_getevents, (unsigned long)ctx, (long)Int(info[1]), nr, events.data(), &zero);
+  if (r < 0) return ThrowSys(env, "io_getevents", errno);
+  return Napi::Number::New(env, (double)r);
+}
+
+Napi::Value Mremap(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint64_t old = 0, oldLen = 0, newLen = 0, to = 0;
+  if (info.Length() < 5 || !ToU64(info[0], &old) || !ToU64(info[1], &oldLen) || !ToU64(info[2], &newLen) || !info[3].IsNumber() || !ToU64(info[4], &to))
+    return ThrowType(env, "mremap(oldAddr, oldLength, newLength, flags, newAddr)");
+  void *m = mremap((void *)(uintptr_t)old, (size_t)oldLen, (size_t)newLen, Int(info[3]), (void *)(uintptr_t)to);
+  if (m == MAP_FAILED) return ThrowSys(env, "mremap", errno);
+  return U64(env, (uint64_t)(uintptr_t)m);
+}
+
 }  // namespace
 
 void InitSys(Napi::Env env, Napi::Object exports) {
@@ -626,6 +688,8 @@ void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("netlinkQuery", Napi::Function::New(env, NetlinkQuery));
   exports.Set("clockGettime", Napi::Function::New(env, ClockGettime));
   exports.Set("lseek", Napi::Function::New(env, Lseek));
+  exports.Set("mmap", Napi::Function::New(env, Mmap));
+  exports.Set("munmap", Napi::Function::New(env, Munmap));
   exports.Set("getsockopt", Napi::Function::New(env, Getsockopt));
   exports.Set("setsockopt", Napi::Function::New(env, Setsockopt));
   exports.Set("recvmsg", Napi::Function::New(env, Recvmsg));
@@ -634,6 +698,10 @@ void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("interruptGuard", Napi::Function::New(env, InterruptGuard));
   exports.Set("interruptPending", Napi::Function::New(env, InterruptPending));
   exports.Set("fsyncAll", Napi::Function::New(env, FsyncAll));
+  exports.Set("ioSetup", Napi::Function::New(env, IoSetup));
+  exports.Set("ioDestroy", Napi::Function::New(env, IoDestroy));
+  exports.Set("ioGetevents", Napi::Function::New(env, IoGetevents));
+  exports.Set("mremap", Napi::Function::New(env, Mremap));
 }
 
 }  // namespace engine_native
