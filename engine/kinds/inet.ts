@@ -175,6 +175,7 @@ function freshSocket(family: number, type: number, proto: number): number {
 }
 
 const freshCache = new Map<string, Map<string, string>>();
+const RAW_HELD = new Set(['IP_HDRINCL', 'IP_NODEFRAG']);
 
 /** Foreign option values of a new socket of the kind (cached per engine run). */
 function freshForeign(family: number, type: number, proto: number): Map<string, string> {
@@ -196,6 +197,8 @@ function freshForeign(family: number, type: number, proto: number): Map<string, 
 function foreignDifference(sock: number, family: number, type: number, proto: number): { label: string; have: string; fresh: string } | undefined {
   const fresh = freshForeign(family, type, proto);
   for (const [label, have] of foreignValues(sock, family, proto)) {
+    // a raw socket's image holds these (ip_opts.raw)
+    if (type === SOCK_RAW && RAW_HELD.has(label)) continue;
     const f = fresh.get(label)!;
     if (have !== f) return { label, have, fresh: f };
   }
@@ -213,7 +216,7 @@ function boundDevice(sock: number): string {
 }
 
 /** The option fields of inet_sk_entry as CRIU 4.2 fills them, read from a socket. */
-export function imageOptions(sock: number, family: number, proto: number): { opts: Msg; ip_opts: Msg; tcp_opts: Msg; v6only?: boolean } {
+export function imageOptions(sock: number, family: number, proto: number, type = 0): { opts: Msg; ip_opts: Msg; tcp_opts: Msg; v6only?: boolean } {
   const n = native();
   const opts = socketOpts(sock, false); // passcred/passsec are unix-only in CRIU's images
   const linger = n.getsockopt(sock, SOL_SOCKET, SO.LINGER, 8);
@@ -221,7 +224,8 @@ export function imageOptions(sock: number, family: number, proto: number): { opt
   const dev = boundDevice(sock);
   if (dev) opts.so_bound_dev = dev;
   const ip: Msg = {};
-  if (int(sock, SOL_IP, IP.FREEBIND)) ip.freebind = true; // one flag with IPV6_FREEBIND
+  // one flag with IPV6_FREEBIND (a raw IPv6 socket answers only to that one)
+  if (family === AF_INET6 ? int(sock, SOL_IPV6, IPV6.FREEBIND) : int(sock, SOL_IP, IP.FREEBIND)) ip.freebind = true;
   if (family === AF_INET6) {
     if (int(sock, SOL_IPV6, IPV6.RECVPKTINFO)) ip.pktinfo = true;
   } else {
@@ -230,6 +234,7 @@ export function imageOptions(sock: number, family: number, proto: number): { opt
     if (tos) ip.tos = tos;
     ip.ttl = int(sock, SOL_IP, IP.TTL);
   }
+  if (type === SOCK_RAW) ip.raw = rawOptions(sock, family, proto);
   const tcp: Msg = {};
   if (proto === IPPROTO_TCP) {
     if (int(sock, SOL_TCP, TCP.CORK)) tcp.cork = true;
@@ -241,6 +246,23 @@ export function imageOptions(sock: number, family: number, proto: number): { opt
   const out: { opts: Msg; ip_opts: Msg; tcp_opts: Msg; v6only?: boolean } = { opts, ip_opts: ip, tcp_opts: tcp };
   if (family === AF_INET6) out.v6only = int(sock, SOL_IPV6, IPV6.V6ONLY) !== 0;
   return out;
+}
+
+const SOL_RAW = 255, SOL_ICMPV6 = 58;
+const IP_HDRINCL = 3, IP_NODEFRAG = 22, IPV6_HDRINCL = 36, ICMP_FILTER = 1, ICMPV6_FILTER = 1;
+
+/** ip_opts_raw_entry as CRIU records it: header inclusion, no-defrag (IPv4), the ICMP type filter. */
+function rawOptions(sock: number, family: number, proto: number): Msg {
+  const n = native();
+  const r: Msg = {};
+  if (int(sock, family === AF_INET6 ? SOL_IPV6 : SOL_IP, family === AF_INET6 ? IPV6_HDRINCL : IP_HDRINCL)) r.hdrincl = true;
+  if (family === AF_INET && int(sock, SOL_IP, IP_NODEFRAG)) r.nodefrag = true;
+  if (family === AF_INET && proto === IPPROTO_ICMP) r.icmpv_filter = [n.getsockopt(sock, SOL_RAW, ICMP_FILTER, 4).readUInt32LE(0)];
+  if (family === AF_INET6 && proto === IPPROTO_ICMPV6) {
+    const f = n.getsockopt(sock, SOL_ICMPV6, ICMPV6_FILTER, 32);
+    r.icmpv_filter = Array.from({ length: 8 }, (_, i) => f.readUInt32LE(4 * i));
+  }
+  return r;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,12 +337,12 @@ function taskFsIds(pid: number): { uid: number; gid: number } {
   return { uid: fourth('Uid'), gid: fourth('Gid') };
 }
 
-/** The ping sockets of the engine's network namespace, by inode, from /proc/net/icmp or icmp6. */
-function pingSockets(family: number): Map<number, { words: number[]; port: number; dst: number[]; dstPort: number; state: number; rqueue: number }> {
+/** The ping or raw sockets of the engine's network namespace, by inode, from /proc/net/icmp(6) or raw(6). */
+function procNetSockets(table: 'icmp' | 'raw', family: number): Map<number, { words: number[]; port: number; dst: number[]; dstPort: number; state: number; rqueue: number }> {
   const out = new Map<number, { words: number[]; port: number; dst: number[]; dstPort: number; state: number; rqueue: number }>();
   let text: string;
   try {
-    text = fs.readFileSync(family === AF_INET6 ? '/proc/net/icmp6' : '/proc/net/icmp', 'utf8');
+    text = fs.readFileSync(`/proc/net/${table}${family === AF_INET6 ? '6' : ''}`, 'utf8');
   } catch {
     return out;
   }
@@ -391,8 +413,8 @@ export class InetSockets {
     const proto = int(sock, SOL_SOCKET, SO.PROTOCOL);
     let kind = `${fam} ${protoName(proto)} socket`;
     const refuse = (why: string) => new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${kind}: ${why}`);
-    if (type === SOCK_RAW) throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: raw ${fam} socket (protocol ${proto}): raw sockets are not supported`);
-    if (!((type === SOCK_STREAM && proto === IPPROTO_TCP) || isDatagram(type, proto)))
+    if (type === SOCK_RAW) kind = `raw ${fam} socket (protocol ${proto})`;
+    if (!((type === SOCK_STREAM && proto === IPPROTO_TCP) || isDatagram(type, proto) || type === SOCK_RAW))
       throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${fam} socket of type ${type} and protocol ${proto}: only TCP, UDP, UDPLITE and ICMP (ping) are supported`);
     // the restore makes sockets in the engine's namespace: the socket must live there
     this.netNs ??= engineNetNs();
@@ -434,17 +456,18 @@ export class InetSockets {
       // as CRIU: only the read side's shutdown shows on a closed socket (poll's RDHUP)
       shutdown = events & POLLHUP && events & POLLRDHUP ? 1 : 0;
       backlog = info[4]; // CRIU records tcpi_backoff here
-    } else if (isPing(proto)) {
-      // ping sockets have no sock_diag: /proc/net/icmp(6) has the same (once bound, the port is
-      // the echo id; a connected one has its peer's address and port 0)
-      const e = pingSockets(family).get(ino);
+    } else if (type === SOCK_RAW || isPing(proto)) {
+      // ping and raw sockets: no sock_diag here, /proc/net/icmp(6) and raw(6) have the same (a
+      // ping socket's port is its echo id once bound, a raw socket's its protocol; a connected
+      // one has its peer's address and port 0)
+      const e = procNetSockets(type === SOCK_RAW ? 'raw' : 'icmp', family).get(ino);
       const name = parseSockaddr(n.sockName(sock));
       ({ port: srcPort, words: src } = e ?? name);
       dst = e?.dst ?? new Array(words).fill(0);
       dstPort = e?.dstPort ?? 0;
       state = e?.state ?? TCP_CLOSE;
-      if (e?.rqueue) throw refuse(`${e.rqueue} bytes of replies received and not read yet (they would be lost; not supported)`);
-      if (!e && name.port) throw new EngineError(`task ${ctx.pid} fd ${ctx.fd}: ${kind} bound to echo id ${name.port} is missing from /proc/net/icmp`);
+      if (e?.rqueue) throw refuse(`${e.rqueue} bytes ${type === SOCK_RAW ? 'of packets' : 'of replies'} received and not read yet (they would be lost; not supported)`);
+      if (!e && (name.port || type === SOCK_RAW)) throw new EngineError(`task ${ctx.pid} fd ${ctx.fd}: ${kind} ${ino} is missing from /proc/net`);
       shutdown = events & POLLRDHUP ? 1 : 0;
     } else if (d) {
       ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
@@ -460,9 +483,10 @@ export class InetSockets {
       shutdown = events & POLLRDHUP ? 1 : 0;
     }
     if (events & POLLERR) throw refuse('a socket error is pending (it would be lost; not supported)');
-    if ((proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) && int(sock, proto === IPPROTO_UDPLITE ? SOL_UDPLITE : SOL_UDP, UDP_CORK))
+    if (type === SOCK_DGRAM && (proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) && int(sock, proto === IPPROTO_UDPLITE ? SOL_UDPLITE : SOL_UDP, UDP_CORK))
       throw refuse('corked (UDP_CORK): not supported');
-    if (int(sock, SOL_IP, IP.TRANSPARENT)) throw refuse('IP_TRANSPARENT is set (CRIU images have no field for it; not supported)');
+    // one flag with IPV6_TRANSPARENT (75), which is all a raw IPv6 socket answers to
+    if (family === AF_INET6 ? int(sock, SOL_IPV6, 75) : int(sock, SOL_IP, IP.TRANSPARENT)) throw refuse('IP_TRANSPARENT is set (CRIU images have no field for it; not supported)');
     const filter = socketFilter(sock);
     if (filter === 'ebpf') throw refuse('an eBPF socket filter is attached (SO_ATTACH_BPF; not supported)');
     const diff = foreignDifference(sock, family, type, proto);
@@ -473,7 +497,7 @@ export class InetSockets {
     if (st.uid !== fsIds.uid || st.gid !== fsIds.gid)
       throw refuse(`made by uid ${st.uid} gid ${st.gid}, while the task's fsuid is ${fsIds.uid} and fsgid ${fsIds.gid} (the owner of a restored socket is its task's; not supported)`);
     if (flags & ~(SETFL | O_RDWR)) throw refuse(`file flags 0o${flags.toString(8)} cannot be set again (not supported)`);
-    const o = imageOptions(sock, family, proto);
+    const o = imageOptions(sock, family, proto, type);
     if (filter.length) o.opts.so_filter = filter;
     for (const [k, name] of [['so_sndbuf', 'SO_SNDBUF'], ['so_rcvbuf', 'SO_RCVBUF']] as const)
       if (num(o.opts[k]) & 1) throw refuse(`${name} is ${o.opts[k]}, an odd size (the kernel doubles what is set; not restorable)`);
@@ -533,8 +557,8 @@ export function checkInetEntry(id: number, isk: Msg): void {
   const field = (f: string) => `id ${id}.isk.${f}`;
   const family = num(isk.family), type = num(isk.type), proto = num(isk.proto), state = num(isk.state);
   if (family !== AF_INET && family !== AF_INET6) throw new ImageError('files.img', field('family'), `family ${family} is not restored`);
-  if (!((type === SOCK_STREAM && proto === IPPROTO_TCP) || isDatagram(type, proto)))
-    throw new ImageError('files.img', field('type'), `socket type ${type} with protocol ${proto} is not restored (TCP, UDP, UDPLITE and ICMP are)`);
+  if (!((type === SOCK_STREAM && proto === IPPROTO_TCP) || isDatagram(type, proto) || type === SOCK_RAW))
+    throw new ImageError('files.img', field('type'), `socket type ${type} with protocol ${proto} is not restored (TCP, UDP, UDPLITE, ICMP and raw are)`);
   const words = family === AF_INET ? 1 : 4;
   for (const k of ['src_addr', 'dst_addr']) {
     const n = ((isk[k] ?? []) as unknown[]).length;
@@ -543,7 +567,7 @@ export function checkInetEntry(id: number, isk: Msg): void {
   if (proto === IPPROTO_TCP && state !== TCP_LISTEN && state !== TCP_CLOSE)
     throw new ImageError('files.img', field('state'), `TCP connection in state ${TCP_STATES[state] ?? state} is not restored (it needs TCP_REPAIR)`);
   if (proto !== IPPROTO_TCP && state !== TCP_CLOSE && state !== TCP_ESTABLISHED) throw new ImageError('files.img', field('state'), `state ${state} of a datagram socket`);
-  if (isk.ip_opts?.raw) throw new ImageError('files.img', field('ip_opts.raw'), 'raw socket options are not restored');
+  if (isk.ip_opts?.raw && type !== SOCK_RAW) throw new ImageError('files.img', field('ip_opts.raw'), 'raw socket options on a socket that is not raw');
   const filter = (isk.opts?.so_filter ?? []) as unknown[];
   if (filter.length > 4096) throw new ImageError('files.img', field('opts.so_filter'), `${filter.length} instructions is longer than a socket filter can be`);
   if (isk.ifname !== undefined && family === AF_INET6 && !fs.existsSync(`/sys/class/net/${isk.ifname}/ifindex`))
@@ -616,13 +640,13 @@ export class InetRestorer {
         const words = ((e.src_addr ?? []) as unknown[]).map(num);
         const scope = family === AF_INET6 && e.ifname ? Number(fs.readFileSync(`/sys/class/net/${e.ifname}/ifindex`, 'utf8').trim()) : 0;
         // an IPv6 address may still be tentative: bind as CRIU does, with IP_FREEBIND meanwhile
-        if (family === AF_INET6) set(SOL_IP, IP.FREEBIND, 1, 'IP_FREEBIND');
+        if (family === AF_INET6) set(SOL_IPV6, IPV6.FREEBIND, 1, 'IPV6_FREEBIND');
         try {
           n.sockBind(fd, sockaddr(family, srcPort, words, scope));
         } catch (err) {
           throw fail(`cannot bind ${addrText(family, words, srcPort)} again`, err);
         }
-        if (family === AF_INET6 && !e.ip_opts?.freebind) set(SOL_IP, IP.FREEBIND, 0, 'IP_FREEBIND');
+        if (family === AF_INET6 && !e.ip_opts?.freebind) set(SOL_IPV6, IPV6.FREEBIND, 0, 'IPV6_FREEBIND');
       }
       if (state === TCP_LISTEN) {
         try {
@@ -719,6 +743,17 @@ export class InetRestorer {
       value(ip.tos ?? 0, SOL_IP, IP.TOS, 'IP_TOS');
       value(ip.ttl, SOL_IP, IP.TTL, 'IP_TTL');
     }
+    if (ip.raw) {
+      const raw: Msg = ip.raw;
+      flag(raw.hdrincl ?? false, family === AF_INET6 ? SOL_IPV6 : SOL_IP, family === AF_INET6 ? IPV6_HDRINCL : IP_HDRINCL, 'IP_HDRINCL');
+      if (family === AF_INET) flag(raw.nodefrag ?? false, SOL_IP, IP_NODEFRAG, 'IP_NODEFRAG');
+      const filter = ((raw.icmpv_filter ?? []) as unknown[]).map(num);
+      if (filter.length) {
+        const b = Buffer.alloc(4 * filter.length);
+        filter.forEach((w, i) => b.writeUInt32LE(w >>> 0, 4 * i));
+        set(family === AF_INET6 ? SOL_ICMPV6 : SOL_RAW, family === AF_INET6 ? ICMPV6_FILTER : ICMP_FILTER, b, 'ICMP_FILTER');
+      }
+    }
     // IP_TOS sets the priority as well: the recorded priority comes after it
     value(o.so_priority, SOL_SOCKET, SO.PRIORITY, 'SO_PRIORITY');
     if (proto === IPPROTO_TCP) {
@@ -736,7 +771,7 @@ export class InetRestorer {
   private verify(fd: number, s: Made, where: string): void {
     const e = s.isk;
     const family = num(e.family), type = num(e.type), proto = num(e.proto);
-    const got = imageOptions(fd, family, proto);
+    const got = imageOptions(fd, family, proto, type);
     const same = (a: unknown, b: unknown) => (typeof a === 'string' || typeof b === 'string' ? String(a ?? '') === String(b ?? '') : big(a === true ? 1 : a === false ? 0 : a) === big(b === true ? 1 : b === false ? 0 : b));
     const check = (sub: string, want: Msg | undefined, have: Msg, skip: string[] = []) => {
       for (const [k, v] of Object.entries(want ?? {})) {
@@ -750,6 +785,11 @@ export class InetRestorer {
     const want = ((e.opts?.so_filter ?? []) as unknown[]).map(big);
     if (filter === 'ebpf' || filter.length !== want.length || filter.some((w, i) => w !== want[i])) throw new EngineError(`${where}: the socket filter differs from the image after restore`);
     check('ip_opts', e.ip_opts, got.ip_opts);
+    if (e.ip_opts?.raw) {
+      check('ip_opts.raw', e.ip_opts.raw, got.ip_opts.raw ?? {});
+      const want = ((e.ip_opts.raw.icmpv_filter ?? []) as unknown[]).map(num), have = ((got.ip_opts.raw?.icmpv_filter ?? []) as number[]);
+      if (want.length && want.some((w, i) => (w >>> 0) !== (have[i] >>> 0))) throw new EngineError(`${where}: ip_opts.raw.icmpv_filter differs from the image after restore`);
+    }
     if (proto === IPPROTO_TCP) check('tcp_opts', e.tcp_opts, got.tcp_opts);
     if (family === AF_INET6 && !same(e.v6only ?? false, got.v6only)) throw new EngineError(`${where}: v6only is ${got.v6only} after restore, the image says ${e.v6only}`);
     const diff = foreignDifference(fd, family, type, proto);

@@ -253,8 +253,7 @@ describe.skipIf(!IS_ROOT)('engine restore: inet sockets', () => {
     });
   });
 
-  it('refuses raw, packet and foreign-namespace sockets, and one its task does not own', async () => {
-    await refused('raw', (pid, fd) => `task ${pid} fd ${fd}: raw IPv4 socket (protocol 17): raw sockets are not supported`);
+  it('refuses packet and foreign-namespace sockets, and one its task does not own', async () => {
     await refused('packet', (pid, fd) => new RegExp(`^engine: task ${pid} fd ${fd}: packet socket \\(socket:\\[\\d+\\]\\) is not supported\n$`));
     await refused('dropped', (pid, fd) => `task ${pid} fd ${fd}: IPv4 TCP listener: made by uid 0 gid 0, while the task's fsuid is 65534 and fsgid 65534 (the owner of a restored socket is its task's; not supported)`);
     await refused('netns', (pid, fd) => `task ${pid} fd ${fd}: IPv4 UDP socket: it belongs to another network namespace than the engine's (not supported)`);
@@ -328,6 +327,48 @@ describe.skipIf(!IS_ROOT)('engine restore: ICMP (ping) sockets', () => {
     const r = runEngine(['dump', '-t', String(t.pid), '-D', path.join(work, 'unread')]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(new RegExp(`^engine: task ${t.pid} fd 3: IPv4 ICMP \\(ping\\) socket: \\d+ bytes of replies received and not read yet`));
+    expect(alive(t.pid)).toBe(true);
+  });
+});
+
+describe.skipIf(!IS_ROOT)('engine restore: raw sockets', () => {
+  let work: string;
+  const targets: Target[] = [];
+
+  beforeAll(() => {
+    work = tempDir('raw');
+  });
+
+  afterAll(() => {
+    for (const t of targets) t.kill();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('keeps their protocol, type filters, header and fragment options, and the peer', async () => {
+    const t = startTarget(compile('rawsock', work), [], work);
+    targets.push(t);
+    await t.waitFor(/count=2\n/);
+    const dir = path.join(work, 'images');
+    await dumpAndReap(t.pid, dir);
+    const isk = decode(path.join(dir, 'files.img')).filter((f) => f.type === 4).map((f) => f.isk);
+    expect(isk.map((s) => [s.family, s.type, s.proto, s.state])).toEqual([[2, 3, 1, 7], [2, 3, 17, 1], [10, 3, 58, 7]]);
+    expect(isk[0].ip_opts.raw).toEqual({ hdrincl: true, icmpv_filter: [~1 >>> 0] });
+    expect(isk[1].ip_opts.raw).toEqual({ nodefrag: true });
+    expect(isk[2].ip_opts.raw.icmpv_filter).toHaveLength(8);
+    expect(restoreOk(dir)).toBe(t.pid);
+    fs.writeFileSync(path.join(work, 'go'), '');
+    await t.waitFor(/^raw (ok|fail.*)$/m);
+    expect(t.output()).toMatch(/^raw ok$/m);
+  });
+
+  it('refuses one holding a packet not read yet, naming task and fd, and the task runs on', async () => {
+    fs.rmSync(path.join(work, 'go'), { force: true });
+    const t = startTarget(compile('rawsock', work), ['queued'], work);
+    targets.push(t);
+    await t.waitFor(/count=2\n/);
+    const r = runEngine(['dump', '-t', String(t.pid), '-D', path.join(work, 'queued')]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^engine: task ${t.pid} fd \\d+: raw IPv4 socket \\(protocol \\d+\\): \\d+ bytes of packets received and not read yet`));
     expect(alive(t.pid)).toBe(true);
   });
 });
