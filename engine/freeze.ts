@@ -58,12 +58,43 @@ function seizeOne(tracer: Tracer, tid: number, opts: number): boolean {
   } catch (e) {
     if (isNativeError(e) && e.code === 'ESRCH') return false; // exited meanwhile
     if (isNativeError(e) && e.code === 'EPERM') {
+      // a task on its way out cannot be seized either: it is a zombie (or gone) at the next scan
+      if (exiting(tid)) return false;
       // a task another process traces (a debugger, its own parent) cannot be seized by us
       const by = tracerOf(tid);
       if (by) throw new UnsupportedError(`task ${tid}: traced by process ${by} (TracerPid); traced tasks cannot be dumped`);
       throw new EngineError(`permission denied: cannot trace task ${tid} (ptrace: ${e.message})`, 'EPERM');
     }
     throw e;
+  }
+}
+
+const PF_EXITING = 0x4;
+
+/** Is the thread exiting (PF_EXITING, a zombie, or gone)? */
+function exiting(tid: number): boolean {
+  let st: string;
+  try {
+    st = fs.readFileSync(`/proc/${tid}/stat`, 'utf8');
+  } catch {
+    return true;
+  }
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  // fields after the comm: state is the 3rd of stat, flags the 9th
+  return f[0] === 'Z' || f[0] === 'X' || (Number(f[6]) & PF_EXITING) !== 0;
+}
+
+/** Waits (briefly) for an exiting process to be a zombie or gone; which it is. */
+function settledExit(pid: number): 'Z' | 'gone' {
+  const until = Date.now() + 2000;
+  for (;;) {
+    try {
+      if (readStat(pid).state === 'Z') return 'Z';
+    } catch {
+      return 'gone';
+    }
+    if (Date.now() > until) throw new EngineError(`task ${pid} is exiting and cannot be seized, and has not exited`, 'EAGAIN');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
   }
 }
 
@@ -259,6 +290,11 @@ function cgroupFreeze(tracer: Tracer, tree: FrozenTree, dir: string, check: () =
           proc.tids.push(tid);
         }
       }
+      // none of its threads could be seized: it was on its way out, a zombie by now (or gone)
+      if (!proc.tids.length) {
+        if (settledExit(pid) === 'Z') proc.state = 'Z';
+        else tree.processes.pop();
+      }
     }
   } finally {
     setFreeze(dir, false);
@@ -324,6 +360,16 @@ function ptraceLoop(tracer: Tracer, tree: FrozenTree, check: () => void): void {
           }
         }
         proc.tids.sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
+        // none of its threads could be seized: it was on its way out, a zombie by now (or gone)
+        if (!proc.tids.length) {
+          const now = settledExit(pid);
+          if (now === 'Z') proc.state = 'Z';
+          else {
+            tree.processes.splice(tree.processes.indexOf(proc), 1);
+            byPid.delete(pid);
+          }
+          changed = true;
+        }
       }
       try {
         for (const c of listChildren(pid)) queue.push(c);
