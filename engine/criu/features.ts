@@ -126,7 +126,7 @@ const FEATURES: [string, () => FeatureAnswer][] = [
   ['ns_pid', () => no(NS)],
   ['apparmor_stacking', () => no('LSM profiles are not handled')],
   ['network_lock_nftables', () => no(NET)],
-  ['sockopt_buf_lock', () => no('socket buffer locks (SO_BUF_LOCK) are restored on inet sockets, not yet on unix sockets')],
+  ['sockopt_buf_lock', () => yes('socket buffer locks (SO_BUF_LOCK) are dumped and restored on inet and unix sockets')],
   ['memfd_hugetlb', () => (internalDevs().size ? yes('hugetlb memfds and MAP_HUGETLB memory are dumped and restored with their page size') : no('no hugetlb memfd can be made here'))],
   ['move_mount_set_group', () => no(NS)],
   ['openat2', () => no('not used by this engine')],

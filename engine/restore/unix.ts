@@ -20,7 +20,7 @@ const TCP_LISTEN = 10;
 const SOL_SOCKET = 1;
 const SO = {
   REUSEADDR: 2, SNDBUFFORCE: 32, RCVBUFFORCE: 33, SNDBUF: 7, RCVBUF: 8, KEEPALIVE: 9, OOBINLINE: 10, PRIORITY: 12,
-  PASSCRED: 16, RCVLOWAT: 18, RCVTIMEO: 20, SNDTIMEO: 21, PASSSEC: 34, MARK: 36, BROADCAST: 6, DONTROUTE: 5,
+  PASSCRED: 16, RCVLOWAT: 18, RCVTIMEO: 20, SNDTIMEO: 21, PASSSEC: 34, MARK: 36, BROADCAST: 6, DONTROUTE: 5, BUF_LOCK: 72,
 } as const;
 const MSG_DONTWAIT = 0x40;
 const F_SETFL = 4, O_NONBLOCK = 0o4000, O_ASYNC = 0o20000;
@@ -274,6 +274,8 @@ export class UnixRestorer {
     // the kernel doubles what is set: set half of what was read
     if (o.so_sndbuf !== undefined && num(o.so_sndbuf) !== cur(SO.SNDBUF)) set(SO.SNDBUFFORCE, num(o.so_sndbuf) >> 1);
     if (o.so_rcvbuf !== undefined && num(o.so_rcvbuf) !== cur(SO.RCVBUF)) set(SO.RCVBUFFORCE, num(o.so_rcvbuf) >> 1);
+    // setting a size locks it: the recorded locks (SO_BUF_LOCK) go back after the sizes
+    if (o.so_buf_lock !== undefined && num(o.so_buf_lock) !== cur(SO.BUF_LOCK)) set(SO.BUF_LOCK, num(o.so_buf_lock));
     for (const [k, name] of [['so_passcred', SO.PASSCRED], ['so_passsec', SO.PASSSEC], ['reuseaddr', SO.REUSEADDR], ['so_keepalive', SO.KEEPALIVE],
       ['so_broadcast', SO.BROADCAST], ['so_dontroute', SO.DONTROUTE]] as const)
       if (o[k]) set(name, 1);
