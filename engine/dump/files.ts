@@ -38,6 +38,8 @@ const F_GETSIG = 11;
 
 /** files.img types the restore can make in the engine, so send in flight again: reg, pipe, fifo, inet, unix, memfd */
 const IN_FLIGHT_TYPES = new Set([1, 2, 3, 4, 5, 18]);
+/** and those the task holding the socket makes (eventfd, epoll, inotify, signalfd, timerfd) */
+const MADE_IN_TASK_TYPES = new Set([6, 7, 8, 9, 17]);
 
 /** The SIGIO owner of the task's fd (F_GETOWN_EX / F_GETSIG on a duplicate); zeros when none, as CRIU. */
 export function fownOf(ctx: TaskFdContext, fd: number): Msg {
@@ -325,8 +327,9 @@ export class FileTable {
       case 'socket': {
         const ino = Number(/\[(\d+)\]/.exec(link)![1]);
         const dupFd = () => native().pidfdGetfd(ctx.pidfd(), fd);
-        const inFlight = (f: number, where: string) => this.inFlight(f, where, ctx.netNsId);
-        this.entries.push(...this.unix.dump(id, ino, flags, { pid, fd, netNsId: ctx.netNsId, fown, dupFd, inFlight }));
+        const inFlight = (f: number, where: string) => this.inFlight(f, where, ctx.netNsId, pid);
+        const madeInTask = (fileId: number) => this.madeInTaskInFlight.has(fileId);
+        this.entries.push(...this.unix.dump(id, ino, flags, { pid, fd, netNsId: ctx.netNsId, fown, dupFd, inFlight, madeInTask }));
         break;
       }
       case 'inet': {
@@ -411,14 +414,16 @@ export class FileTable {
    * resolveEpollTargets), so that the restore adds the watch with that file under the recorded
    * number. A watched file no fd of the task holds is refused.
    */
-  private epollTargets(pid: number, epfd: number, info: FdInfo): Msg[] {
+  private epollTargets(epollPid: number, epfd: number, info: FdInfo): Msg[] {
     const targets = epollTargets(info);
     const n = native();
     const seen = new Map<number, number>();
     let fds: number[] | undefined;
+    // an epoll in flight is held by the engine; its watches name fds of the task whose socket has it
+    const pid = this.inFlightHolder ?? epollPid;
     const holds = (fd: number, t: Msg, toff: number) => {
       try {
-        return n.kcmpEpollTfd(pid, pid, fd, epfd, t.tfd as number, toff) === 0;
+        return n.kcmpEpollTfd(pid, epollPid, fd, epfd, t.tfd as number, toff) === 0;
       } catch {
         return false; // no such fd
       }
@@ -431,7 +436,7 @@ export class FileTable {
       fds ??= fs.readdirSync(procPath(pid, 'fd')).map(Number).sort((a, b) => a - b);
       const holder = fds.find((fd) => fd !== tfd && holds(fd, t, toff));
       if (holder === undefined)
-        throw new UnsupportedError(`task ${pid} fd ${epfd}: epoll watches a file added as fd ${tfd} that no fd of the task holds any more (unsupported)`);
+        throw new UnsupportedError(`task ${epollPid} fd ${epfd}: epoll watches a file added as fd ${tfd} that no fd of ${epollPid === pid ? 'the task' : `task ${pid}`} holds any more (unsupported)`);
       this.epollFixups.push({ pid, target: t, holder });
     }
     return targets;
@@ -451,7 +456,7 @@ export class FileTable {
    * Only kinds the engine itself makes at restore can travel: those made by injection in a task
    * (eventfd, epoll, ...), terminals, device files and pidfds are refused, as are locked files.
    */
-  inFlight(fd: number, where: string, netNsId: number): number {
+  inFlight(fd: number, where: string, netNsId: number, holder: number): number {
     this.flying.push(fd);
     const self = process.pid;
     const info = parseFdinfo(readProc(self, 'fdinfo', String(fd)));
@@ -459,18 +464,28 @@ export class FileTable {
     const what = `${where}: ${link} in flight (SCM_RIGHTS)`;
     if (info.lines.some((l) => l.startsWith('lock:'))) throw new UnsupportedError(`${what} holds a file lock (unsupported)`);
     let entry: Msg;
+    const outer = this.inFlightHolder;
+    this.inFlightHolder = holder;
     try {
       entry = this.dumpFd(self, fd, { netNsId, uid: process.getuid!(), euid: process.geteuid!(), pidfd: () => this.selfPidfd() });
     } catch (e) {
       if (e instanceof UnsupportedError) throw new UnsupportedError(`${what}: ${e.message.replace(/^task \d+ fd \d+: /, '')}`);
       throw e;
+    } finally {
+      this.inFlightHolder = outer;
     }
-    if (!IN_FLIGHT_TYPES.has(entry.type as number)) throw new UnsupportedError(`${what}: a file of this kind in flight is not supported`);
+    const type = entry.type as number;
+    if (!IN_FLIGHT_TYPES.has(type) && !MADE_IN_TASK_TYPES.has(type)) throw new UnsupportedError(`${what}: a file of this kind in flight is not supported`);
+    if (MADE_IN_TASK_TYPES.has(type)) this.madeInTaskInFlight.add(entry.id as number);
     return entry.id as number;
   }
 
   private ownPidfd = -1;
   private flying: number[] = [];
+  /** while a file in flight is dumped: the task whose socket holds it (an epoll's watches name its fds) */
+  private inFlightHolder: number | undefined;
+  /** files in flight of kinds a task makes at restore (the task holding the socket makes them) */
+  private madeInTaskInFlight = new Set<number>();
 
   private selfPidfd(): number {
     if (this.ownPidfd < 0) this.ownPidfd = native().pidfdOpen(process.pid);

@@ -39,6 +39,8 @@ export interface SocketContext {
   dupFd(): number;
   /** dumps a file in flight, given as an engine fd it then owns; returns its files.img id */
   inFlight(fd: number, where: string): number;
+  /** is this file in flight of a kind the holding task makes at restore (an epoll, an eventfd...)? */
+  madeInTask?(fileId: number): boolean;
 }
 
 /** A queued message: its bytes and the ids of the files it carries. */
@@ -192,7 +194,12 @@ export class UnixSockets {
       usk.ns_id = ctx.netNsId;
       usk.opts = socketOpts(sock);
       if (d.state !== TCP_LISTEN) {
-        for (const p of peekQueue(sock, d.type, where, (fd) => ctx.inFlight(fd, where), (d.shutdown & RCV_SHUTDOWN) !== 0)) {
+        const packets = peekQueue(sock, d.type, where, (fd) => ctx.inFlight(fd, where), (d.shutdown & RCV_SHUTDOWN) !== 0);
+        // such files exist only once the tasks do: the queue is filled then, which only a socket
+        // without a name (filled through its pair) can wait for
+        if (d.name.length && packets.some((p) => p.rights.some((r) => ctx.madeInTask?.(r))))
+          throw new UnsupportedError(`${where}: an eventfd, epoll, inotify, signalfd or timerfd in flight (SCM_RIGHTS) to a named unix socket is not supported`);
+        for (const p of packets) {
           const msg: Msg = { id_for: id, length: p.data.length };
           if (p.rights.length) msg.scm = [{ type: SCM_RIGHTS, rights: p.rights }];
           this.queues.push({ msg, extra: { kind: 'blob', data: p.data } });

@@ -57,10 +57,28 @@ export class FileRestorer {
   }
 
   /** The engine's fd of a file in flight (sent in a socket's queue); the image check allowed only kinds made here. */
-  inFlightFd(id: number, where: string): number {
+  inFlightFd(id: number, where: string, holder: number): number {
     const fd = this.engineFd(id);
-    if (fd === undefined) throw new ImageError('files.img', `id ${id}`, `${where}: this file in flight cannot be made by the engine`);
-    return fd;
+    if (fd !== undefined) return fd;
+    // a kind a task makes: the first task holding the socket makes it (its epoll watches name
+    // that task's fds), at a free fd it then closes again; the engine keeps a copy to send
+    const p = [...this.ctx.procs.values()].find((x) => (x.img.fdinfo ?? []).some((e) => num(e.id) === holder));
+    if (!p) throw new ImageError('files.img', `id ${id}`, `${where}: no task holds socket ${holder}, whose task would make this file in flight`);
+    const entries = [...p.img.fdinfo!];
+    const free = entries.reduce((m, e) => Math.max(m, num(e.fd)), this.ctx.transport.number) + CHUNK + 16;
+    const e: Msg = { id, fd: free, flags: 1 };
+    this.create(p, e);
+    if (num(this.file(id).type) === TYPE.EVENTPOLL) this.epollWatches(p, e, entries, free + 1);
+    const n = native();
+    const pidfd = n.pidfdOpen(p.host);
+    try {
+      this.held.set(id, n.pidfdGetfd(pidfd, free));
+    } finally {
+      n.close(pidfd);
+    }
+    p.remote.reset();
+    p.remote.one(p.host, `close fd ${free}`, NR.close, free);
+    return this.held.get(id)!;
   }
 
   /** An engine fd for a regular file or pipe end; undefined for kinds made inside a task. */
@@ -172,38 +190,45 @@ export class FileRestorer {
         native().close(pidfd);
       }
     }
-    // 3. epoll watches, once every fd is in place. A watch names the fd number it was added
-    // with; one whose file the task holds under another number (its id says which file) is
-    // added with that file put at the number for the moment, what stood there put back after.
-    const byFd = new Map(entries.map((e) => [num(e.fd), e]));
-    const spare = base;
-    for (const e of made) {
-      const f = this.file(num(e.id));
-      if (num(f.type) !== TYPE.EVENTPOLL) continue;
-      r.reset();
-      r.run(tid, ((f.epfd.tfd ?? []) as Msg[]).flatMap((w, i) => {
-        const ev = Buffer.alloc(12);
-        ev.writeUInt32LE(num(w.events) >>> 0, 0);
-        ev.writeBigUInt64LE(big(w.data), 4);
-        const tfd = num(w.tfd);
-        const add: Call = { nr: NR.epoll_ctl, args: [num(e.fd), 1, tfd, r.put(ev)], what: `epoll_ctl(ADD fd ${tfd}) on fd ${e.fd}` };
-        const want = num(w.id);
-        const there = byFd.get(tfd);
-        if (!want || (there && num(there.id) === want)) return [add];
-        const holder = entries.find((x) => num(x.id) === want);
-        if (!holder) throw new ImageError('files.img', `id ${e.id}.epfd.tfd[${i}].id`, `watched file ${want} is not held by task ${p.img.pid}`);
-        const calls: Call[] = [];
-        if (there) calls.push({ nr: NR.dup3, args: [tfd, spare, 0], what: `dup3 fd ${tfd} aside` });
-        calls.push({ nr: NR.dup3, args: [num(holder.fd), tfd, 0], what: `dup3 watched file to fd ${tfd}` }, add);
-        if (there) calls.push(
-          { nr: NR.dup3, args: [spare, tfd, num(there.flags) & 1 ? O_CLOEXEC : 0], what: `dup3 fd ${tfd} back` },
-          { nr: NR.close, args: [spare], what: 'close' },
-        );
-        else calls.push({ nr: NR.close, args: [tfd], what: `close fd ${tfd}` });
-        return calls;
-      }));
-    }
+    // 3. epoll watches, once every fd is in place
+    for (const e of made) if (num(this.file(num(e.id)).type) === TYPE.EVENTPOLL) this.epollWatches(p, e, entries, base);
     r.one(tid, 'close(transport)', NR.close, T);
+  }
+
+  /**
+   * The watches of the epoll at fdinfo entry `e`. A watch names the fd number it was added with;
+   * one whose file the task holds under another number (its id says which file) is added with
+   * that file put at the number for the moment (what stood there set aside at `spare`, a free fd).
+   */
+  private epollWatches(p: Proc, e: Msg, entries: Msg[], spare: number): void {
+    const r = p.remote;
+    const f = this.file(num(e.id));
+    const byFd = new Map(entries.map((x) => [num(x.fd), x]));
+    r.reset();
+    r.run(p.host, ((f.epfd.tfd ?? []) as Msg[]).flatMap((w, i) => {
+      const ev = Buffer.alloc(12);
+      ev.writeUInt32LE(num(w.events) >>> 0, 0);
+      ev.writeBigUInt64LE(big(w.data), 4);
+      const tfd = num(w.tfd);
+      const add: Call = { nr: NR.epoll_ctl, args: [num(e.fd), 1, tfd, r.put(ev)], what: `epoll_ctl(ADD fd ${tfd}) on fd ${e.fd}` };
+      const want = num(w.id);
+      const there = byFd.get(tfd);
+      if (!want || (there && num(there.id) === want)) {
+        if (!there) throw new ImageError('files.img', `id ${e.id}.epfd.tfd[${i}].tfd`, `watched fd ${tfd} is not an fd of task ${p.img.pid}`);
+        return [add];
+      }
+      const holder = entries.find((x) => num(x.id) === want);
+      if (!holder) throw new ImageError('files.img', `id ${e.id}.epfd.tfd[${i}].id`, `watched file ${want} is not held by task ${p.img.pid}`);
+      const calls: Call[] = [];
+      if (there) calls.push({ nr: NR.dup3, args: [tfd, spare, 0], what: `dup3 fd ${tfd} aside` });
+      calls.push({ nr: NR.dup3, args: [num(holder.fd), tfd, 0], what: `dup3 watched file to fd ${tfd}` }, add);
+      if (there) calls.push(
+        { nr: NR.dup3, args: [spare, tfd, num(there.flags) & 1 ? O_CLOEXEC : 0], what: `dup3 fd ${tfd} back` },
+        { nr: NR.close, args: [spare], what: 'close' },
+      );
+      else calls.push({ nr: NR.close, args: [tfd], what: `close fd ${tfd}` });
+      return calls;
+    }));
   }
 
   /**

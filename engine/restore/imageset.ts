@@ -24,6 +24,8 @@ export interface QueuedPacket {
 const SCM_RIGHTS = 1;
 /** kinds the engine makes itself, so can send in flight again: reg, pipe, fifo, inet, unix, memfd */
 const IN_FLIGHT_TYPES = new Set([1, 2, 3, 4, 5, 18]);
+/** and those the task holding the socket makes (eventfd, epoll, inotify, signalfd, timerfd): sent once it exists */
+export const MADE_IN_TASK_IN_FLIGHT = new Set([6, 7, 8, 9, 17]);
 
 /** A refusal: "<image>: <field>: <why>". */
 export class ImageError extends EngineError {
@@ -261,7 +263,7 @@ export function loadImageSet(dirArg: string): ImageSet {
         for (const [k, r] of ((scm.rights ?? []) as unknown[]).entries()) {
           const f = files.get(num(r));
           if (!f) throw new ImageError('sk-queues.img', `entry ${i}.scm[${j}].rights[${k}]`, `file ${r} is not in files.img`);
-          if (!IN_FLIGHT_TYPES.has(num(f.type))) throw new ImageError('sk-queues.img', `entry ${i}.scm[${j}].rights[${k}]`, `file ${r} of type ${f.type} in flight is not restored`);
+          if (!IN_FLIGHT_TYPES.has(num(f.type)) && !MADE_IN_TASK_IN_FLIGHT.has(num(f.type))) throw new ImageError('sk-queues.img', `entry ${i}.scm[${j}].rights[${k}]`, `file ${r} of type ${f.type} in flight is not restored`);
           rights.push(num(r));
         }
       }

@@ -114,7 +114,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       ctx.shmem.build();
       // inet first: an inet socket may travel in a unix socket's queue
       ctx.inet.build();
-      ctx.unix.build((id, where) => files.inFlightFd(id, where));
+      ctx.unix.build((id, where, holder) => files.inFlightFd(id, where, holder));
       ctx.ttys.build();
       files.prepare();
       opts.log.debug(`shared memory, sockets and terminals made at ${ms()} ms`);
@@ -144,6 +144,8 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       restoreTls(ctx, p);
       restorePosixTimers(p);
     }
+    // every task holds its fds: the queues that carry files a task makes are filled now
+    ctx.unix.sendDeferred((id, where, holder) => files.inFlightFd(id, where, holder));
     // every task holds its fds: the file locks, taken again by their tasks
     restoreFileLocks(ctx, locks);
     // every task and thread exists now (file owners may name any of them); creds and seccomp last

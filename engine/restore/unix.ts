@@ -13,7 +13,7 @@ import type { Msg } from '../../images/codec';
 import { native, isNativeError } from '../../native';
 import { EngineError } from '../errors';
 import type { Log } from '../log';
-import { ImageSet, ImageError, num, big } from './imageset';
+import { ImageSet, ImageError, num, big, MADE_IN_TASK_IN_FLIGHT } from './imageset';
 
 const SOCK_STREAM = 1, SOCK_DGRAM = 2;
 const TCP_LISTEN = 10;
@@ -36,7 +36,12 @@ interface Sock {
   paired: boolean;
   /** the path that reaches it while the restore connects and sends by name (its own name is unlinked) */
   reachAt?: Buffer;
+  /** its queue carries files its task makes: filled (and shut down) once the tasks exist */
+  deferred?: boolean;
 }
+
+/** Opens a file in flight; `holder` is the socket whose queue has it (its task makes what the engine cannot). */
+export type InFlightOpener = (id: number, where: string, holder: number) => number;
 
 export class UnixRestorer {
   private byId = new Map<number, Sock>();
@@ -53,8 +58,13 @@ export class UnixRestorer {
     return this.byId.get(id)?.fd;
   }
 
-  /** Builds every socket of files.img, connections and queues included; inFlight opens a file sent in a queue. */
-  build(inFlight: (id: number, where: string) => number): void {
+  private sendQueue?: (s: Sock, from: number, to: Buffer | null, inFlight: InFlightOpener) => void;
+
+  /**
+   * Builds every socket of files.img, connections and queues included; inFlight opens a file sent
+   * in a queue. A queue carrying files a task makes waits for sendDeferred.
+   */
+  build(inFlight: InFlightOpener): void {
     const n = native();
     const all: Sock[] = [];
     for (const f of this.set.files.values()) {
@@ -107,15 +117,23 @@ export class UnixRestorer {
     for (const s of all) if (num(s.u.state) === TCP_LISTEN) n.listen(s.fd, Math.max(1, num(s.u.backlog)));
 
     // 3. datagram queues, sent to the socket's name before it connects elsewhere
-    const sendAll = (s: Sock, from: number, to: Buffer | null) => {
+    const sendQueue = (s: Sock, from: number, to: Buffer | null, opener: InFlightOpener) => {
       for (const [i, { data, rights }] of (this.set.skQueues.get(s.id) ?? []).entries()) {
-        const fds = rights.map((id) => inFlight(id, `sk-queues.img: message ${i} of socket ${s.id}`));
+        const fds = rights.map((id) => opener(id, `sk-queues.img: message ${i} of socket ${s.id}`, s.id));
         try {
           n.sendTo(from, data, to, MSG_DONTWAIT, fds);
         } catch (e) {
           throw new EngineError(`files.img: id ${s.id}: cannot queue ${data.length} bytes${fds.length ? ` and ${fds.length} files` : ''} again: ${isNativeError(e) ? e.code : (e as Error).message}`);
         }
       }
+    };
+    this.sendQueue = sendQueue;
+    for (const s of all) {
+      s.deferred = (this.set.skQueues.get(s.id) ?? []).some((m) => m.rights.some((r) => MADE_IN_TASK_IN_FLIGHT.has(num(this.set.files.get(r)?.type))));
+      if (s.deferred && s.name.length) throw new ImageError('sk-queues.img', `id_for ${s.id}`, 'files a task makes in flight to a named socket are not restored');
+    }
+    const sendAll = (s: Sock, from: number, to: Buffer | null) => {
+      if (!s.deferred) sendQueue(s, from, to, inFlight);
     };
     for (const s of all) {
       if (num(s.u.type) !== SOCK_DGRAM || !this.set.skQueues.get(s.id)?.length) continue;
@@ -169,17 +187,52 @@ export class UnixRestorer {
       if (!peer || !s.paired) throw new ImageError('sk-queues.img', `id_for ${s.id}`, 'data queued at a stream socket without a connected peer');
       sendAll(s, peer.fd, null);
     }
+    // a deferred queue's socket, and the end it is filled from, stay open to sends until then
+    const waiting = new Set<Sock>();
+    for (const s of all) if (s.deferred) {
+      waiting.add(s);
+      const peer = peerOf(s);
+      if (peer) waiting.add(peer);
+    }
     for (const s of all) {
-      if (s.released === undefined) continue;
+      if (s.released === undefined || s.deferred) continue;
       n.close(s.released);
       s.released = undefined;
     }
     for (const s of all) {
       if (num(s.u.flags) & (O_NONBLOCK | O_ASYNC)) n.fcntl(s.fd, F_SETFL, num(s.u.flags) & (O_NONBLOCK | O_ASYNC));
-      const sh = num(s.u.shutdown);
-      if (sh >= 1 && sh <= 3) n.shutdown(s.fd, sh - 1); // READ, WRITE, BOTH -> SHUT_RD, SHUT_WR, SHUT_RDWR
+      if (!waiting.has(s)) this.shutdown(s);
     }
+    this.waiting = [...waiting];
     this.log.debug(`unix sockets: ${all.length} made, ${this.bound.length} paths bound`);
+  }
+
+  private waiting: Sock[] = [];
+
+  private shutdown(s: Sock): void {
+    const sh = num(s.u.shutdown);
+    if (sh >= 1 && sh <= 3) native().shutdown(s.fd, sh - 1); // READ, WRITE, BOTH -> SHUT_RD, SHUT_WR, SHUT_RDWR
+  }
+
+  /**
+   * Once every task holds its fds: the queues that carry files a task makes are filled (through
+   * the socket's pair, or the end left for a closed peer), then those sockets are shut down as
+   * they were.
+   */
+  sendDeferred(inFlight: InFlightOpener): void {
+    const n = native();
+    for (const s of this.byId.values()) {
+      if (!s.deferred) continue;
+      const peer = num(s.u.peer) ? this.byIno.get(num(s.u.peer)) : undefined;
+      const from = s.released ?? (s.paired && peer ? peer.fd : undefined);
+      if (from === undefined) throw new ImageError('sk-queues.img', `id_for ${s.id}`, 'a queue carrying files a task makes, at a socket without its pair');
+      this.sendQueue!(s, from, null, inFlight);
+      if (s.released !== undefined) {
+        n.close(s.released);
+        s.released = undefined;
+      }
+    }
+    for (const s of this.waiting.splice(0)) this.shutdown(s);
   }
 
   private bind(s: Sock): void {

@@ -1,6 +1,7 @@
 // What waits in unix sockets' queues: files in flight (SCM_RIGHTS), dumped as files of their own
 // and named by the packet's scm entry as CRIU does, then sent again with their messages, so the
-// process receives the same pipe, file, socket and memfd it sent.
+// process receives the same pipe, file, socket, memfd, epoll and eventfd it sent (the last two
+// made by the task that holds the socket, once its fds are in place).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -28,16 +29,19 @@ describe.skipIf(!IS_ROOT)('files in flight over unix sockets', () => {
     const queues = decode(path.join(dir, 'sk-queues.img'));
     const carried = queues.map((q) => (q.scm ?? []).flatMap((s: { type: number; rights: number[] }) => (expect(s.type).toBe(1), s.rights)));
     const kinds = carried.map((ids) => ids.map((id: number) => files.get(id)?.type));
-    // datagrams: pipe; file + pipe; socket; the stream: "x" with the memfd, then "yz"
-    expect(kinds).toEqual([[2], [1, 2], [5], [18], []]);
-    expect(queues.map((q) => q.length)).toEqual([1, 1, 1, 1, 2]);
+    // datagrams: pipe; file + pipe; socket; epoll + eventfd; the stream: "x" with the memfd, then "yz"
+    expect(kinds).toEqual([[2], [1, 2], [5], [7, 6], [18], []]);
+    expect(queues.map((q) => q.length)).toEqual([1, 1, 1, 1, 1, 2]);
+    // the epoll's watch names the fd the process keeps the socket's other end at
+    const ep = files.get(carried[3][0]).epfd;
+    expect(ep.tfd.map((t: { tfd: number; data: bigint }) => [t.id, Number(t.data)])).toEqual([[0, 77]]);
     expect(files.get(carried[1][0]).reg).toMatchObject({ name: path.join(work, 'data'), pos: 3 });
     // no task holds them
     const held = new Set(decode(path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith('fdinfo-'))!)).map((e) => e.id));
     for (const id of carried.flat()) expect(held.has(id)).toBe(false);
   });
 
-  it('sends them again: the process receives the same pipe, file, socket and memfd', async () => {
+  it('sends them again: the process receives the same pipe, file, socket, epoll, eventfd and memfd', async () => {
     expect(restoreOk(dir)).toBe(target.pid);
     fs.writeFileSync(path.join(work, 'go'), '');
     await target.waitFor(/^scm (ok|fail.*)$/m);
