@@ -65,6 +65,8 @@ common
       --close FD            close FD first
       --pre-dump-mode M     accepted (splice or read): it only shapes a pre-dump, which is refused
       --ghost-fiemap        accepted: ghost files' data regions are found with SEEK_DATA/SEEK_HOLE
+      --force-irmap, --irmap-scan-path DIR
+                            accepted: inotify watches are always recorded by path (from the file handle)
       --file-validation filesize
                             accepted: files are checked by their recorded size (buildid is refused)
   -V, --version             CRIU's version line, then the engine's
