@@ -32,6 +32,8 @@ dump
       --file-locks          dump file locks (without it a tree holding locks is refused, as in CRIU)
       --timeout N           seconds a task may take to stop (default 5)
       --ghost-limit SIZE    the largest unlinked file saved as a ghost file (default 1M; K, M, G)
+  -x, --ext-unix-sk         keep datagram sockets connected to a named socket outside the tree
+                            (connected to it again by name at restore; without it they are refused)
       --link-remap          a file unlinked but still linked elsewhere gets the name link_remap.ID
                             beside its old one until the restore (without it such a file is refused)
       --cgroup-props TEXT, --cgroup-props-file FILE
@@ -148,6 +150,8 @@ function run(argv: string[]): number {
     }
     const mode = str(p, 'pre-dump-mode');
     if (mode !== undefined && mode !== 'splice' && mode !== 'read') return fail(`--pre-dump-mode ${mode}: must be splice or read`);
+    const ext = str(p, 'ext-unix-sk');
+    if (ext !== undefined) return fail(`--ext-unix-sk=${ext} is not supported: without a value it keeps every datagram socket connected outside the tree`);
     const validation = str(p, 'file-validation');
     if (validation !== undefined && validation !== 'filesize')
       return fail(`--file-validation=${validation} is not supported: files are validated by their size`);
@@ -235,6 +239,7 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
     freezeTimeoutMs: timeout !== undefined && timeout > 0 ? timeout * 1000 : undefined,
     ghostLimit: sizeOpt(p, 'ghost-limit'),
     linkRemap: flag(p, 'link-remap'),
+    extUnixSk: p.values.has('ext-unix-sk'),
     cgroups: cgroupOpts(p, true, workDir),
   });
   if (workDir !== imagesDir) fs.renameSync(path.join(imagesDir, 'stats-dump'), path.join(workDir, 'stats-dump'));

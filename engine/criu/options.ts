@@ -53,7 +53,7 @@ const TABLE: OptionDef[] = [
   { long: 'tcp-close', arg: 'none', bool: true, refused: TCP },
   { long: 'skip-in-flight', arg: 'none', bool: true, refused: TCP },
   { long: 'network-lock', arg: 'required', refused: TCP },
-  { long: 'ext-unix-sk', short: 'x', arg: 'optional', refused: 'unix sockets connected outside the dumped tree are refused at dump' },
+  { long: 'ext-unix-sk', short: 'x', arg: 'optional' },
   { long: 'link-remap', arg: 'none', bool: true },
   { long: 'ghost-limit', arg: 'required' },
   // another way to find a ghost file's data; SEEK_DATA/SEEK_HOLE finds the same regions

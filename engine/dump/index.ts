@@ -65,6 +65,8 @@ export interface DumpOptions {
   ghostLimit?: number;
   /** files unlinked but linked elsewhere get a new name (link_remap.<id>) instead of being refused */
   linkRemap?: boolean;
+  /** datagram sockets connected to a named socket outside the tree are kept, connected again by name */
+  extUnixSk?: boolean;
   /** --manage-cgroups and its companions (default: CRIU's soft mode) */
   cgroups?: CgroupOptions;
 }
@@ -471,7 +473,7 @@ function collect(
     const l = files.locks[0];
     throw new UnsupportedError(`task ${l.pid} fd ${l.fd}: holds a file lock (${lockKindName(l.flag as number)}); dump file locks with --file-locks`);
   }
-  files.unix.finish();
+  files.entries.push(...files.unix.finish(opts.extUnixSk ? () => files.allocId() : undefined));
   files.ttys.finish(opts.shellJob);
   checkInterrupted();
   holdForTest('collected');

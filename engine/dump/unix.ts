@@ -11,6 +11,7 @@ import type { NewEntry } from '../../images/files';
 import { native, isNativeError } from '../../native';
 import { collectUnixSockets, UnixDiag } from './netlink';
 import { UnsupportedError } from '../errors';
+import { zeroFown } from './files';
 
 const SOL_SOCKET = 1;
 const SO = {
@@ -21,6 +22,10 @@ const SO = {
 const SCM_RIGHTS = 1;
 const MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20, MSG_CTRUNC = 0x8;
 const TCP_LISTEN = 10;
+/** sk_opts_entry of an external peer: nothing of it is read (as CRIU: zeros) */
+const NO_OPTS: Msg = { so_sndbuf: 0, so_rcvbuf: 0, so_snd_tmo_sec: 0n, so_snd_tmo_usec: 0n, so_rcv_tmo_sec: 0n, so_rcv_tmo_usec: 0n };
+/** unix_sk_entry.uflags: a peer outside the dumped tree, kept by name only */
+export const USK_EXTERN = 1;
 const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5;
 const FIONREAD = 0x541b, SIOCUNIXFILE = 0x89e0;
 /** sk_shutdown as sock_diag reports it */
@@ -222,17 +227,41 @@ export class UnixSockets {
     return out;
   }
 
-  /** Sockets whose peer was never found belong to something outside the dumped tree. */
-  finish(): void {
+  /**
+   * Sockets whose peer was never found belong to something outside the dumped tree: refused, but
+   * with `external` (--ext-unix-sk) a datagram socket connected to a named socket outside is kept
+   * as CRIU keeps it: the peer written as an entry of its own marked external (USK_EXTERN, its name,
+   * no socket made for it at restore), which the restore connects to by name. Returns the entries
+   * to append.
+   */
+  finish(external?: () => number): Msg[] {
     for (const l of this.listeners) {
       const lost = l.clients.find((c) => !this.dumped.has(c));
       if (lost !== undefined)
         throw new UnsupportedError(`${l.where}: unix listener ${l.ino} has a connection not accepted yet whose connecting socket ${lost} is closed or outside the dumped tree`);
     }
-    if (this.held.length) {
-      const h = this.held[0];
-      throw new UnsupportedError(`unix socket ${h.entry.usk.ino} is connected to socket ${h.peer} outside the dumped tree`);
+    const out: Msg[] = [];
+    const externs = new Map<number, Msg>();
+    for (const h of this.held) {
+      const u = h.entry.usk;
+      const outside = this.sockets().get(h.peer);
+      const why = !external ? 'dump it with --ext-unix-sk'
+        : u.type !== SOCK_DGRAM ? 'only datagram sockets may have an external peer'
+        : !outside?.name.length ? 'the peer has no name to connect to again'
+        : this.queues.some((q) => q.msg.id_for === u.id) ? 'datagrams from it are queued, which only it could send again'
+        : undefined;
+      if (why) throw new UnsupportedError(`unix socket ${u.ino} is connected to socket ${h.peer} outside the dumped tree (${why})`);
+      let ext = externs.get(h.peer);
+      if (!ext) {
+        const id = external!();
+        ext = { type: 5, id, usk: { id, ino: h.peer, type: SOCK_DGRAM, state: TCP_LISTEN, flags: 0, uflags: USK_EXTERN, backlog: 0, peer: 0, fown: zeroFown(), opts: NO_OPTS, name: new Uint8Array(outside!.name) } };
+        externs.set(h.peer, ext);
+        out.push(ext);
+      }
+      out.push(h.entry);
     }
+    this.held = [];
+    return out;
   }
 
   /**

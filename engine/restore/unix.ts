@@ -23,6 +23,8 @@ const SO = {
   PASSCRED: 16, RCVLOWAT: 18, RCVTIMEO: 20, SNDTIMEO: 21, PASSSEC: 34, MARK: 36, BROADCAST: 6, DONTROUTE: 5, BUF_LOCK: 72,
 } as const;
 const MSG_DONTWAIT = 0x40;
+/** unix_sk_entry.uflags: a peer outside the dumped tree */
+const USK_EXTERN = 1;
 const F_SETFL = 4, O_NONBLOCK = 0o4000, O_ASYNC = 0o20000;
 
 interface Sock {
@@ -70,9 +72,14 @@ export class UnixRestorer {
     for (const f of this.set.files.values()) {
       if (num(f.type) !== 5) continue;
       const s: Sock = { id: num(f.id), u: f.usk, name: Buffer.from((f.usk.name ?? new Uint8Array()) as Uint8Array), fd: -1, paired: false };
+      this.byIno.set(num(s.u.ino), s);
+      // a peer outside the tree (--ext-unix-sk): not made, only connected to by its name
+      if (num(s.u.uflags) & USK_EXTERN) {
+        if (!s.name.length) throw new ImageError('files.img', `id ${s.id}.usk.name`, 'an external unix socket without a name to connect to');
+        continue;
+      }
       all.push(s);
       this.byId.set(s.id, s);
-      this.byIno.set(num(s.u.ino), s);
     }
     if (!all.length) return;
     const where = (s: Sock, field: string) => `id ${s.id}.usk.${field}`;

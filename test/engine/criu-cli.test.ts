@@ -38,11 +38,11 @@ describe('criu options, parsed as CRIU parses them', () => {
   });
 
   it('refuses what the engine does not do, by name; --no-X (the default) is fine', () => {
-    const p = parseArgs(['dump', '--tcp-established', '--freeze-cgroup=/x', '-x', '--no-link-remap', '--no-tcp-close']);
-    expect(p.refused.map((r) => r.option)).toEqual(['--tcp-established', '--freeze-cgroup', '-x']);
+    const p = parseArgs(['dump', '--tcp-established', '--freeze-cgroup=/x', '--external', 'x', '--no-link-remap', '--no-tcp-close']);
+    expect(p.refused.map((r) => r.option)).toEqual(['--tcp-established', '--freeze-cgroup', '--external']);
     expect(p.refused[0].why).toMatch(/TCP/);
     // what the engine does in its own way is taken: irmap's paths are what every dump records
-    expect(parseArgs(['dump', '--link-remap', '--force-irmap', '--irmap-scan-path', '/x', '--ghost-fiemap']).refused).toEqual([]);
+    expect(parseArgs(['dump', '--link-remap', '--force-irmap', '--irmap-scan-path', '/x', '--ghost-fiemap', '-x']).refused).toEqual([]);
   });
 
   it('rejects unknown and ambiguous options with getopt\'s words', () => {

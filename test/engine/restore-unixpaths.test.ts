@@ -4,7 +4,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, Target, decode, cleanUp, dumpAndReap, restoreOk, runEngine, alive } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, Target, decode, cleanUp, dumpAndReap, restoreOk, runEngine, runCriu, alive, until, gone } from './helpers';
+import { native } from '../../native';
 
 if (!IS_ROOT) console.warn(`SKIPPING unix socket path tests: ${SKIP_REASON}`);
 
@@ -78,5 +79,49 @@ describe.skipIf(!IS_ROOT)('unix connections not accepted yet', () => {
     await t.waitFor(/ready\n/);
     await dumpAndReap(t.pid, path.join(d, 'images'));
     expect(restoreOk(path.join(d, 'images'))).toBe(t.pid);
+  });
+});
+
+describe.skipIf(!IS_ROOT)('unix sockets connected outside the tree (--ext-unix-sk)', () => {
+  let work: string;
+  let target: Target;
+  let outside: number;
+
+  beforeAll(async () => {
+    work = tempDir('extunix');
+    outside = native().unixSocket(2);
+    native().unixBind(outside, Buffer.from(path.join(work, 'outside.sock')));
+    target = startTarget(compile('extunix', work), [path.join(work, 'outside.sock')], work);
+    await target.waitFor(/count=2\n/);
+  });
+
+  afterAll(() => {
+    native().close(outside);
+    cleanUp(target, work);
+  });
+
+  it('refuses the connection without --ext-unix-sk, naming the sockets, and the task runs on', () => {
+    const d = path.join(work, 'refused');
+    fs.mkdirSync(d);
+    const r = runCriu(['dump', '-D', d, '-o', 'dump.log', '-t', String(target.pid)]);
+    expect(r.status).toBe(1);
+    expect(fs.readFileSync(path.join(d, 'dump.log'), 'utf8')).toMatch(/^Error \(dump\): unix socket \d+ is connected to socket \d+ outside the dumped tree \(dump it with --ext-unix-sk\)/m);
+    expect(alive(target.pid)).toBe(true);
+  });
+
+  it('keeps it with --ext-unix-sk: the peer recorded as external, connected to again by name', async () => {
+    const d = path.join(work, 'images');
+    fs.mkdirSync(d);
+    expect(runCriu(['dump', '-D', d, '-o', 'dump.log', '-t', String(target.pid), '--ext-unix-sk']).status).toBe(0);
+    await until(() => gone(target.pid), 'the dumped task to exit');
+    const usk = decode(path.join(d, 'files.img')).filter((f) => f.type === 5).map((f) => f.usk);
+    const ext = usk.find((u) => u.uflags === 1);
+    expect(Buffer.from(ext.name).toString().replace(/\0+$/, '')).toBe(path.join(work, 'outside.sock'));
+    expect(usk.find((u) => u.uflags === 0).peer).toBe(ext.ino);
+    expect(runCriu(['restore', '-D', d, '-d', '-o', 'restore.log']).status).toBe(0);
+    fs.writeFileSync(path.join(work, 'go'), '');
+    await target.waitFor(/^(sent|ext fail.*)$/m);
+    expect(target.output()).toMatch(/^sent$/m);
+    expect(native().recvmsg(outside, 16, 0x40).data.toString()).toBe('H');
   });
 });
