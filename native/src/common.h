@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
+#include <sys/socket.h>
 
 namespace engine_native {
 
@@ -34,6 +36,10 @@ Napi::Value I64(Napi::Env env, int64_t v);
 
 // Byte view of a Buffer / Uint8Array argument.
 bool ToBytes(const Napi::Value &v, uint8_t **data, size_t *len);
+
+// sendmsg of len bytes with fds as one SCM_RIGHTS message (none: plain data), to the address
+// `to` (tolen bytes) when given; flags gain MSG_NOSIGNAL. Returns what sendmsg returns.
+ssize_t SendWithRights(int sock, const void *data, size_t len, const std::vector<int> &fds, const void *to, socklen_t tolen, int flags);
 
 void InitTracer(Napi::Env env, Napi::Object exports);
 void InitSys(Napi::Env env, Napi::Object exports);

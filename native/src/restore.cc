@@ -288,24 +288,7 @@ Napi::Value SendTo(const Napi::CallbackInfo &info) {
     Napi::Array arr = info[4].As<Napi::Array>();
     for (uint32_t i = 0; i < arr.Length(); i++) fds.push_back(arr.Get(i).As<Napi::Number>().Int32Value());
   }
-  std::vector<uint8_t> cbuf(CMSG_SPACE(sizeof(int) * fds.size()));
-  struct iovec iov = {data, len};
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_name = n ? &a : nullptr;
-  mh.msg_namelen = n;
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  if (!fds.empty()) {
-    mh.msg_control = cbuf.data();
-    mh.msg_controllen = cbuf.size();
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t r = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+  ssize_t r = SendWithRights(fd, data, len, fds, n ? &a : nullptr, n, flags);
   if (r < 0) return ThrowSys(info.Env(), "sendmsg", errno);
   return Napi::Number::New(info.Env(), (double)r);
 }

@@ -319,22 +319,7 @@ Napi::Value SendFds(const Napi::CallbackInfo &info) {
   uint8_t *data = &one;
   size_t len = 1;
   if (info.Length() > 2) ToBytes(info[2], &data, &len);
-  std::vector<uint8_t> cbuf(CMSG_SPACE(sizeof(int) * fds.size()));
-  struct iovec iov = {data, len};
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  if (!fds.empty()) {
-    mh.msg_control = cbuf.data();
-    mh.msg_controllen = cbuf.size();
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+  ssize_t r = SendWithRights(sock, data, len, fds, nullptr, 0, 0);
   if (r < 0) return ThrowSys(env, "sendmsg", errno);
   return Napi::Number::New(env, (double)r);
 }
@@ -660,6 +645,27 @@ Napi::Value Mremap(const Napi::CallbackInfo &info) {
 }
 
 }  // namespace
+
+ssize_t SendWithRights(int sock, const void *data, size_t len, const std::vector<int> &fds, const void *to, socklen_t tolen, int flags) {
+  std::vector<uint8_t> cbuf(CMSG_SPACE(sizeof(int) * fds.size()));
+  struct iovec iov = {const_cast<void *>(data), len};
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_name = const_cast<void *>(to);
+  mh.msg_namelen = to ? tolen : 0;
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (!fds.empty()) {
+    mh.msg_control = cbuf.data();
+    mh.msg_controllen = cbuf.size();
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  return sendmsg(sock, &mh, flags | MSG_NOSIGNAL);
+}
 
 void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("readMemory", Napi::Function::New(env, ReadMemory));
