@@ -30,6 +30,8 @@ dump
   -s, --leave-stopped       leave the tree stopped after the dump (or the restore)
   -j, --shell-job           allow a session or terminal outside the tree
       --file-locks          dump file locks (without it a tree holding locks is refused, as in CRIU)
+  -l, --tcp-established     dump established TCP connections whose both ends are in the tree (TCP repair;
+                            without it they are refused, as in CRIU)
       --timeout N           seconds a task may take to stop (default 5)
       --ghost-limit SIZE    the largest unlinked file saved as a ghost file (default 1M; K, M, G)
   -x, --ext-unix-sk         keep datagram sockets connected to a named socket outside the tree
@@ -240,6 +242,7 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
     ghostLimit: sizeOpt(p, 'ghost-limit'),
     linkRemap: flag(p, 'link-remap'),
     extUnixSk: p.values.has('ext-unix-sk'),
+    tcpEstablished: flag(p, 'tcp-established'),
     cgroups: cgroupOpts(p, true, workDir),
   });
   if (workDir !== imagesDir) fs.renameSync(path.join(imagesDir, 'stats-dump'), path.join(workDir, 'stats-dump'));

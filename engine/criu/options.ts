@@ -17,7 +17,7 @@ interface OptionDef {
 }
 
 const NS = 'namespaces and mounts are not handled by this engine yet (the tree must live in the host namespaces)';
-const TCP = 'established TCP connections are refused at dump by this engine (TCP_REPAIR is not implemented yet)';
+const TCP = 'not implemented by this engine (established TCP connections are dumped with --tcp-established when both ends are in the tree, locked by its own nftables table)';
 const REMOTE = 'page servers, lazy pages, incremental and streamed dumps are not implemented by this engine';
 
 const TABLE: OptionDef[] = [
@@ -49,7 +49,7 @@ const TABLE: OptionDef[] = [
   { long: 'file-validation', arg: 'required' },
   { long: 'config', arg: 'required', refused: 'configuration files are not read by this engine' },
   { long: 'log-pid', arg: 'none', bool: true, refused: 'this engine writes one log' },
-  { long: 'tcp-established', short: 'l', arg: 'none', bool: true, refused: TCP },
+  { long: 'tcp-established', short: 'l', arg: 'none', bool: true },
   { long: 'tcp-close', arg: 'none', bool: true, refused: TCP },
   { long: 'skip-in-flight', arg: 'none', bool: true, refused: TCP },
   { long: 'network-lock', arg: 'required', refused: TCP },

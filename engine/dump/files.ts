@@ -9,14 +9,17 @@ import type { NewEntry } from '../../images/files';
 import { ShmemTable, onShmemMount } from './shmem';
 import { UnixSockets } from './unix';
 import { InetSockets, AF_INET, AF_INET6 } from '../kinds/inet';
+import { PacketSockets, AF_PACKET, FD_TYPE_PACKETSK } from '../kinds/packet';
+import { NetlinkSockets, AF_NETLINK, FD_TYPE_NETLINKSK } from '../kinds/netlink-sock';
 import { inotifyWdEntries } from './fsnotify';
-import { TtyTable, CttyOwner, isPtyDevice, major } from './tty';
+import { TtyTable, CttyOwner, isTtyDevice, major, minor } from './tty';
 import type { PluginHost } from '../plugins/host';
 import { dumpExtFile, FD_TYPE_EXT } from '../plugins/glue';
 import { FileLockTable } from '../kinds/filelocks';
 import { GhostFiles, unlinkedName } from '../kinds/ghost';
 import { pidfdEntry, isPidfdLink, FD_TYPE_PIDFD } from '../kinds/pidfd';
 import { nsFileEntry, nsKindOf, FD_TYPE_NS } from '../kinds/nsfile';
+import { fanotifyEntry, FANOTIFY_LINK, FD_TYPE_FANOTIFY } from '../kinds/fanotify';
 
 /** What dumping an fd may need from its task beyond /proc. */
 export interface TaskFdContext {
@@ -33,7 +36,7 @@ export interface TaskFdContext {
 }
 
 const SOL_SOCKET = 1, SO_DOMAIN = 39, AF_UNIX = 1;
-const SOCKET_FAMILIES: Record<number, string> = { 16: 'netlink', 17: 'packet', 40: 'vsock', 38: 'AF_ALG', 31: 'bluetooth' };
+const SOCKET_FAMILIES: Record<number, string> = { 40: 'vsock', 38: 'AF_ALG', 31: 'bluetooth' };
 const F_GETSIG = 11;
 
 /** files.img types the restore can make in the engine, so send in flight again: reg, pipe, fifo, inet, unix, memfd */
@@ -165,6 +168,8 @@ export class FileTable {
   readonly shmem = new ShmemTable();
   readonly unix = new UnixSockets();
   readonly inet = new InetSockets();
+  readonly packet = new PacketSockets();
+  readonly netlink = new NetlinkSockets();
   readonly ttys: TtyTable;
   /** device plugins, asked about fds the core has no kind for (and device files) */
   plugins?: PluginHost;
@@ -288,9 +293,9 @@ export class FileTable {
     if (kind.name === 'reg') {
       st = fs.statSync(procPath(pid, 'fd', String(fd)));
       if (st.isFIFO()) kind = { name: 'fifo', type: 3 };
-      else if (st.isCharacterDevice() && isPtyDevice(st.rdev)) kind = { name: 'tty', type: 11 };
+      else if (st.isCharacterDevice() && isTtyDevice(st.rdev)) kind = { name: 'tty', type: 11 };
       else if (st.isCharacterDevice() && [4, 5].includes(major(st.rdev)))
-        throw new UnsupportedError(`task ${pid} fd ${fd}: terminal ${link} is not a pseudo-terminal (unsupported)`);
+        throw new UnsupportedError(`task ${pid} fd ${fd}: terminal ${link} (device ${major(st.rdev)}:${minor(st.rdev)}) is not supported (pseudo-terminals, /dev/tty, /dev/console and virtual terminals 1-63 are)`);
     }
     let domain = 0;
     if (kind.name === 'socket') {
@@ -301,6 +306,8 @@ export class FileTable {
         native().close(probe);
       }
       if (domain === AF_INET || domain === AF_INET6) kind = { name: 'inet', type: 4 };
+      else if (domain === AF_PACKET) kind = { name: 'packet', type: FD_TYPE_PACKETSK };
+      else if (domain === AF_NETLINK) kind = { name: 'netlink', type: FD_TYPE_NETLINKSK };
       else if (domain !== AF_UNIX) throw new UnsupportedError(`task ${pid} fd ${fd}: ${SOCKET_FAMILIES[domain] ?? 'family ' + domain} socket (${link}) is not supported`);
     }
     if (known !== undefined) {
@@ -338,17 +345,26 @@ export class FileTable {
         this.entries.push(this.inet.dump(id, ino, flags, { pid, fd, family: domain, netNsId: ctx.netNsId, fown, dupFd }));
         break;
       }
+      case 'packet':
+      case 'netlink': {
+        const ino = Number(/\[(\d+)\]/.exec(link)![1]);
+        const sk = { pid, fd, netNsId: ctx.netNsId, fown, dupFd: () => native().pidfdGetfd(ctx.pidfd(), fd) };
+        this.entries.push(kind.name === 'packet' ? this.packet.dump(id, ino, flags, sk) : this.netlink.dump(id, ino, flags, sk));
+        break;
+      }
       case 'tty': {
         const dup = native().pidfdGetfd(ctx.pidfd(), fd);
         let infoId: number;
         try {
-          infoId = this.ttys.info(dup, st!, `task ${pid} fd ${fd}`, { pid, fd });
+          infoId = this.ttys.info(dup, st!, `task ${pid} fd ${fd}`, { pid, fd, flags });
         } finally {
           native().close(dup);
         }
-        // CRIU writes the path as a REG entry of its own, then the TTY entry that points at it
+        // CRIU writes the path as a REG entry of its own, then the TTY entry that points at it; a
+        // slave whose master is gone reads "(deleted)", devpts names never do otherwise
         const regId = this.allocId();
-        this.entries.push({ type: 1, id: regId, reg: this.regEntry(regId, link, procPath(pid, 'fd', String(fd)), flags, 0n, false, fown) });
+        const name = major(st!.rdev) === 136 ? link.replace(/ \(deleted\)$/, '') : link;
+        this.entries.push({ type: 1, id: regId, reg: this.regEntry(regId, name, procPath(pid, 'fd', String(fd)), flags, 0n, false, fown) });
         this.entries.push({ type: 11, id, tty: { id, tty_info_id: infoId, flags, fown, regf_id: regId } });
         break;
       }
@@ -387,6 +403,9 @@ export class FileTable {
         break;
       case 'inotify':
         this.entries.push({ type: 8, id, ify: { id, flags, fown, wd: inotifyWdEntries(info.lines, `task ${pid} fd ${fd}`) } });
+        break;
+      case 'fanotify':
+        this.entries.push({ type: FD_TYPE_FANOTIFY, id, ffy: fanotifyEntry(id, flags, fown, info.lines, { pid, fd, dupFd: () => native().pidfdGetfd(ctx.pidfd(), fd) }) });
         break;
       case 'eventpoll':
         this.entries.push({ type: 7, id, epfd: { id, flags, fown, tfd: this.epollTargets(pid, fd, info) } });
@@ -556,6 +575,7 @@ export function fileKind(link: string): Kind {
   if (link === 'anon_inode:[signalfd]') return { name: 'signalfd', type: 9 };
   if (link === 'anon_inode:[timerfd]') return { name: 'timerfd', type: 17 };
   if (link === 'anon_inode:inotify') return { name: 'inotify', type: 8 };
+  if (link === FANOTIFY_LINK) return { name: 'fanotify', type: FD_TYPE_FANOTIFY };
   if (isPidfdLink(link)) return { name: 'pidfd', type: FD_TYPE_PIDFD };
   if (nsKindOf(link)) return { name: 'ns', type: FD_TYPE_NS };
   return { name: 'other', type: 0 };

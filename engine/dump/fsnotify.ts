@@ -39,7 +39,7 @@ export function parseInotify(lines: string[]): InotifyWatch[] {
 }
 
 /** The kernel's s_dev (major << 20 | minor) -> "major:minor" as mountinfo prints it. */
-function devString(sdev: number): string {
+export function devString(sdev: number): string {
   return `${Math.floor(sdev / 2 ** 20)}:${sdev % 2 ** 20}`;
 }
 
@@ -49,9 +49,22 @@ function mountPointOf(sdev: number): string | undefined {
   return readMountinfo().find((m) => m.dev === want)?.point;
 }
 
-function resolvePath(w: InotifyWatch, where: string): string {
+/** A file handle as fdinfo shows it for a mark or watch, with the s_dev of its filesystem. */
+export interface MarkHandle {
+  sdev: number;
+  handleBytes: number;
+  handleType: number;
+  handle: Buffer;
+}
+
+/**
+ * The path of the marked or watched file (`what`: "inotify watch 3", ...), opened by its handle
+ * (O_PATH: no open event is generated) on a mount of its filesystem; refused when the file is
+ * gone or unlinked (the restore adds the mark again by path).
+ */
+export function handlePath(w: MarkHandle, what: string, where: string): string {
   const mnt = mountPointOf(w.sdev);
-  if (!mnt) throw new UnsupportedError(`${where}: inotify watch ${w.wd} on a filesystem (${devString(w.sdev)}) not mounted here`);
+  if (!mnt) throw new UnsupportedError(`${where}: ${what} on a filesystem (${devString(w.sdev)}) not mounted here`);
   const n = native();
   const mfd = fs.openSync(mnt, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY); // an O_PATH fd is refused here
   try {
@@ -59,12 +72,13 @@ function resolvePath(w: InotifyWatch, where: string): string {
     try {
       fd = n.openByHandleAt(mfd, w.handleType, w.handle.subarray(0, w.handleBytes), O_PATH);
     } catch (e) {
-      throw new UnsupportedError(`${where}: inotify watch ${w.wd}: the watched file is gone (${(e as Error).message})`);
+      throw new UnsupportedError(`${where}: ${what}: the watched file is gone (${(e as Error).message})`);
     }
     try {
       const p = fs.readlinkSync(`/proc/self/fd/${fd}`);
-      // the restore adds the watch by path, which an unlinked file has no more
-      if (p.endsWith(' (deleted)')) throw new UnsupportedError(`${where}: inotify watch ${w.wd} on the unlinked ${p.slice(0, -10)} (not supported)`);
+      // a file with no name left may come back as a disconnected dentry ("/")
+      if (fs.fstatSync(fd).nlink === 0 && !p.endsWith(' (deleted)')) throw new UnsupportedError(`${where}: ${what} on an unlinked file (not supported)`);
+      if (p.endsWith(' (deleted)')) throw new UnsupportedError(`${where}: ${what} on the unlinked ${p.slice(0, -10)} (not supported)`);
       return p;
     } finally {
       n.close(fd);
@@ -74,15 +88,18 @@ function resolvePath(w: InotifyWatch, where: string): string {
   }
 }
 
+/** fh_entry.handle: the handle bytes as little-endian u64 words, at least FH_MIN_WORDS of them. */
+export function handleWords(w: MarkHandle): bigint[] {
+  const words: bigint[] = [];
+  const padded = Buffer.alloc(Math.max(FH_MIN_WORDS * 8, Math.ceil(w.handleBytes / 8) * 8));
+  w.handle.copy(padded);
+  for (let o = 0; o < padded.length; o += 8) words.push(padded.readBigUInt64LE(o));
+  return words;
+}
+
 export function inotifyWdEntries(lines: string[], where: string): Msg[] {
-  return parseInotify(lines).map((w) => {
-    const words: bigint[] = [];
-    const padded = Buffer.alloc(Math.max(FH_MIN_WORDS * 8, Math.ceil(w.handleBytes / 8) * 8));
-    w.handle.copy(padded);
-    for (let o = 0; o < padded.length; o += 8) words.push(padded.readBigUInt64LE(o));
-    return {
-      id: 0, i_ino: w.ino, mask: w.mask, ignored_mask: w.ignoredMask, s_dev: w.sdev, wd: w.wd,
-      f_handle: { bytes: w.handleBytes, type: w.handleType, handle: words, path: resolvePath(w, where) },
-    };
-  });
+  return parseInotify(lines).map((w) => ({
+    id: 0, i_ino: w.ino, mask: w.mask, ignored_mask: w.ignoredMask, s_dev: w.sdev, wd: w.wd,
+    f_handle: { bytes: w.handleBytes, type: w.handleType, handle: handleWords(w), path: handlePath(w, `inotify watch ${w.wd}`, where) },
+  }));
 }

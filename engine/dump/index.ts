@@ -41,6 +41,7 @@ import { dumpStopState } from '../kinds/stopsig';
 import { abortCriticalSection } from '../kinds/rseq';
 import { GhostFiles, DEFAULT_GHOST_LIMIT } from '../kinds/ghost';
 import { checkAioRings } from '../kinds/aio';
+import { TcpDump } from '../kinds/tcp';
 
 export interface DumpOptions {
   pid: number;
@@ -69,6 +70,8 @@ export interface DumpOptions {
   extUnixSk?: boolean;
   /** --manage-cgroups and its companions (default: CRIU's soft mode) */
   cgroups?: CgroupOptions;
+  /** dump established TCP connections (criu --tcp-established); default: refuse them */
+  tcpEstablished?: boolean;
 }
 
 export interface DumpStats {
@@ -132,6 +135,8 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
   /** what a failed dump undoes (outside the images directory) */
   const undo: (() => void)[] = [];
   let tree: FrozenTree | undefined;
+  // connections in repair mode and their network lock (kinds/tcp): out of it before the tree runs
+  const tcp = new TcpDump(log);
   let t0 = nowUs();
   let tFrozen = t0;
   try {
@@ -147,10 +152,11 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
     if (!opts.leaveRunning && !opts.leaveStopped) for (const [tid, sig] of tree.pendingStopSignals)
       if (sig !== 5 /* SIGTRAP: refused with its own reason */) throw new EngineError(`task ${tid}: signal ${sig} arrived while the tree was being frozen and would be lost; dump again`, 'EAGAIN');
     // frozen: state and page contents; the images are encoded once the tree may run again
-    const { stats, writeImages } = collect(tracer, tree, opts, tmp, remotes, closers, undo, phases);
+    const { stats, writeImages } = collect(tracer, tree, opts, tmp, remotes, closers, undo, phases, tcp);
     stats.freezingUs = tFrozen - t0;
     holdForTest('written');
     if (opts.leaveRunning || opts.leaveStopped) {
+      tcp.resume();
       finish(tracer, tree, true, opts.leaveStopped);
       stats.frozenUs = nowUs() - tFrozen;
       phases.mark('resume');
@@ -171,6 +177,7 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
     phases.mark('rename');
     if (!opts.leaveRunning && !opts.leaveStopped) {
       finish(tracer, tree, false);
+      tcp.release();
       stats.frozenUs = nowUs() - tFrozen;
       phases.mark('kill');
       rewriteStats(dir, stats);
@@ -186,6 +193,11 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
       }
     }
     const gone = tree ? exitedTasks(tree) : [];
+    try {
+      tcp.resume();
+    } catch {
+      /* logged by kinds/tcp */
+    }
     if (tree) thawTree(tracer, tree);
     fs.rmSync(tmp, { recursive: true, force: true });
     for (const u of undo) u();
@@ -317,7 +329,7 @@ function finish(tracer: Tracer, tree: FrozenTree, leaveRunning: boolean, leaveSt
 /** Collects every task's state and copies the pages (tree frozen); returns the image writer. */
 function collect(
   tracer: Tracer, tree: FrozenTree, opts: DumpOptions, tmp: string, remotes: RemoteSyscalls[], closers: (() => void)[],
-  undo: (() => void)[], phases: Phases,
+  undo: (() => void)[], phases: Phases, tcp: TcpDump,
 ): { stats: DumpStats; writeImages: (out: ImageDir) => void } {
   const { log } = opts;
   const addon = native();
@@ -346,6 +358,7 @@ function collect(
   closers.push(() => files.shmem.close());
   closers.push(() => files.closeInFlight());
   files.lockTable.tree = inTree;
+  if (opts.tcpEstablished) files.inet.tcp = tcp;
   files.ttys.tree = inTree;
   const plugins = engineHost('dump', tmp, (m) => log.debug(m));
   plugins.init();
@@ -409,7 +422,8 @@ function collect(
     const vmas = readSmaps(pid);
     const exePath = readLinkProc(pid, 'exe');
     const exeId = files.exeFile(pid, exePath, vmas);
-    const planned = planVmas(pid, vmas, files);
+    // packet rings the task maps are planned by kinds/packet, their socket named once the fds are dumped
+    const planned = files.packet.planWithRings(pid, vmas, (rest) => planVmas(pid, rest, files));
     phases.mark(`vmas-${pid}`);
     const fdinfo: NewEntry[] = [];
     let pidfd = -1;
@@ -418,6 +432,7 @@ function collect(
     try {
       if (ownTable) for (const fd of fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b)) fdinfo.push({ msg: files.dumpFd(pid, fd, fdCtx) });
       files.resolveEpollTargets(pid, fdinfo.map((e) => e.msg));
+      files.packet.resolveMaps(pid, fdinfo.map((e) => e.msg));
     } finally {
       if (pidfd >= 0) addon.close(pidfd);
     }
@@ -474,6 +489,8 @@ function collect(
     throw new UnsupportedError(`task ${l.pid} fd ${l.fd}: holds a file lock (${lockKindName(l.flag as number)}); dump file locks with --file-locks`);
   }
   files.entries.push(...files.unix.finish(opts.extUnixSk ? () => files.allocId() : undefined));
+  tcp.finish();
+  images.push(...tcp.images);
   files.ttys.finish(opts.shellJob);
   checkInterrupted();
   holdForTest('collected');
@@ -510,6 +527,7 @@ function collect(
     if (files.ghosts!.remaps.length) writeImage(path.join(tmp, 'remap-fpath.img'), 'REMAP_FPATH', files.ghosts!.remaps.map((msg) => ({ msg })));
     if (files.locks.length) writeImage(path.join(tmp, 'filelocks.img'), 'FILE_LOCKS', files.locks.map((msg) => ({ msg })));
     if (files.ttys.infos.length) writeImage(path.join(tmp, 'tty-info.img'), 'TTY_INFO', files.ttys.infos.map((msg) => ({ msg })));
+    if (files.ttys.data.length) writeImage(path.join(tmp, 'tty-data.img'), 'TTY_DATA', files.ttys.data.map((msg) => ({ msg })));
     if (files.unix.queues.length) writeImage(path.join(tmp, 'sk-queues.img'), 'SK_QUEUES', files.unix.queues);
     writeImage(path.join(tmp, 'seccomp.img'), 'SECCOMP', [{ msg: seccomp.entry() }]);
     const cg = cgroups.entry();

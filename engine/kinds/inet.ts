@@ -19,6 +19,7 @@ import { readProc } from '../proc/read';
 import type { Log } from '../log';
 import type { ImageSet } from '../restore/imageset';
 import { ImageError, num, big } from '../restore/imageset';
+import { TcpDump, ESTABLISHED_OWN_OPTIONS, loadStream, restoreInRepair, leaveRepair, StreamImage } from './tcp';
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -194,9 +195,10 @@ function freshForeign(family: number, type: number, proto: number): Map<string, 
 }
 
 /** The first option whose value differs from a new socket's, if any. */
-function foreignDifference(sock: number, family: number, type: number, proto: number): { label: string; have: string; fresh: string } | undefined {
+function foreignDifference(sock: number, family: number, type: number, proto: number, own?: Set<string>): { label: string; have: string; fresh: string } | undefined {
   const fresh = freshForeign(family, type, proto);
   for (const [label, have] of foreignValues(sock, family, proto)) {
+    if (own?.has(label)) continue;
     // a raw socket's image holds these (ip_opts.raw)
     if (type === SOCK_RAW && RAW_HELD.has(label)) continue;
     const f = fresh.get(label)!;
@@ -370,6 +372,8 @@ export class InetSockets {
   /** local ports of connection requests still in the handshake (SYN_RECV) */
   private handshaking = new Map<number, number>();
   private netNs: number | undefined;
+  /** established connections are dumped (criu --tcp-established) through this */
+  tcp?: TcpDump;
 
   constructor(private log?: Log) {}
 
@@ -436,8 +440,14 @@ export class InetSockets {
       if (half) throw refuse(`${half} connection(s) to port ${d.srcPort} still in the handshake (they would be lost; not supported)`);
       ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
       backlog = d.wqueue;
+    } else if (proto === IPPROTO_TCP && d && d.state === TCP_ESTABLISHED && this.tcp) {
+      kind = `${fam} TCP connection`;
+      ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
+      if (shutdown & 2) throw refuse('shut down for writing (half-closed connections are not supported)');
+    } else if (proto === IPPROTO_TCP && d && d.state === TCP_ESTABLISHED) {
+      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${fam} TCP connection ${addrText(family, d.src, d.srcPort)} -> ${addrText(family, d.dst, d.dstPort)} is established (dump it with --tcp-established)`);
     } else if (proto === IPPROTO_TCP && d && d.state !== TCP_CLOSE && d.state !== TCP_BOUND_INACTIVE) {
-      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: TCP connection in state ${TCP_STATES[d.state] ?? d.state} (dumping it needs TCP_REPAIR; not supported)`);
+      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: TCP connection in state ${TCP_STATES[d.state] ?? d.state} (half-closed and connecting TCP sockets are not supported)`);
     } else if (proto === IPPROTO_TCP) {
       // closed: unhashed (or bound only), so not in sock_diag; the socket itself says where it is bound
       kind = `${fam} closed TCP socket`;
@@ -489,7 +499,8 @@ export class InetSockets {
     if (family === AF_INET6 ? int(sock, SOL_IPV6, 75) : int(sock, SOL_IP, IP.TRANSPARENT)) throw refuse('IP_TRANSPARENT is set (CRIU images have no field for it; not supported)');
     const filter = socketFilter(sock);
     if (filter === 'ebpf') throw refuse('an eBPF socket filter is attached (SO_ATTACH_BPF; not supported)');
-    const diff = foreignDifference(sock, family, type, proto);
+    const established = proto === IPPROTO_TCP && state === TCP_ESTABLISHED;
+    const diff = foreignDifference(sock, family, type, proto, established ? ESTABLISHED_OWN_OPTIONS : undefined);
     if (diff) throw refuse(`option ${diff.label} is ${diff.have}, a new socket has ${diff.fresh} (CRIU images have no field for it; not supported)`);
     // the restore makes the socket under the credentials of the task that holds it first
     const st = fs.fstatSync(sock);
@@ -499,10 +510,12 @@ export class InetSockets {
     if (flags & ~(SETFL | O_RDWR)) throw refuse(`file flags 0o${flags.toString(8)} cannot be set again (not supported)`);
     const o = imageOptions(sock, family, proto, type);
     if (filter.length) o.opts.so_filter = filter;
-    for (const [k, name] of [['so_sndbuf', 'SO_SNDBUF'], ['so_rcvbuf', 'SO_RCVBUF']] as const)
-      if (num(o.opts[k]) & 1) throw refuse(`${name} is ${o.opts[k]}, an odd size (the kernel doubles what is set; not restorable)`);
+    for (const [k, name, lock] of [['so_sndbuf', 'SO_SNDBUF', 1], ['so_rcvbuf', 'SO_RCVBUF', 2]] as const)
+      if (num(o.opts[k]) & 1 && !autotuned(proto, state, o.opts, lock)) throw refuse(`${name} is ${o.opts[k]}, an odd size (the kernel doubles what is set; not restorable)`);
     if (family === AF_INET6 && srcPort && needsScope(src) && !o.opts.so_bound_dev)
       throw refuse(`bound to the scoped address ${addrText(family, src, srcPort)} without a device (not supported)`);
+    // after the options are read: repair mode changes SO_REUSEADDR
+    if (established) this.tcp!.dump(sock, ino, { family, src, srcPort, dst, dstPort }, ctx);
     if (d && d.wqueue && proto !== IPPROTO_TCP) this.log?.debug(`task ${ctx.pid} fd ${ctx.fd}: ${d.wqueue} bytes still being sent by ${kind} ${ino}`);
     const isk: Msg = {
       id, ino, family, type, proto, state, src_port: srcPort, dst_port: dstPort, flags, backlog, src_addr: src, dst_addr: dst, fown: ctx.fown,
@@ -516,6 +529,11 @@ export class InetSockets {
     isk.tcp_opts = o.tcp_opts;
     return { type: 4, id, isk };
   }
+}
+
+/** A connection's buffer the kernel sizes itself (no SO_BUF_LOCK bit): its size moves on its own. */
+function autotuned(proto: number, state: number, opts: Msg, lockBit: number): boolean {
+  return proto === IPPROTO_TCP && state === TCP_ESTABLISHED && !(num(opts.so_buf_lock ?? 0) & lockBit);
 }
 
 /**
@@ -564,8 +582,10 @@ export function checkInetEntry(id: number, isk: Msg): void {
     const n = ((isk[k] ?? []) as unknown[]).length;
     if (n !== words && !(n === 0 && k === 'dst_addr')) throw new ImageError('files.img', field(k), `${n} words for an ${familyName(family)} address`);
   }
-  if (proto === IPPROTO_TCP && state !== TCP_LISTEN && state !== TCP_CLOSE)
-    throw new ImageError('files.img', field('state'), `TCP connection in state ${TCP_STATES[state] ?? state} is not restored (it needs TCP_REPAIR)`);
+  if (proto === IPPROTO_TCP && state !== TCP_LISTEN && state !== TCP_CLOSE && state !== TCP_ESTABLISHED)
+    throw new ImageError('files.img', field('state'), `TCP connection in state ${TCP_STATES[state] ?? state} is not restored (half-closed and connecting TCP sockets are not)`);
+  if (proto === IPPROTO_TCP && state === TCP_ESTABLISHED && num(isk.shutdown) & 2)
+    throw new ImageError('files.img', field('shutdown'), 'a TCP connection shut down for writing is not restored (half-closed)');
   if (proto !== IPPROTO_TCP && state !== TCP_CLOSE && state !== TCP_ESTABLISHED) throw new ImageError('files.img', field('state'), `state ${state} of a datagram socket`);
   if (isk.ip_opts?.raw && type !== SOCK_RAW) throw new ImageError('files.img', field('ip_opts.raw'), 'raw socket options on a socket that is not raw');
   const filter = (isk.opts?.so_filter ?? []) as unknown[];
@@ -584,6 +604,8 @@ interface Made {
   fd: number;
   /** creds_entry of the task that holds the socket first */
   creds?: Msg;
+  /** an established connection: its tcp-stream image, until repair mode goes off */
+  stream?: StreamImage;
 }
 
 /**
@@ -604,8 +626,11 @@ export class InetRestorer {
     const owner = new Map<number, Msg>();
     for (const t of this.set.tasks)
       for (const e of t.fdinfo ?? []) if (!owner.has(num(e.id)) && t.leader.thread_core?.creds) owner.set(num(e.id), t.leader.thread_core.creds);
-    for (const f of this.set.files.values()) {
-      if (num(f.type) !== 4) continue;
+    // established connections last: bound in repair mode, they may share a port with a listener
+    // (only a bind in repair mode passes over the sockets already bound there)
+    const conn = (f: Msg) => num(f.isk.proto) === IPPROTO_TCP && num(f.isk.state) === TCP_ESTABLISHED;
+    const inet = [...this.set.files.values()].filter((f) => num(f.type) === 4);
+    for (const f of [...inet.filter((x) => !conn(x)), ...inet.filter(conn)]) {
       const s: Made = { id: num(f.id), isk: f.isk, fd: -1, creds: owner.get(num(f.id)) };
       this.byId.set(s.id, s);
       s.fd = this.make(s);
@@ -636,6 +661,19 @@ export class InetRestorer {
       // the port may still be held by connections of the dumped socket in TIME_WAIT
       set(SOL_SOCKET, SO.REUSEADDR, 1, 'SO_REUSEADDR');
       const srcPort = num(e.src_port);
+      if (proto === IPPROTO_TCP && state === TCP_ESTABLISHED) {
+        s.stream = loadStream(this.set.dir, num(e.ino));
+        const w = (k: string) => ((e[k] ?? []) as unknown[]).map(num);
+        try {
+          restoreInRepair(fd, s.stream, sockaddr(family, srcPort, w('src_addr')), sockaddr(family, num(e.dst_port), w('dst_addr')));
+        } catch (err) {
+          throw fail(`TCP connection ${addrText(family, w('src_addr'), srcPort)} -> ${addrText(family, w('dst_addr'), num(e.dst_port))}`, err);
+        }
+        // the rest once every connection exists (repairOff)
+        const flags = num(e.flags) & SETFL;
+        if (flags) n.fcntl(fd, F_SETFL, flags);
+        return fd;
+      }
       if (srcPort) {
         const words = ((e.src_addr ?? []) as unknown[]).map(num);
         const scope = family === AF_INET6 && e.ifname ? Number(fs.readFileSync(`/sys/class/net/${e.ifname}/ifindex`, 'utf8').trim()) : 0;
@@ -780,7 +818,9 @@ export class InetRestorer {
       }
     };
     // passcred/passsec and the sk_opts copies of the keepalive settings are checked where they live
-    check('opts', e.opts, got.opts, ['so_passcred', 'so_passsec', 'tcp_keepcnt', 'tcp_keepidle', 'tcp_keepintvl']);
+    // an autotuned buffer of a connection may be odd: set again one byte smaller (the kernel doubles)
+    const tuned = ([['so_sndbuf', 1], ['so_rcvbuf', 2]] as const).filter(([k, lock]) => autotuned(proto, num(e.state), e.opts ?? {}, lock) && Math.abs(num(got.opts[k]) - num(e.opts?.[k])) <= 1).map(([k]) => k as string);
+    check('opts', e.opts, got.opts, ['so_passcred', 'so_passsec', 'tcp_keepcnt', 'tcp_keepidle', 'tcp_keepintvl', ...tuned]);
     const filter = socketFilter(fd);
     const want = ((e.opts?.so_filter ?? []) as unknown[]).map(big);
     if (filter === 'ebpf' || filter.length !== want.length || filter.some((w, i) => w !== want[i])) throw new EngineError(`${where}: the socket filter differs from the image after restore`);
@@ -791,8 +831,12 @@ export class InetRestorer {
       if (want.length && want.some((w, i) => (w >>> 0) !== (have[i] >>> 0))) throw new EngineError(`${where}: ip_opts.raw.icmpv_filter differs from the image after restore`);
     }
     if (proto === IPPROTO_TCP) check('tcp_opts', e.tcp_opts, got.tcp_opts);
-    if (family === AF_INET6 && !same(e.v6only ?? false, got.v6only)) throw new EngineError(`${where}: v6only is ${got.v6only} after restore, the image says ${e.v6only}`);
-    const diff = foreignDifference(fd, family, type, proto);
+    // binding an IPv6 address sets v6only: a connection made again (bound in repair mode) has it
+    // even where its dumped end, bound by connect, had not (it only concerns IPv4 traffic, which
+    // a connection to an IPv6 peer never sees)
+    const boundV6 = proto === IPPROTO_TCP && num(e.state) === TCP_ESTABLISHED && got.v6only === true;
+    if (family === AF_INET6 && !boundV6 && !same(e.v6only ?? false, got.v6only)) throw new EngineError(`${where}: v6only is ${got.v6only} after restore, the image says ${e.v6only}`);
+    const diff = foreignDifference(fd, family, type, proto, proto === IPPROTO_TCP && num(e.state) === TCP_ESTABLISHED ? ESTABLISHED_OWN_OPTIONS : undefined);
     if (diff && diff.label !== 'SO_PASSCRED' && diff.label !== 'SO_PASSSEC')
       throw new EngineError(`${where}: option ${diff.label} is ${diff.have} after restore, a new socket has ${diff.fresh}`);
     const st = fs.fstatSync(fd);
@@ -800,6 +844,26 @@ export class InetRestorer {
       throw new EngineError(`${where}: made by uid ${st.uid} gid ${st.gid}, not by its task's fsuid ${s.creds.fsuid} fsgid ${s.creds.fsgid}`);
     const fl = native().fcntl(fd, F_GETFL) & SETFL;
     if (fl !== (num(e.flags) & SETFL)) throw new EngineError(`${where}: file flags 0o${fl.toString(8)} after restore, the image says 0o${(num(e.flags) & SETFL).toString(8)}`);
+  }
+
+  /**
+   * Established connections leave repair mode, all made by now (a segment finds its peer), the
+   * tree about to run: unsent data, SO_REUSEADDR, shutdown(SHUT_RD), then the usual checks.
+   */
+  repairOff(): void {
+    for (const s of this.byId.values()) {
+      if (!s.stream || s.fd < 0) continue;
+      const e = s.isk;
+      const where = `files.img: id ${s.id}: ${familyName(num(e.family))} TCP connection`;
+      try {
+        leaveRepair(s.fd, s.stream, e.opts ?? {});
+        if (num(e.shutdown) & 1) native().shutdown(s.fd, 0);
+      } catch (err) {
+        throw new EngineError(`${where}: ${isNativeError(err) ? err.code : (err as Error).message}`);
+      }
+      s.stream = undefined;
+      this.verify(s.fd, s, where);
+    }
   }
 
   /** Closes the engine's copies (the tasks hold their own by now). */

@@ -22,6 +22,7 @@ import { checkAdvice } from '../kinds/madvise';
 import { checkSigtrap } from '../kinds/sigtrap';
 import { checkStopSignal } from '../kinds/stopsig';
 import { checkImageSharing } from '../kinds/shared-tables';
+import { checkFanotifyMarks } from '../kinds/fanotify';
 
 export function preflight(set: ImageSet, opts: RestoreOptions): void {
   checkTree(set, opts);
@@ -55,6 +56,7 @@ export function preflight(set: ImageSet, opts: RestoreOptions): void {
   }
   for (const o of set.memfds.values()) if (o.pagemap) checkShmemPages(o);
   checkWatches(set);
+  checkFanotifyMarks(set.files.values());
   new TtyRestorer(set, opts.shellJob, opts.log).check();
   // a PID held by a running process first: its files may well have changed since
   if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000, true);

@@ -6,6 +6,8 @@ import type { Remote } from './remote';
 import type { ShmemRestorer } from './shmem';
 import type { UnixRestorer } from './unix';
 import type { InetRestorer } from '../kinds/inet';
+import type { PacketRestorer } from '../kinds/packet';
+import type { NetlinkRestorer } from '../kinds/netlink-sock';
 import type { TtyRestorer } from './tty';
 import type { DeviceFiles } from '../plugins/glue';
 import type { CgroupOptions, CgroupRestore } from '../kinds/cgroup';
@@ -53,6 +55,8 @@ export interface Ctx {
   shmem: ShmemRestorer;
   unix: UnixRestorer;
   inet: InetRestorer;
+  packet: PacketRestorer;
+  netlink: NetlinkRestorer;
   ttys: TtyRestorer;
   /** EXT files and device mappings made by the plugins, before any task */
   devices?: DeviceFiles;

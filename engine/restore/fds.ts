@@ -12,7 +12,10 @@ import { big, num, ImageError } from './imageset';
 import { Call } from './remote';
 import { FifoRestorer } from '../kinds/fifo';
 import { PidfdRestorer, FD_TYPE_PIDFD } from '../kinds/pidfd';
+import { FD_TYPE_PACKETSK } from '../kinds/packet';
+import { FD_TYPE_NETLINKSK } from '../kinds/netlink-sock';
 import { openNsFile, FD_TYPE_NS } from '../kinds/nsfile';
+import { makeFanotify, FD_TYPE_FANOTIFY } from '../kinds/fanotify';
 import { NR, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY, O_APPEND, O_ASYNC, OPEN_ONLY, F_SETFD, F_SETFL, u64s } from './sys';
 import { fillPipe } from './pipedata';
 
@@ -91,6 +94,8 @@ export class FileRestorer {
     // sockets and terminals stay the property of their restorers
     if (type === TYPE.UNIXSK) return this.ctx.unix.fd(id);
     if (type === TYPE.INETSK) return this.ctx.inet.fd(id);
+    if (type === FD_TYPE_PACKETSK) return this.ctx.packet.fd(id);
+    if (type === FD_TYPE_NETLINKSK) return this.ctx.netlink.fd(id);
     if (type === TYPE.TTY) return this.ctx.ttys.fd(id);
     if (type === TYPE.EXT) return this.ctx.devices?.fileFd(id);
     if (type === TYPE.REG) fd = this.openReg(id, f.reg);
@@ -158,8 +163,10 @@ export class FileRestorer {
       { nr: NR.close_range, args: [T + 1, 0xffffffff, 0], what: 'close_range' },
     ]);
 
-    // 1. what the engine holds, passed in chunks, stashed high, then moved to its number
-    const passed = entries.filter((e) => this.engineFd(num(e.id)) !== undefined);
+    // 1. what the engine holds, passed in chunks, stashed high, then moved to its number; a file
+    // of /proc/PID/fd or fdinfo (which may name an fd made in step 2) only after step 2
+    const late = (e: Msg) => /^\/proc\/\d+\/fd(info)?\//.test(String(this.file(num(e.id)).reg?.name ?? ''));
+    const passed = entries.filter((e) => !late(e) && this.engineFd(num(e.id)) !== undefined);
     const finals: Call[] = [];
     for (let c = 0; c < passed.length; c += CHUNK) {
       const chunk = passed.slice(c, c + CHUNK);
@@ -180,7 +187,7 @@ export class FileRestorer {
     // 2. kinds made here, by their first holder
     const made: Msg[] = [];
     for (const e of entries) {
-      if (this.engineFd(num(e.id)) !== undefined) continue;
+      if (late(e) || this.engineFd(num(e.id)) !== undefined) continue;
       this.create(p, e);
       made.push(e);
       const pidfd = native().pidfdOpen(p.host);
@@ -189,6 +196,18 @@ export class FileRestorer {
       } finally {
         native().close(pidfd);
       }
+    }
+    // 2b. the files of /proc/PID/fd or fdinfo, now that the fds they may name exist
+    for (const e of entries.filter(late)) {
+      const fd = this.engineFd(num(e.id))!;
+      r.reset();
+      native().sendFds(ctx.transport.engineFd, [fd], Buffer.from([1]));
+      const [got] = receiveFds(ctx, p, 1);
+      const cloexec = num(e.flags) & 1;
+      r.run(tid, got === num(e.fd) ? [{ nr: NR.fcntl, args: [got, F_SETFD, cloexec], what: 'fcntl(F_SETFD)' }] : [
+        { nr: NR.dup3, args: [got, num(e.fd), cloexec ? O_CLOEXEC : 0], what: `dup3 to fd ${e.fd}` },
+        { nr: NR.close, args: [got], what: 'close' },
+      ]);
     }
     // 3. epoll watches, once every fd is in place
     for (const e of made) if (num(this.file(num(e.id)).type) === TYPE.EVENTPOLL) this.epollWatches(p, e, entries, base);
@@ -317,6 +336,13 @@ export class FileRestorer {
       case TYPE.INOTIFY:
         made = r.one(tid, `inotify_init1 for fd ${fd}`, NR_INOTIFY_INIT1, nb(f.ify.flags));
         this.watches(p, made, f, fd);
+        break;
+      case TYPE.TTY:
+        // /dev/tty: what it names depends on who opens it
+        made = this.ctx.ttys.openInTask(p, f);
+        break;
+      case FD_TYPE_FANOTIFY:
+        made = makeFanotify(r, tid, p.host, f, fd);
         break;
       default:
         throw new ImageError('files.img', `id ${e.id}.type`, `type ${f.type} cannot be restored`);

@@ -12,8 +12,11 @@ import { VMA } from '../../images/flags';
 import { XSAVE_AVX512 } from '../arch/x86_64';
 import { EngineError } from '../errors';
 import { checkInetEntry } from '../kinds/inet';
+import { checkPacketEntry, checkRingVma } from '../kinds/packet';
+import { checkNetlinkEntry } from '../kinds/netlink-sock';
 import { sharingPlan, SharingPlan } from '../kinds/seccomp';
 import { checkNsFile } from '../kinds/nsfile';
+import { checkFanotifyEntry } from '../kinds/fanotify';
 
 /** A message in a socket's queue: its bytes and the files.img ids of the files it carries. */
 export interface QueuedPacket {
@@ -44,7 +47,7 @@ export { VMA, PE_PARENT, PE_LAZY, PE_PRESENT };
 /** fd_types names by number, from the schema's enum */
 export const FD_TYPES: Record<number, string> = Object.fromEntries(enumType('fd_types').byValue);
 /** file kinds restored here (16, EXT: by the device plugin that dumped it) */
-export const SUPPORTED_FILES = new Set([1, 2, 3, 4, 5, 20, 6, 7, 8, 9, 11, 14, 16, 17, 18]);
+export const SUPPORTED_FILES = new Set([1, 2, 3, 4, 5, 20, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18]);
 
 /** A shared memory object of memfd.img (memfd, or anonymous MAP_SHARED memory) and its contents. */
 export interface MemfdInode {
@@ -323,6 +326,8 @@ function checkSupported(set: ImageSet): void {
     const image = `mm-${t.pid}.img`;
     (t.mm.vmas as Msg[]).forEach((v, i) => {
       const st = num(v.status);
+      // a packet socket's ring (kinds/packet): mapped again through the task's fd of the socket
+      if ((st & ~VMA.REGULAR) === VMA.SOCKET) return checkRingVma(set, t.pid, t.fdinfo ?? [], image, i, v);
       const bad = st & (VMA.ANON_SHARED | VMA.SYSVIPC | VMA.SOCKET | VMA.UNSUPP);
       if (bad) throw new ImageError(image, `vmas[${i}].status`, `0x${st.toString(16)} at 0x${big(v.start).toString(16)}: ${st & VMA.SYSVIPC ? 'System V shared memory' : st & VMA.ANON_SHARED ? 'anonymous shared memory in the pre-memfd layout' : st & VMA.SOCKET ? 'socket mappings' : 'unsupported mappings'} are not restored`);
       const hugeWhy = num(v.flags) & MAP_HUGETLB ? missingSize(num(v.flags)) : undefined;
@@ -394,7 +399,9 @@ function checkFile(set: ImageSet, id: number, f: Msg): void {
   if (type === 11) {
     const info = set.ttyInfos.get(num(f.tty.tty_info_id));
     if (!info) throw new ImageError('files.img', `id ${id}.tty.tty_info_id`, `${f.tty.tty_info_id} not in tty-info.img`);
-    if (num(info.type) !== 1 || !info.pty) throw new ImageError('tty-info.img', `id ${info.id}.type`, `terminal type ${info.type} is not restored (pseudo-terminals only)`);
+    // PTY (with its index), CONSOLE, VT, CTTY (/dev/tty)
+    if (![1, 2, 3, 4].includes(num(info.type))) throw new ImageError('tty-info.img', `id ${info.id}.type`, `terminal type ${info.type} is not restored (pseudo-terminals, the console, virtual terminals and /dev/tty only)`);
+    if ((num(info.type) === 1) !== !!info.pty) throw new ImageError('tty-info.img', `id ${info.id}.pty`, num(info.type) === 1 ? 'a pseudo-terminal without its index' : 'pty data on a terminal that is not one');
   }
   if (type === 5) {
     const u = f.usk;
@@ -406,6 +413,9 @@ function checkFile(set: ImageSet, id: number, f: Msg): void {
     if (name.length && name[0] !== 0 && name[0] !== 0x2f && !u.name_dir) throw new ImageError('files.img', `id ${id}.usk.name`, 'a relative socket path without its directory (name_dir)');
   }
   if (type === 4) checkInetEntry(id, f.isk);
+  if (type === 10) checkPacketEntry(id, f.psk);
+  if (type === 13) checkNetlinkEntry(id, f.nlsk);
+  if (type === 12) checkFanotifyEntry(id, f);
   if (type === 8) {
     for (const [i, w] of ((f.ify.wd ?? []) as Msg[]).entries())
       if (!w.f_handle?.path) throw new ImageError('files.img', `id ${id}.ify.wd[${i}].f_handle.path`, 'watch without a path (resolve by handle is not supported)');

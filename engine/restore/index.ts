@@ -22,6 +22,8 @@ import {
 import { ShmemRestorer } from './shmem';
 import { UnixRestorer } from './unix';
 import { InetRestorer } from '../kinds/inet';
+import { PacketRestorer } from '../kinds/packet';
+import { NetlinkRestorer } from '../kinds/netlink-sock';
 import { TtyRestorer } from './tty';
 import { setThreadRegs } from './regs';
 import { num, PE_PRESENT } from './imageset';
@@ -99,7 +101,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
   const ctx: Ctx = {
     tracer, set, opts, log: opts.log, procs: new Map(), created: [], zombies: [], cowPages: { compared: 0, shared: 0 },
     transport: { engineFd, stubFd, number: maxFd + 1 },
-    shmem: new ShmemRestorer(set), unix: new UnixRestorer(set, opts.log), inet: new InetRestorer(set, opts.log), ttys: new TtyRestorer(set, opts.shellJob, opts.log),
+    shmem: new ShmemRestorer(set), unix: new UnixRestorer(set, opts.log), inet: new InetRestorer(set, opts.log), packet: new PacketRestorer(set, opts.log), netlink: new NetlinkRestorer(set, opts.log), ttys: new TtyRestorer(set, opts.shellJob, opts.log),
     cgroups,
   };
   n.setChildSubreaper(true);
@@ -114,6 +116,8 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       ctx.shmem.build();
       // inet first: an inet socket may travel in a unix socket's queue
       ctx.inet.build();
+      ctx.packet.build();
+      ctx.netlink.build();
       ctx.unix.build((id, where, holder) => files.inFlightFd(id, where, holder));
       ctx.ttys.build();
       files.prepare();
@@ -132,6 +136,8 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
     // restored once, by the task its sharers were cloned from
     for (const p of order) {
       if (restoresOwn(set, p.img, 'files_id')) files.restore(p);
+      // packet rings the task maps, through its fds of the new sockets (kinds/packet)
+      ctx.packet.mapRings(p);
       ctx.ttys.controllingTerminal(p);
       if (restoresOwn(set, p.img, 'fs_id')) restoreFs(ctx, p);
       restoreSignalsAndLimits(p);
@@ -163,6 +169,8 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       dropScratch(p);
       opts.log.debug(`task ${p.img.pid}: done at ${ms()} ms`);
     }
+    // every socket exists: established connections leave TCP repair mode (kinds/tcp)
+    ctx.inet.repairOff();
     files.close();
     closeMade(ctx);
     plugins.exit(false);
@@ -230,6 +238,8 @@ function closeMade(ctx: Ctx): void {
   ctx.shmem.close();
   ctx.unix.close();
   ctx.inet.close();
+  ctx.packet.close();
+  ctx.netlink.close();
   ctx.ttys.close();
   ctx.devices?.close();
 }

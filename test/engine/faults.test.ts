@@ -41,13 +41,13 @@ describe.skipIf(!IS_ROOT)('engine dump: failures leave the target unharmed', () 
     const exe = compile('unsupported', work);
     const t = startTarget(exe, [], work);
     targets.push(t);
-    const fd = (await t.waitFor(/nl=(\d+)/))[1];
+    const fd = (await t.waitFor(/sk=(\d+)/))[1];
     await t.waitFor(/count=2\n/);
     const mapsBefore = fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8');
     const dir = path.join(work, 'sock-images');
     const r = runEngine(['dump', '-t', String(t.pid), '-D', dir]);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`task ${t.pid} fd ${fd}: netlink socket \\(socket:\\[\\d+\\]\\) is not supported`));
+    expect(r.stderr).toMatch(new RegExp(`task ${t.pid} fd ${fd}: vsock socket \\(socket:\\[\\d+\\]\\) is not supported`));
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(fs.existsSync(dir)).toBe(false);
     expect(fs.readdirSync(work).filter((n) => n.includes('.tmp'))).toEqual([]);

@@ -214,9 +214,13 @@ describe.skipIf(!IS_ROOT)('engine dump: terminals it refuses', () => {
     stop(held);
   });
 
-  it('refuses bytes queued in a pty (they cannot be read without consuming them), naming task and fd', async () => {
+  it('takes bytes queued in a pty and puts them back: the line for the slave, its echo for the master (tty-data.img; restore-ttys has the rest)', async () => {
     unread = await start('ttys', () => ['unread'], /ready master=(\d+) slave=(\d+)/);
-    dumpRefused(unread, new RegExp(`^engine: task ${unread.target.pid} fd ${unread.m[1]}: pty \\d+ has \\d+ unread bytes queued for its master .*\\(not supported\\)\\n$`));
+    const dir = path.join(unread.work, 'images');
+    const r = runEngine(['dump', '-t', String(unread.target.pid), '-D', dir, '--leave-running']);
+    expect(r.stderr).toBe('');
+    expect(decode(path.join(dir, 'tty-data.img')).map((e) => Buffer.from(e.data).toString()).sort()).toEqual(['queued\n', 'queued\r\n']);
+    expect(alive(unread.target.pid)).toBe(true);
   });
 
   it('refuses a pty whose slave is open outside the tree, naming the process', async () => {
