@@ -1,9 +1,10 @@
 // Running syscalls inside a stopped task (no parasite): the tracer single-steps an existing
-// `syscall` instruction of the task's vDSO with rewritten registers. Out-parameters go to a
-// scratch page mapped by an injected mmap and unmapped again before /proc/PID/maps is read.
+// `syscall` instruction of the task's vDSO (or of its own text, when it has none) with rewritten
+// registers. Out-parameters go to a scratch page mapped by an injected mmap and unmapped again
+// before /proc/PID/maps is read.
 import { native, Tracer, InjectedCall } from '../native';
 import type { Vma } from './proc/maps';
-import { EngineError } from './errors';
+import { EngineError, UnsupportedError } from './errors';
 
 export const SYS = {
   mmap: 9, munmap: 11, rt_sigaction: 13, getitimer: 36, getpriority: 140, prctl: 157, sigaltstack: 131,
@@ -17,15 +18,48 @@ export const PR = {
 
 const SCRATCH_SIZE = 16384;
 
-/** Finds the address of a `syscall` (0f 05) instruction in the task's vDSO. */
+const SYSCALL_INSN = Buffer.from([0x0f, 0x05]);
+const GADGET_CHUNK = 1 << 20;
+
+/** Offset of the first `syscall` instruction bytes in [start, end) of the task's memory, if any. */
+function scanForSyscall(pid: number, start: bigint, end: bigint): bigint | undefined {
+  for (let at = start; at < end; ) {
+    const len = Number(end - at < BigInt(GADGET_CHUNK) ? end - at : BigInt(GADGET_CHUNK));
+    const buf = Buffer.alloc(len);
+    let got: number;
+    try {
+      got = native().readMemory(pid, at, buf);
+    } catch {
+      return undefined; // not readable this way (a device's mapping, say)
+    }
+    const i = buf.subarray(0, got).indexOf(SYSCALL_INSN);
+    if (i >= 0) return at + BigInt(i);
+    if (got < 2) return undefined;
+    at += BigInt(got - 1); // the two bytes may straddle the chunks
+  }
+  return undefined;
+}
+
+/**
+ * Finds the address of a `syscall` (0f 05) instruction to step over: in the task's vDSO, or,
+ * for a task that unmapped it, in another executable mapping of its own (file text first).
+ * Single-stepping these bytes changes nothing in the mapping; [vsyscall] is never used (the
+ * kernel emulates it and kills a task that enters it elsewhere than at its entry points).
+ */
 export function findSyscallGadget(pid: number, vmas: Vma[]): bigint {
   const vdso = vmas.find((v) => v.name === '[vdso]');
-  if (!vdso) throw new EngineError(`task ${pid} has no [vdso]; cannot run syscalls in it`);
-  const len = Number(vdso.end - vdso.start);
-  const buf = Buffer.alloc(len);
-  native().readMemory(pid, vdso.start, buf);
-  for (let i = 0; i + 1 < len; i++) if (buf[i] === 0x0f && buf[i + 1] === 0x05) return vdso.start + BigInt(i);
-  throw new EngineError(`task ${pid}: no syscall instruction in its vDSO`);
+  if (vdso) {
+    const at = scanForSyscall(pid, vdso.start, vdso.end);
+    if (at === undefined) throw new EngineError(`task ${pid}: no syscall instruction in its vDSO`);
+    return at;
+  }
+  const exec = vmas.filter((v) => v.exec && v.read && !v.name.startsWith('['));
+  const rank = (v: Vma) => (v.name.startsWith('/') && !v.write ? 0 : 1);
+  for (const v of [...exec].sort((a, b) => rank(a) - rank(b))) {
+    const at = scanForSyscall(pid, v.start, v.end);
+    if (at !== undefined) return at;
+  }
+  throw new UnsupportedError(`task ${pid} has no [vdso] and no syscall instruction in any of its readable executable mappings; cannot run syscalls in it`);
 }
 
 export class RemoteSyscalls {

@@ -42,6 +42,7 @@ import { abortCriticalSection } from '../kinds/rseq';
 import { GhostFiles, DEFAULT_GHOST_LIMIT } from '../kinds/ghost';
 import { checkAioRings } from '../kinds/aio';
 import { TcpDump } from '../kinds/tcp';
+import { checkLeaderlessGroups } from '../kinds/leaderless-pgrp';
 
 export interface DumpOptions {
   pid: number;
@@ -555,13 +556,15 @@ function personality(pid: number): number {
   return parseInt(readProc(pid, 'personality').trim(), 16);
 }
 
-/** Without --shell-job, every session and group the tree uses must be led from inside it. */
+/**
+ * Without --shell-job, every session and group the tree uses must be led from inside it, or be
+ * a group whose leader is gone (kinds/leaderless-pgrp).
+ */
 function checkSessions(dumps: ProcessDump[], inTree: Set<number>, shellJob: boolean): void {
   if (shellJob) return;
-  for (const d of dumps) {
+  for (const d of dumps)
     if (!inTree.has(d.stat.sid)) throw new EngineError(`task ${d.proc.pid} is in session ${d.stat.sid}, which is outside the dumped tree (use --shell-job)`);
-    if (!inTree.has(d.stat.pgid)) throw new EngineError(`task ${d.proc.pid} is in process group ${d.stat.pgid}, which is outside the dumped tree (use --shell-job)`);
-  }
+  checkLeaderlessGroups(dumps.map((d) => ({ pid: d.proc.pid, pgid: d.stat.pgid })), inTree);
 }
 
 function timensNow(): Msg {

@@ -126,7 +126,19 @@ export function planVmas(pid: number, vmas: Vma[], files: FileTable): PlannedVma
       lazy: policy === 'anon' && (status & VMA.ANON_PRIVATE) !== 0 && !(flags & MAP_HUGETLB),
     });
   }
+  refusePartialVdso(pid, out);
   return out;
+}
+
+/**
+ * The vDSO block is restored whole (this kernel's [vvar] and [vdso] at the dumped place) or, for
+ * a task that unmapped both, not at all (no VDSO/VVAR area in mm.img, as CRIU records it). A task
+ * that kept only one of them cannot be given back as it was.
+ */
+function refusePartialVdso(pid: number, vmas: PlannedVma[]): void {
+  const vdso = vmas.some((v) => (v.entry.status as number) & VMA.VDSO);
+  const vvar = vmas.some((v) => (v.entry.status as number) & VMA.VVAR);
+  if (vdso !== vvar) throw new UnsupportedError(`task ${pid}: has ${vdso ? '[vdso] without [vvar]' : '[vvar] without [vdso]'}; a partly unmapped vDSO block is not restored`);
 }
 
 export function mmEntry(stat: ProcStat, brk: bigint, exeFileId: number, auxv: Buffer, vmas: PlannedVma[], dumpable: number, thpDisabled: boolean): Msg {

@@ -23,6 +23,7 @@ import { checkSigtrap } from '../kinds/sigtrap';
 import { checkStopSignal } from '../kinds/stopsig';
 import { checkImageSharing } from '../kinds/shared-tables';
 import { checkFanotifyMarks } from '../kinds/fanotify';
+import { leaderlessGroups } from '../kinds/leaderless-pgrp';
 
 export function preflight(set: ImageSet, opts: RestoreOptions): void {
   checkTree(set, opts);
@@ -39,9 +40,12 @@ export function preflight(set: ImageSet, opts: RestoreOptions): void {
     checkAdvice(t);
     checkSigtrap(t);
     checkStopSignal(t);
+    // none: the task had unmapped its vDSO block and is restored without one
     const specials = dumpedSpecials(t);
-    checkSpecials(`mm-${t.pid}.img`, specials, live);
-    checkVdsoBytes(t, specials.vdso.start, ownVdso);
+    if (specials) {
+      checkSpecials(`mm-${t.pid}.img`, specials, live);
+      checkVdsoBytes(t, specials.vdso.start, ownVdso);
+    }
     for (const [tid, core] of t.cores) {
       const bv = big(core.thread_info.fpregs?.xsave?.xstate_bv);
       if (bv & ~xcr0)
@@ -129,8 +133,10 @@ function checkTree(set: ImageSet, opts: RestoreOptions): void {
       throw new ImageError('pstree.img', `task ${t.pid}.sid`, `session ${t.sid} is neither its parent's nor its own (not supported)`);
   }
   const pids = new Set(set.tasks.map((t) => t.pid));
+  // a group whose leader is gone is made by a helper (kinds/leaderless-pgrp)
+  const helped = leaderlessGroups(set);
   for (const t of set.tasks) {
-    const inside = pids.has(t.pgid) && set.byPid.get(t.pgid)!.sid === t.sid;
+    const inside = (pids.has(t.pgid) && set.byPid.get(t.pgid)!.sid === t.sid) || helped.has(t.pgid);
     if (!inside && !(opts.shellJob || opts.pidns) && t.pgid !== root.pgid)
       throw new ImageError('pstree.img', `task ${t.pid}.pgid`, `process group ${t.pgid} is outside the tree (use --shell-job)`);
     if (!pids.has(t.sid) && !opts.shellJob && !opts.pidns)
@@ -201,6 +207,7 @@ function checkFile(id: number, f: Msg, who: string, set?: ImageSet): void {
 function waitForPids(set: ImageSet, waitMs: number, runningOnly = false): void {
   const ids: number[] = [];
   for (const t of set.tasks) ids.push(...(isZombie(t) ? [t.pid] : t.threads));
+  ids.push(...leaderlessGroups(set).keys()); // the helpers' PIDs
   const until = Date.now() + waitMs;
   for (const id of ids) {
     for (;;) {

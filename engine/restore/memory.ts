@@ -1,5 +1,6 @@
 // The address space: the stub's own mappings torn down, [vvar]/[vvar_vclock]/[vdso] moved
-// together to their dumped place, every dumped VMA recreated, pages read into place by the
+// together to their dumped place (or, for a task dumped without them, out of the way and
+// unmapped once its last call is done), every dumped VMA recreated, pages read into place by the
 // task itself (pread64 from the pages image: one copy, no bounce through the engine), then
 // the final protections and PR_SET_MM_MAP.
 import * as path from 'path';
@@ -37,10 +38,12 @@ export interface SpecialLayout {
   vdso: Range;
 }
 
-export function dumpedSpecials(t: TaskImage): SpecialLayout {
+/** The dumped block; undefined for a task that had unmapped both (it ends without them, see dropScratch). */
+export function dumpedSpecials(t: TaskImage): SpecialLayout | undefined {
   const vmas = t.mm!.vmas as Msg[];
   const vvar = vmas.find((v) => num(v.status) & VMA.VVAR);
   const vdso = vmas.find((v) => num(v.status) & VMA.VDSO && !(num(v.status) & VMA.VVAR));
+  if (!vdso && !vvar) return undefined;
   if (!vdso) throw new ImageError(`mm-${t.pid}.img`, 'vmas', 'no [vdso] area');
   if (!vvar) throw new ImageError(`mm-${t.pid}.img`, 'vmas', 'no [vvar] area (dumped on a kernel without one?)');
   return { vvar: { start: big(vvar.start), end: big(vvar.end) }, vdso: { start: big(vdso.start), end: big(vdso.end) } };
@@ -146,7 +149,7 @@ export function rebuildMemory(ctx: Ctx, p: Proc, from?: TaskImage): void {
   const stub = readSmaps(p.host);
   const dumped = dumpedSpecials(t);
   const live = liveSpecials(stub);
-  checkSpecials(image, dumped, live);
+  if (dumped) checkSpecials(image, dumped, live);
 
   // 1. a scratch area clear of both layouts
   const used = [...vmaRanges(t), ...stub.map((v) => ({ start: v.start, end: v.end }))];
@@ -164,12 +167,15 @@ export function rebuildMemory(ctx: Ctx, p: Proc, from?: TaskImage): void {
     nr: NR.munmap, args: [v.start, v.end - v.start], what: `munmap(${hex(v.start)})`,
   })));
 
-  // 3. the vDSO block moves as one, through a hole, to the dumped place
+  // 3. the vDSO block moves as one, through a hole, to the dumped place; a task that had none
+  // keeps the stub's (its calls go through it) where no dumped area will be, until dropScratch
   const base = live.vvar.start;
-  const target = dumped.vvar.start;
+  const blockLen = live.vdso.end - base;
+  const taken = [...vmaRanges(t), { start: scratch, end: scratch + SCRATCH_SIZE }];
+  const clear = !taken.some((u) => u.start < base + blockLen && base < u.end);
+  const target = dumped ? dumped.vvar.start : clear ? base : findHole([...used, ...taken], blockLen);
   if (base !== target) {
     const parts = [live.vvar, ...(live.vclock ? [live.vclock] : []), live.vdso]; // vdso last: the gadget lives in it
-    const blockLen = live.vdso.end - base;
     const tmp = findHole([...used, { start: scratch, end: scratch + SCRATCH_SIZE }, { start: target, end: target + blockLen }], blockLen);
     for (const to of [tmp, target]) {
       const cur = to === tmp ? base : tmp;
@@ -182,8 +188,8 @@ export function rebuildMemory(ctx: Ctx, p: Proc, from?: TaskImage): void {
   }
 
   // 4. every dumped VMA; files opened once each
-  const block = { start: dumped.vvar.start, end: dumped.vdso.end };
-  const skips = [...kept, block].sort((a, b) => (a.start < b.start ? -1 : 1));
+  const block = dumped && { start: dumped.vvar.start, end: dumped.vdso.end };
+  const skips = [...kept, ...(block ? [block] : [])].sort((a, b) => (a.start < b.start ? -1 : 1));
   const pieces = pageReads(t, skips);
   // in the kept areas only the pages that differ from the parent's are written
   const cow = from && kept.length ? inheritedPages(t, from, kept) : undefined;
@@ -313,7 +319,16 @@ function passDeviceFds(ctx: Ctx, p: Proc, devs: Map<number, DeviceMapping>): Map
   return out;
 }
 
-/** The scratch area goes last, after every injected call of the task. */
+/**
+ * The scratch area goes last, after every injected call of the task; for a task dumped without
+ * a vDSO block, then the stub's block too, [vdso] the very last (the gadget is in it: the step
+ * over the final munmap ends in the kernel, before anything runs at the unmapped address).
+ */
 export function dropScratch(p: Proc): void {
   p.remote.one(p.host, 'munmap(scratch)', NR.munmap, p.remote.scratch, SCRATCH_SIZE);
+  if (dumpedSpecials(p.img)) return;
+  const live = readSmaps(p.host).filter((v) => v.name === '[vvar]' || v.name === '[vvar_vclock]' || v.name === '[vdso]');
+  live.sort((a, b) => Number(a.name === '[vdso]') - Number(b.name === '[vdso]'));
+  p.remote.run(p.host, live.map((v) => ({ nr: NR.munmap, args: [v.start, v.end - v.start], what: `munmap(${v.name} ${hex(v.start)})` })));
+  p.remote.gadget = 0n;
 }

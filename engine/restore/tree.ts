@@ -1,19 +1,21 @@
 // The process tree: stubs with the dumped PIDs (clone3 set_tid), parents before children,
-// sessions and process groups as dumped, zombies exited with their status. A parent's memory is
-// rebuilt before it forks its first child, so that the child starts with the parent's pages and
-// keeps those it still shared copy-on-write (kinds/cow-memory); a child that shared its
-// parent's fd table or fs struct is cloned with CLONE_FILES / CLONE_FS (kinds/shared-tables).
+// sessions and process groups as dumped (a group whose leader is gone: kinds/leaderless-pgrp),
+// zombies exited with their status. A parent's memory is rebuilt before it forks its first
+// child, so that the child starts with the parent's pages and keeps those it still shared
+// copy-on-write (kinds/cow-memory); a child that shared its parent's fd table or fs struct is
+// cloned with CLONE_FILES / CLONE_FS (kinds/shared-tables).
 import * as fs from 'fs';
 import { isNativeError } from '../../native';
 import { EngineError } from '../errors';
 import { Ctx, Proc, sleepMs } from './context';
 import { TaskImage, TASK_ZOMBIE, TASK_DEAD } from './imageset';
 import { Remote, errnoName, isErr } from './remote';
-import { NR, SIGCHLD, SIGKILL, SIGSTOP, cloneArgs, i32, PTRACE_EVENT_FORK } from './sys';
+import { NR, SIGCHLD, SIGKILL, SIGSTOP, cloneArgs, i32, u64s, PTRACE_EVENT_FORK, PTRACE_EVENT_CLONE } from './sys';
 import { findSyscallGadget } from '../inject';
 import { readSmaps } from '../proc/maps';
 import { rebuildMemory } from './memory';
 import { cloneFlagsFor } from '../kinds/shared-tables';
+import { makeGroupHelpers, endGroupHelpers } from '../kinds/leaderless-pgrp';
 
 export const isZombie = (t: TaskImage): boolean => t.state === TASK_ZOMBIE || t.state === TASK_DEAD;
 
@@ -76,18 +78,19 @@ export function waitNewTask(ctx: Ctx, host: number): void {
 }
 
 /** Injected clone3 in parent creating a child with PID vpid; returns its host PID, or EEXIST. */
-function forkChild(ctx: Ctx, parent: Proc, vpid: number, flags = 0): number | 'EEXIST' {
+function forkChild(ctx: Ctx, parent: Proc, vpid: number, flags = 0, exitSignal = SIGCHLD): number | 'EEXIST' {
   const r = parent.remote;
   r.reset();
   const tidAt = r.put(i32(vpid));
-  const argsAt = r.put(cloneArgs(flags, SIGCHLD, tidAt));
+  const argsAt = r.put(cloneArgs(flags, exitSignal, tidAt));
   const out = ctx.tracer.inject(parent.host, r.gadget, [{ nr: NR.clone3, args: [argsAt, 88] }], { timeoutMs: 10_000 });
   const res = out.results[0];
   if (isErr(res)) {
     if (res === -17n) return 'EEXIST';
     throw new EngineError(`task ${parent.img.pid}: clone3 of child ${vpid} failed: ${errnoName(Number(-res))}`);
   }
-  const i = out.events.indexOf(PTRACE_EVENT_FORK);
+  // another exit signal than SIGCHLD makes it a clone child: reported as a clone event
+  const i = out.events.indexOf(exitSignal === SIGCHLD ? PTRACE_EVENT_FORK : PTRACE_EVENT_CLONE);
   if (i < 0) throw new EngineError(`task ${parent.img.pid}: clone3 of child ${vpid} was not traced`);
   const host = Number(out.eventMsgs[i]);
   ctx.created.push(host);
@@ -160,11 +163,14 @@ export function buildTree(ctx: Ctx): void {
     p.remote.scratch = parent.remote.scratch; // inherited copy of the parent's scratch
     sessionOf(ctx, p, false);
   }
-  // process groups: leaders first, then members
+  // process groups: leaders first (a dead leader: its helper, kinds/leaderless-pgrp), then members
   const alive = order.map((t) => ctx.procs.get(t.pid)!);
   for (const p of alive) if (p.img.pgid === p.img.pid && p.img.sid !== p.img.pid) setpgid(p, 0);
-  for (const p of alive) if (p.img.pgid !== p.img.pid && ctx.procs.has(p.img.pgid)) setpgid(p, p.img.pgid);
+  const helpers = makeGroupHelpers(ctx, (parent, pid, sig) => whileTaken(ctx, pid, () => forkChild(ctx, parent, pid, 0, sig)));
+  for (const p of alive) if (p.img.pgid !== p.img.pid && (ctx.procs.has(p.img.pgid) || helpers.has(p.img.pgid))) setpgid(p, p.img.pgid);
+  endGroupHelpers(ctx, helpers);
   for (const p of alive) if (isZombie(p.img)) makeZombie(ctx, p);
+  for (const ppid of new Set(alive.filter((p) => isZombie(p.img)).map((p) => p.img.ppid))) dropChildSignal(ctx.procs.get(ppid)!);
   for (const p of alive) if (!isZombie(p.img)) memory(p);
 }
 
@@ -181,6 +187,21 @@ function sessionOf(ctx: Ctx, p: Proc, isRoot: boolean): void {
 
 function setpgid(p: Proc, pgid: number): void {
   p.remote.one(p.host, `setpgid(${pgid || p.img.pid})`, NR.setpgid, 0, pgid);
+}
+
+const NR_RT_SIGTIMEDWAIT = 128;
+
+/**
+ * The zombies' exits queued a SIGCHLD in their parent (a traced task ignores none): the task got
+ * that signal before the dump, so it is taken off again. One pending at dump is in the image and
+ * queued again later (requeueSignals).
+ */
+function dropChildSignal(p: Proc): void {
+  const r = p.remote;
+  r.reset();
+  const set = r.put(u64s(1n << BigInt(SIGCHLD - 1)));
+  const zero = r.put(Buffer.alloc(16));
+  r.run(p.host, [{ nr: NR_RT_SIGTIMEDWAIT, args: [set, 0, zero, 8], what: 'rt_sigtimedwait(SIGCHLD)', mayFail: true }]);
 }
 
 /** Ends the stub with the dumped wait status; it stays a zombie of its restored parent. */
