@@ -401,9 +401,19 @@ export class FileTable {
       case 'timerfd':
         this.entries.push({ type: 17, id, tfd: timerfdEntry(id, flags, info, fown) });
         break;
-      case 'inotify':
+      case 'inotify': {
+        // events queued are lost to a new instance: refused (FIONREAD counts them, reading nothing)
+        const dup = native().pidfdGetfd(ctx.pidfd(), fd);
+        const queued = Buffer.alloc(4);
+        try {
+          native().ioctl(dup, FIONREAD, queued);
+        } finally {
+          native().close(dup);
+        }
+        if (queued.readInt32LE(0)) throw new UnsupportedError(`task ${pid} fd ${fd}: inotify instance with ${queued.readInt32LE(0)} bytes of events queued and not read yet (they would be lost; not supported)`);
         this.entries.push({ type: 8, id, ify: { id, flags, fown, wd: inotifyWdEntries(info.lines, `task ${pid} fd ${fd}`) } });
         break;
+      }
       case 'fanotify':
         this.entries.push({ type: FD_TYPE_FANOTIFY, id, ffy: fanotifyEntry(id, flags, fown, info.lines, { pid, fd, dupFd: () => native().pidfdGetfd(ctx.pidfd(), fd) }) });
         break;

@@ -238,7 +238,7 @@ export function imageOptions(sock: number, family: number, proto: number, type =
   }
   if (type === SOCK_RAW) ip.raw = rawOptions(sock, family, proto);
   const tcp: Msg = {};
-  if (proto === IPPROTO_TCP) {
+  if (proto === IPPROTO_TCP && type !== SOCK_RAW) {
     if (int(sock, SOL_TCP, TCP.CORK)) tcp.cork = true;
     if (int(sock, SOL_TCP, TCP.NODELAY)) tcp.nodelay = true;
     tcp.keepcnt = int(sock, SOL_TCP, TCP.KEEPCNT);
@@ -433,22 +433,24 @@ export class InetSockets {
     const d = this.sockets().get(`${proto}:${ino}`);
     let state: number, src: number[], dst: number[], srcPort: number, dstPort: number, shutdown: number, backlog = 0;
     const words = family === AF_INET ? 1 : 4;
-    if (proto === IPPROTO_TCP && d && d.state === TCP_LISTEN) {
+    // a raw socket of protocol TCP is a raw socket
+    const tcp = type === SOCK_STREAM && proto === IPPROTO_TCP;
+    if (tcp && d && d.state === TCP_LISTEN) {
       kind = `${fam} TCP listener`;
       if (d.rqueue > 0) throw refuse(`${d.rqueue} connection(s) waiting to be accepted (they would be lost; not supported)`);
       const half = this.handshaking.get(d.srcPort);
       if (half) throw refuse(`${half} connection(s) to port ${d.srcPort} still in the handshake (they would be lost; not supported)`);
       ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
       backlog = d.wqueue;
-    } else if (proto === IPPROTO_TCP && d && d.state === TCP_ESTABLISHED && this.tcp) {
+    } else if (tcp && d && d.state === TCP_ESTABLISHED && this.tcp) {
       kind = `${fam} TCP connection`;
       ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
       if (shutdown & 2) throw refuse('shut down for writing (half-closed connections are not supported)');
-    } else if (proto === IPPROTO_TCP && d && d.state === TCP_ESTABLISHED) {
+    } else if (tcp && d && d.state === TCP_ESTABLISHED) {
       throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${fam} TCP connection ${addrText(family, d.src, d.srcPort)} -> ${addrText(family, d.dst, d.dstPort)} is established (dump it with --tcp-established)`);
-    } else if (proto === IPPROTO_TCP && d && d.state !== TCP_CLOSE && d.state !== TCP_BOUND_INACTIVE) {
+    } else if (tcp && d && d.state !== TCP_CLOSE && d.state !== TCP_BOUND_INACTIVE) {
       throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: TCP connection in state ${TCP_STATES[d.state] ?? d.state} (half-closed and connecting TCP sockets are not supported)`);
-    } else if (proto === IPPROTO_TCP) {
+    } else if (tcp) {
       // closed: unhashed (or bound only), so not in sock_diag; the socket itself says where it is bound
       kind = `${fam} closed TCP socket`;
       const info = n.getsockopt(sock, SOL_TCP, TCP.INFO, 232);
@@ -499,7 +501,7 @@ export class InetSockets {
     if (family === AF_INET6 ? int(sock, SOL_IPV6, 75) : int(sock, SOL_IP, IP.TRANSPARENT)) throw refuse('IP_TRANSPARENT is set (CRIU images have no field for it; not supported)');
     const filter = socketFilter(sock);
     if (filter === 'ebpf') throw refuse('an eBPF socket filter is attached (SO_ATTACH_BPF; not supported)');
-    const established = proto === IPPROTO_TCP && state === TCP_ESTABLISHED;
+    const established = tcp && state === TCP_ESTABLISHED;
     const diff = foreignDifference(sock, family, type, proto, established ? ESTABLISHED_OWN_OPTIONS : undefined);
     if (diff) throw refuse(`option ${diff.label} is ${diff.have}, a new socket has ${diff.fresh} (CRIU images have no field for it; not supported)`);
     // the restore makes the socket under the credentials of the task that holds it first
@@ -661,7 +663,7 @@ export class InetRestorer {
       // the port may still be held by connections of the dumped socket in TIME_WAIT
       set(SOL_SOCKET, SO.REUSEADDR, 1, 'SO_REUSEADDR');
       const srcPort = num(e.src_port);
-      if (proto === IPPROTO_TCP && state === TCP_ESTABLISHED) {
+      if (type === SOCK_STREAM && proto === IPPROTO_TCP && state === TCP_ESTABLISHED) {
         s.stream = loadStream(this.set.dir, num(e.ino));
         const w = (k: string) => ((e[k] ?? []) as unknown[]).map(num);
         try {

@@ -111,4 +111,12 @@ describe.skipIf(!IS_ROOT)('engine dump: eventfd, timerfd, signalfd, inotify, epo
     expect(consecutive(target.output())).toBe(true);
     expect(fs.readFileSync(`/proc/${target.pid}/fdinfo/${fd.efd}`, 'utf8')).toMatch(/eventfd-count:\s+2a/);
   });
+
+  it('refuses inotify events queued and not read yet, naming task and fd', () => {
+    fs.writeFileSync(path.join(watched, 'new'), ''); // IN_CREATE, which the target never reads
+    const r = runEngine(['dump', '-t', String(target.pid), '-D', path.join(work, 'queued'), '--leave-running']);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^engine: task ${target.pid} fd ${fd.ifd}: inotify instance with \\d+ bytes of events queued and not read yet`));
+    expect(alive(target.pid)).toBe(true);
+  });
 });

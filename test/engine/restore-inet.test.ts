@@ -350,7 +350,8 @@ describe.skipIf(!IS_ROOT)('engine restore: raw sockets', () => {
     const dir = path.join(work, 'images');
     await dumpAndReap(t.pid, dir);
     const isk = decode(path.join(dir, 'files.img')).filter((f) => f.type === 4).map((f) => f.isk);
-    expect(isk.map((s) => [s.family, s.type, s.proto, s.state])).toEqual([[2, 3, 1, 7], [2, 3, 17, 1], [10, 3, 58, 7]]);
+    expect(isk.map((s) => [s.family, s.type, s.proto, s.state])).toEqual([[2, 3, 1, 7], [2, 3, 17, 1], [10, 3, 58, 7], [2, 3, 6, 7]]);
+    expect(isk[3].opts.so_filter.map(BigInt)).toEqual([6n << 48n]); // BPF_RET | BPF_K, 0
     expect(isk[0].ip_opts.raw).toEqual({ hdrincl: true, icmpv_filter: [~1 >>> 0] });
     expect(isk[1].ip_opts.raw).toEqual({ nodefrag: true });
     expect(isk[2].ip_opts.raw.icmpv_filter).toHaveLength(8);
