@@ -30,8 +30,11 @@ dump
   -s, --leave-stopped       leave the tree stopped after the dump (or the restore)
   -j, --shell-job           allow a session or terminal outside the tree
       --file-locks          dump file locks (without it a tree holding locks is refused, as in CRIU)
-  -l, --tcp-established     dump established TCP connections whose both ends are in the tree (TCP repair;
-                            without it they are refused, as in CRIU)
+  -l, --tcp-established     dump established TCP connections (TCP repair; without it they are refused,
+                            as in CRIU); half-closed ones are refused
+      --network-lock M      nftables (default): the connections' packets are dropped by the table
+                            inet CRIU-<run id> while they are dumped, and until the restore when
+                            a peer is outside the tree; skip: no lock
       --timeout N           seconds a task may take to stop (default 5)
       --ghost-limit SIZE    the largest unlinked file saved as a ghost file (default 1M; K, M, G)
   -x, --ext-unix-sk         keep datagram sockets connected to a named socket outside the tree
@@ -152,6 +155,9 @@ function run(argv: string[]): number {
     }
     const mode = str(p, 'pre-dump-mode');
     if (mode !== undefined && mode !== 'splice' && mode !== 'read') return fail(`--pre-dump-mode ${mode}: must be splice or read`);
+    const lock = str(p, 'network-lock');
+    if (lock !== undefined && lock !== 'nftables' && lock !== 'skip')
+      return fail(`--network-lock ${lock} is not supported: connections are locked with nftables (or not at all with skip)`);
     const ext = str(p, 'ext-unix-sk');
     if (ext !== undefined) return fail(`--ext-unix-sk=${ext} is not supported: without a value it keeps every datagram socket connected outside the tree`);
     const validation = str(p, 'file-validation');
@@ -243,6 +249,7 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
     linkRemap: flag(p, 'link-remap'),
     extUnixSk: p.values.has('ext-unix-sk'),
     tcpEstablished: flag(p, 'tcp-established'),
+    networkLock: str(p, 'network-lock') === 'skip' ? 'skip' : 'nftables',
     cgroups: cgroupOpts(p, true, workDir),
   });
   if (workDir !== imagesDir) fs.renameSync(path.join(imagesDir, 'stats-dump'), path.join(workDir, 'stats-dump'));

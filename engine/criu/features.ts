@@ -2,6 +2,7 @@
 // when the kernel has what it takes here AND the engine dumps and restores the state it is
 // about; every name of CRIU 4.2's list is answered, with the reason when the answer is no.
 import * as fs from 'fs';
+import { spawnSync } from 'child_process';
 import * as os from 'os';
 import * as path from 'path';
 import { native } from '../../native';
@@ -125,7 +126,7 @@ const FEATURES: [string, () => FeatureAnswer][] = [
   ['pidfd_store', () => no('the pidfd store is not implemented')],
   ['ns_pid', () => no(NS)],
   ['apparmor_stacking', () => no('LSM profiles are not handled')],
-  ['network_lock_nftables', () => no(NET)],
+  ['network_lock_nftables', () => (hasNft() ? yes('established connections are locked with an nftables table during the dump, and until the restore when a peer is outside the tree') : no('no nft command'))],
   ['sockopt_buf_lock', () => yes('socket buffer locks (SO_BUF_LOCK) are dumped and restored on inet and unix sockets')],
   ['memfd_hugetlb', () => (internalDevs().size ? yes('hugetlb memfds and MAP_HUGETLB memory are dumped and restored with their page size') : no('no hugetlb memfd can be made here'))],
   ['move_mount_set_group', () => no(NS)],
@@ -138,6 +139,10 @@ const FEATURES: [string, () => FeatureAnswer][] = [
   ['breakpoints', () => no('hardware breakpoints (debug registers) are not dumped')],
   ['pagemap_scan_guard_pages', () => no('guard regions (MADV_GUARD_INSTALL) are not dumped')],
 ];
+
+function hasNft(): boolean {
+  return spawnSync('nft', ['--version'], { encoding: 'utf8' }).status === 0;
+}
 
 export function featureNames(): string[] {
   return FEATURES.map(([n]) => n);

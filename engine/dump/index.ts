@@ -73,6 +73,8 @@ export interface DumpOptions {
   cgroups?: CgroupOptions;
   /** dump established TCP connections (criu --tcp-established); default: refuse them */
   tcpEstablished?: boolean;
+  /** --network-lock: nftables (the default) or skip (connections are not locked) */
+  networkLock?: 'nftables' | 'skip';
 }
 
 export interface DumpStats {
@@ -137,7 +139,8 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
   const undo: (() => void)[] = [];
   let tree: FrozenTree | undefined;
   // connections in repair mode and their network lock (kinds/tcp): out of it before the tree runs
-  const tcp = new TcpDump(log);
+  const runId = randomUUID();
+  const tcp = new TcpDump(log, runId, opts.networkLock !== 'skip');
   let t0 = nowUs();
   let tFrozen = t0;
   try {
@@ -537,7 +540,7 @@ function collect(
     writeImage(path.join(tmp, 'inventory.img'), 'INVENTORY', [{
       msg: {
         img_version: 2, fdinfo_per_id: true, root_ids: rootIds, ns_per_id: true, root_cg_set: 1, lsmtype: 0,
-        network_lock_method: 0, plugins_entry: plugins.inventoryEntry(), dump_criu_run_id: randomUUID(),
+        network_lock_method: tcp.lockMethod, plugins_entry: plugins.inventoryEntry(), dump_criu_run_id: tcp.runId,
       },
     }]);
     writeImage(path.join(tmp, 'stats-dump'), 'STATS', [{ msg: statsEntry(stats) }]);

@@ -8,8 +8,11 @@
 // contents (the send queue's sent-but-unacknowledged and unsent parts told apart), MSS, window
 // scale, SACK, timestamps and the window are read. The socket stays in repair mode: a killed tree
 // closes it silently; a tree that runs again gets it back out of repair mode first, with the
-// lock removed. Both ends must be in the dumped tree: a peer outside it would see a reset once
-// the dumped end is gone (keeping a lock rule until the restore is not done), so it is refused.
+// lock removed, as does a dump that fails. A peer outside the tree would answer the segments it
+// sends to the closed end with a reset: as CRIU does, the lock then stays after a dump that killed
+// the tree, until the restore has made the connections again (its table is named after the dump's
+// run id, as CRIU names it: inet CRIU-<first 21 characters>, network_lock_method NFTABLES in the
+// inventory; without one, SKIP).
 //
 // Restore: the socket is bound in repair mode, its sequence numbers set, connected (no
 // handshake), its TCP options and timestamp offset set, the receive queue and the sent part of
@@ -100,10 +103,16 @@ export function connText(c: Conn): string {
  * both ways, on input and output. Removed by unlock(), which every way out of a dump reaches.
  */
 export class NftLock {
-  readonly table = `criu-engine-${process.pid}`;
+  readonly table: string;
   private made = false;
 
-  constructor(private log?: Log) {}
+  constructor(runId: string, private log?: Log) {
+    this.table = lockTable(runId);
+  }
+
+  get locked(): boolean {
+    return this.made;
+  }
 
   private nft(script: string): void {
     const r = spawnSync('nft', ['-f', '-'], { input: script, encoding: 'utf8' });
@@ -139,6 +148,37 @@ export class NftLock {
   }
 }
 
+/** inventory_entry.network_lock_method: CRIU's NETWORK_LOCK_IPTABLES, NFTABLES, SKIP */
+export const LOCK_IPTABLES = 0, LOCK_NFTABLES = 1, LOCK_SKIP = 2;
+
+/** The nftables table of a dump's lock, as CRIU names it ("inet CRIU-<run id>" cut to 31 characters). */
+export function lockTable(runId: string): string {
+  return `CRIU-${runId}`.slice(0, 31 - 'inet '.length);
+}
+
+/**
+ * The restore half of the lock: the table a dump left for its connections is removed once they
+ * are made again (before the tree runs). A set locked with iptables (CRIU's default) is refused:
+ * this engine does not undo it, and the connections would stay blocked.
+ */
+export function unlockAfterRestore(inventory: Msg, hasConnections: boolean, log?: Log): void {
+  const method = inventory.network_lock_method === undefined ? LOCK_IPTABLES : num(inventory.network_lock_method);
+  if (method !== LOCK_NFTABLES || !inventory.dump_criu_run_id) return;
+  const table = lockTable(String(inventory.dump_criu_run_id));
+  const listed = spawnSync('nft', ['list', 'table', 'inet', table], { encoding: 'utf8' });
+  if (listed.error || listed.status !== 0) return; // not there (removed by an earlier restore of the set)
+  const r = spawnSync('nft', ['delete', 'table', 'inet', table], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) throw new EngineError(`network unlock: cannot remove nft table inet ${table}: ${r.error?.message ?? r.stderr.trim()}`);
+  log?.debug(`network lock: table inet ${table} of the dump removed${hasConnections ? '' : ' (no connection in the set)'}`);
+}
+
+/** Refuses, before any process exists, connections of a set whose lock this engine cannot undo. */
+export function checkLockMethod(inventory: Msg, hasConnections: boolean): void {
+  const method = inventory.network_lock_method === undefined ? LOCK_IPTABLES : num(inventory.network_lock_method);
+  if (hasConnections && method === LOCK_IPTABLES)
+    throw new EngineError('inventory.img: network_lock_method: established connections locked with iptables, which this engine does not undo (dump with --network-lock nftables)', 'EIMAGE');
+}
+
 // ---------------------------------------------------------------------------------------------
 // dump
 
@@ -155,8 +195,16 @@ export class TcpDump {
   private held: Held[] = [];
   private lock: NftLock;
 
-  constructor(private log?: Log) {
-    this.lock = new NftLock(log);
+  /** connections whose peer is outside the dumped tree: the lock outlives a dump that kills the tree */
+  private outside: Held[] = [];
+
+  constructor(private log?: Log, readonly runId = '', private locking = true) {
+    this.lock = new NftLock(runId, log);
+  }
+
+  /** inventory_entry.network_lock_method: NFTABLES when a table is left for the restore to remove. */
+  get lockMethod(): number {
+    return this.outside.length && this.locking ? LOCK_NFTABLES : LOCK_SKIP;
   }
 
   /**
@@ -167,7 +215,7 @@ export class TcpDump {
     const n = native();
     const reuseaddr = intOf(sock, SOL_SOCKET, SO_REUSEADDR);
     const fd = n.fcntl(sock, 1030 /* F_DUPFD_CLOEXEC */, 0);
-    this.lock.lock(conn);
+    if (this.locking) this.lock.lock(conn);
     try {
       n.setsockopt(fd, SOL_TCP, TCP_REPAIR, 1);
     } catch (e) {
@@ -179,12 +227,11 @@ export class TcpDump {
     this.images.push([`tcp-stream-${ino}.img`, 'TCP_STREAM', [{ msg: tse.msg, extra: { kind: 'tcp', inq: tse.inq, outq: tse.outq } }]]);
   }
 
-  /** Every connection's peer must be among the dumped ones. */
+  /** The connections whose peer is not among the dumped ones: their lock stays until the restore. */
   finish(): void {
     const ends = new Set(this.held.map((h) => endKey(h)));
-    for (const h of this.held)
-      if (!ends.has(endKey(h, true)))
-        throw new UnsupportedError(`task ${h.pid} fd ${h.tfd}: TCP connection ${connText(h)}: its peer is not in the dumped tree (it would see a reset; connections to outside peers are not supported)`);
+    this.outside = this.held.filter((h) => !ends.has(endKey(h, true)));
+    for (const h of this.outside) this.log?.debug(`task ${h.pid} fd ${h.tfd}: TCP connection ${connText(h)} has its peer outside the tree`);
   }
 
   /** The tree runs again: the sockets leave repair mode, the lock goes. */
@@ -202,9 +249,16 @@ export class TcpDump {
     this.lock.unlock();
   }
 
-  /** The tree is dead: its sockets are closed in repair mode (no FIN, no reset), the lock goes. */
+  /**
+   * The tree is dead: its sockets are closed in repair mode (no FIN, no reset). The lock goes,
+   * unless a peer outside the tree would meet the closed end: then it stays for the restore.
+   */
   release(): void {
     for (const h of this.held.splice(0)) native().close(h.fd);
+    if (this.outside.length && this.lock.locked) {
+      this.log?.info(`network lock: ${this.outside.length} connection(s) to peers outside the tree stay locked until the restore (nft table inet ${this.lock.table})`);
+      return;
+    }
     this.lock.unlock();
   }
 }

@@ -23,6 +23,7 @@ import { ShmemRestorer } from './shmem';
 import { UnixRestorer } from './unix';
 import { InetRestorer } from '../kinds/inet';
 import { PacketRestorer } from '../kinds/packet';
+import { checkLockMethod, unlockAfterRestore } from '../kinds/tcp';
 import { NetlinkRestorer } from '../kinds/netlink-sock';
 import { TtyRestorer } from './tty';
 import { setThreadRegs } from './regs';
@@ -76,6 +77,11 @@ export function restore(opts: RestoreOptions): RestoreStats {
   }
 }
 
+/** Does the set hold established TCP connections? */
+function hasConnections(set: ImageSet): boolean {
+  return [...set.files.values()].some((f) => num(f.type) === 4 && num(f.isk?.proto) === 6 && num(f.isk?.type) === 1 && num(f.isk?.state) === 1);
+}
+
 function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: () => void): RestoreStats {
   const ms = () => (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1);
   opts.log.debug(`images loaded at ${ms()} ms`);
@@ -85,6 +91,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
   try {
     // the cgroups first, as in CRIU: a task may hold one of their directories open
     cgroups?.prepare();
+    checkLockMethod(set.inventory, hasConnections(set));
     preflight(set, opts);
     locks = loadFileLocks(set);
     plugins = restorePlugins(set.inventory, set.dir, (m) => opts.log.debug(m));
@@ -169,8 +176,10 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       dropScratch(p);
       opts.log.debug(`task ${p.img.pid}: done at ${ms()} ms`);
     }
-    // every socket exists: established connections leave TCP repair mode (kinds/tcp)
+    // every socket exists: established connections leave TCP repair mode (kinds/tcp), then the
+    // lock the dump left for them goes
     ctx.inet.repairOff();
+    unlockAfterRestore(set.inventory, hasConnections(set), opts.log);
     files.close();
     closeMade(ctx);
     plugins.exit(false);
