@@ -6,7 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, ROOT, tempDir, compile, startTarget, alive, lastCount, consecutive, decode, sleep, Target, EngineRun } from './helpers';
+import { IS_ROOT, SKIP_REASON, ROOT, tempDir, compile, startTarget, alive, lastCount, consecutive, decode, sleep, Target, EngineRun, until } from './helpers';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine interrupt tests: ${SKIP_REASON}`);
 
@@ -134,6 +134,7 @@ describe.skipIf(!IS_ROOT)('engine dump: interrupted or disturbed in the middle',
     const e = dumpHeldAt('collected', ['-t', String(parent), '-D', dir], path.join(work, 'hold-exit'));
     await e.held;
     process.kill(child, 'SIGKILL'); // dies although ptrace-stopped; its pages are not copied yet
+    await until(() => !alive(child), 'the child to die'); // the kill is asynchronous
     e.release();
     const r = await e.done;
     expect(r.status).not.toBe(0);
