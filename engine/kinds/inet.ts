@@ -14,6 +14,7 @@ import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import { native, isNativeError } from '../../native';
 import { socketOpts } from '../dump/unix';
+import { applySkOpts, socketFilter } from './sk-common';
 import { UnsupportedError, EngineError } from '../errors';
 import { readProc } from '../proc/read';
 import type { Log } from '../log';
@@ -538,37 +539,6 @@ function autotuned(proto: number, state: number, opts: Msg, lockBit: number): bo
   return proto === IPPROTO_TCP && state === TCP_ESTABLISHED && !(num(opts.so_buf_lock ?? 0) & lockBit);
 }
 
-/**
- * The classic BPF filter as CRIU records it (one u64 per instruction: code << 48 | jt << 40 |
- * jf << 32 | k); 'ebpf' for a program attached with SO_ATTACH_BPF, which cannot be read back.
- */
-function socketFilter(sock: number): bigint[] | 'ebpf' {
-  let prog: Buffer;
-  try {
-    prog = native().getFilter(sock);
-  } catch (e) {
-    if (isNativeError(e) && e.code === 'EACCES') return 'ebpf';
-    throw e;
-  }
-  const out: bigint[] = [];
-  for (let i = 0; i + 8 <= prog.length; i += 8)
-    out.push((BigInt(prog.readUInt16LE(i)) << 48n) | (BigInt(prog[i + 2]) << 40n) | (BigInt(prog[i + 3]) << 32n) | BigInt(prog.readUInt32LE(i + 4)));
-  return out;
-}
-
-/** so_filter back to struct sock_filter bytes. */
-function filterProgram(words: unknown[]): Buffer {
-  const b = Buffer.alloc(8 * words.length);
-  words.forEach((w, i) => {
-    const v = big(w);
-    b.writeUInt16LE(Number((v >> 48n) & 0xffffn), 8 * i);
-    b[8 * i + 2] = Number((v >> 40n) & 0xffn);
-    b[8 * i + 3] = Number((v >> 32n) & 0xffn);
-    b.writeUInt32LE(Number(v & 0xffffffffn), 8 * i + 4);
-  });
-  return b;
-}
-
 // ---------------------------------------------------------------------------------------------
 // restore
 
@@ -736,45 +706,8 @@ export class InetRestorer {
     const value = (v: unknown, level: number, name: number, label: string) => {
       if (v !== undefined && num(v) !== cur(level, name)) set(level, name, num(v), label);
     };
-    if (o.so_bound_dev) set(SOL_SOCKET, SO.BINDTODEVICE, Buffer.from(String(o.so_bound_dev)), 'SO_BINDTODEVICE');
-    flag(o.so_reuseport, SOL_SOCKET, SO.REUSEPORT, 'SO_REUSEPORT');
-    const filter = (o.so_filter ?? []) as unknown[];
-    if (filter.length) {
-      try {
-        native().attachFilter(fd, filterProgram(filter));
-      } catch (err) {
-        throw new EngineError(`socket filter: ${isNativeError(err) ? err.code : (err as Error).message}`);
-      }
-    }
-    // SO_RCVLOWAT may grow a TCP socket's receive buffer: before the buffers
-    value(o.so_rcvlowat, SOL_SOCKET, SO.RCVLOWAT, 'SO_RCVLOWAT');
-    // the kernel doubles a buffer size it is given; FORCE: past the sysctl limits, as root
-    if (o.so_sndbuf !== undefined && num(o.so_sndbuf) !== cur(SOL_SOCKET, SO.SNDBUF)) set(SOL_SOCKET, SO.SNDBUFFORCE, num(o.so_sndbuf) >> 1, 'SO_SNDBUFFORCE');
-    if (o.so_rcvbuf !== undefined && num(o.so_rcvbuf) !== cur(SOL_SOCKET, SO.RCVBUF)) set(SOL_SOCKET, SO.RCVBUFFORCE, num(o.so_rcvbuf) >> 1, 'SO_RCVBUFFORCE');
-    // setting a size locks it: the recorded locks go back after the sizes
-    value(o.so_buf_lock, SOL_SOCKET, SO.BUF_LOCK, 'SO_BUF_LOCK');
-    value(o.so_mark ?? 0, SOL_SOCKET, SO.MARK, 'SO_MARK');
-    flag(o.so_passcred, SOL_SOCKET, SO.PASSCRED, 'SO_PASSCRED');
-    flag(o.so_passsec, SOL_SOCKET, SO.PASSSEC, 'SO_PASSSEC');
-    flag(o.so_dontroute, SOL_SOCKET, SO.DONTROUTE, 'SO_DONTROUTE');
-    flag(o.so_no_check, SOL_SOCKET, SO.NO_CHECK, 'SO_NO_CHECK');
-    flag(o.so_broadcast, SOL_SOCKET, SO.BROADCAST, 'SO_BROADCAST');
-    flag(o.so_keepalive, SOL_SOCKET, SO.KEEPALIVE, 'SO_KEEPALIVE');
-    flag(o.so_oobinline, SOL_SOCKET, SO.OOBINLINE, 'SO_OOBINLINE');
-    if (o.so_linger !== undefined) {
-      const l = Buffer.alloc(8);
-      l.writeInt32LE(1, 0);
-      l.writeInt32LE(num(o.so_linger), 4);
-      set(SOL_SOCKET, SO.LINGER, l, 'SO_LINGER');
-    }
-    const tv = (sec: unknown, usec: unknown) => {
-      const b = Buffer.alloc(16);
-      b.writeBigInt64LE(big(sec), 0);
-      b.writeBigInt64LE(big(usec), 8);
-      return b;
-    };
-    if (big(o.so_snd_tmo_sec) || big(o.so_snd_tmo_usec)) set(SOL_SOCKET, SO.SNDTIMEO, tv(o.so_snd_tmo_sec, o.so_snd_tmo_usec), 'SO_SNDTIMEO');
-    if (big(o.so_rcv_tmo_sec) || big(o.so_rcv_tmo_usec)) set(SOL_SOCKET, SO.RCVTIMEO, tv(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec), 'SO_RCVTIMEO');
+    // the socket-level ones as every socket kind has them (the priority again after IP_TOS, below)
+    applySkOpts(fd, o, set);
     const ip: Msg = e.ip_opts ?? {};
     flag(ip.freebind ?? false, family === AF_INET6 ? SOL_IPV6 : SOL_IP, family === AF_INET6 ? IPV6.FREEBIND : IP.FREEBIND, 'IP_FREEBIND');
     if (family === AF_INET6) flag(ip.pktinfo, SOL_IPV6, IPV6.RECVPKTINFO, 'IPV6_RECVPKTINFO');

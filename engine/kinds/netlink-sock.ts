@@ -19,8 +19,8 @@ import type { Log } from '../log';
 import type { ImageSet } from '../restore/imageset';
 import { ImageError, num } from '../restore/imageset';
 import {
-  SOL_SOCKET, Opt, foreignOpts, checkCommon, skOpts, intOpt, firstHolders, makeSocket, setter, applySkOpts, verifySkOpts,
-  applyFileFlags, badFileFlags, SO,
+  SOL_SOCKET, Opt, foreignOpts, checkCommon, skOpts, intOpt, makeSocket, setter, applySkOpts, verifySkOpts,
+  applyFileFlags, badFileFlags, SO, EngineSockets, MadeSocket,
 } from './sk-common';
 
 export const AF_NETLINK = 16;
@@ -210,37 +210,15 @@ export function checkNetlinkEntry(id: number, nlsk: Msg): void {
   if (badFileFlags(num(nlsk.flags))) throw new ImageError('files.img', field('flags'), `file flags 0o${num(nlsk.flags).toString(8)} cannot be set on a socket`);
 }
 
-interface Made {
-  id: number;
-  nlsk: Msg;
-  fd: number;
-  creds?: Msg;
-}
-
 /** Makes every netlink socket of files.img in the engine, one per file id, passed into each task that has it. */
-export class NetlinkRestorer {
-  private byId = new Map<number, Made>();
-
-  constructor(private set: ImageSet, private log: Log) {}
-
-  fd(id: number): number | undefined {
-    return this.byId.get(id)?.fd;
+export class NetlinkRestorer extends EngineSockets {
+  constructor(set: ImageSet, log: Log) {
+    super(set, log, FD_TYPE_NETLINKSK, 'nlsk', 'netlink sockets');
   }
 
-  build(): void {
-    const owners = firstHolders(this.set);
-    for (const f of this.set.files.values()) {
-      if (num(f.type) !== FD_TYPE_NETLINKSK) continue;
-      const s: Made = { id: num(f.id), nlsk: f.nlsk, fd: -1, creds: owners.get(num(f.id)) };
-      this.byId.set(s.id, s);
-      s.fd = this.make(s);
-    }
-    if (this.byId.size) this.log.debug(`netlink sockets: ${this.byId.size} made`);
-  }
-
-  private make(s: Made): number {
+  protected make(s: MadeSocket): number {
     const n = native();
-    const e = s.nlsk;
+    const e = s.entry;
     const proto = num(e.protocol), portid = num(e.portid);
     const where = `files.img: id ${s.id}: netlink socket (${protoName(proto)})`;
     const fail = (what: string, err: unknown) => new EngineError(`${where}: ${what}: ${isNativeError(err) ? err.code : (err as Error).message}`);
@@ -273,8 +251,8 @@ export class NetlinkRestorer {
   }
 
   /** The new socket, read back the way dump reads one, must be what the image says. */
-  private verify(fd: number, s: Made, where: string, groups: number[]): void {
-    const e = s.nlsk;
+  private verify(fd: number, s: MadeSocket, where: string, groups: number[]): void {
+    const e = s.entry;
     const check = (what: string, have: unknown, want: unknown) => {
       if (String(have) !== String(want)) throw new EngineError(`${where}: ${what} is ${have} after restore, the image says ${want}`);
     };
@@ -294,8 +272,4 @@ export class NetlinkRestorer {
   }
 
   /** Closes the engine's copies (the tasks hold their own by now). */
-  close(): void {
-    for (const s of this.byId.values()) if (s.fd >= 0) try { native().close(s.fd); } catch { /* closed */ }
-    for (const s of this.byId.values()) s.fd = -1;
-  }
 }

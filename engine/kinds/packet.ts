@@ -28,8 +28,8 @@ import { ImageError, num, VMA } from '../restore/imageset';
 import { NR, MAP_FIXED, MAP_ANONYMOUS, MAP_POPULATE } from '../restore/sys';
 import { vmaAdvice, withAdviceFlags } from './madvise';
 import {
-  SOL_SOCKET, Opt, foreignOpts, checkCommon, skOpts, intOpt, firstHolders, makeSocket, setter, applySkOpts, attachRecordedFilter,
-  verifySkOpts, applyFileFlags, badFileFlags, DROP_ALL, SO,
+  SOL_SOCKET, Opt, foreignOpts, checkCommon, skOpts, intOpt, makeSocket, setter, applySkOpts, attachRecordedFilter,
+  verifySkOpts, applyFileFlags, badFileFlags, DROP_ALL, SO, EngineSockets, MadeSocket,
 } from './sk-common';
 
 export const AF_PACKET = 17;
@@ -405,37 +405,15 @@ export function checkRingVma(set: ImageSet, pid: number, fdinfo: Msg[], image: s
   if (!fdinfo.some((e) => num(e.id) === num(v.shmid))) throw new ImageError(image, `vmas[${i}].shmid`, `socket mapping at ${at}: task ${pid} holds no fd of packet socket ${v.shmid}`);
 }
 
-interface Made {
-  id: number;
-  psk: Msg;
-  fd: number;
-  creds?: Msg;
-}
-
 /** Makes every packet socket of files.img in the engine, one per file id, passed into each task that has it. */
-export class PacketRestorer {
-  private byId = new Map<number, Made>();
-
-  constructor(private set: ImageSet, private log: Log) {}
-
-  fd(id: number): number | undefined {
-    return this.byId.get(id)?.fd;
+export class PacketRestorer extends EngineSockets {
+  constructor(set: ImageSet, log: Log) {
+    super(set, log, FD_TYPE_PACKETSK, 'psk', 'packet sockets');
   }
 
-  build(): void {
-    const owners = firstHolders(this.set);
-    for (const f of this.set.files.values()) {
-      if (num(f.type) !== FD_TYPE_PACKETSK) continue;
-      const s: Made = { id: num(f.id), psk: f.psk, fd: -1, creds: owners.get(num(f.id)) };
-      this.byId.set(s.id, s);
-      s.fd = this.make(s);
-    }
-    if (this.byId.size) this.log.debug(`packet sockets: ${this.byId.size} made`);
-  }
-
-  private make(s: Made): number {
+  protected make(s: MadeSocket): number {
     const n = native();
-    const e = s.psk;
+    const e = s.entry;
     const type = num(e.type), protocol = num(e.protocol);
     const spkt = type === SOCK_PACKET;
     const where = `files.img: id ${s.id}: packet socket (${TYPE_NAMES[type]}, protocol ${protoText(protocol)})`;
@@ -495,8 +473,8 @@ export class PacketRestorer {
   }
 
   /** The new socket, read back the way dump reads one, must be what the image says. */
-  private verify(fd: number, s: Made, where: string): void {
-    const e = s.psk;
+  private verify(fd: number, s: MadeSocket, where: string): void {
+    const e = s.entry;
     const type = num(e.type);
     const d = packetDiag().get(fs.fstatSync(fd).ino);
     if (!d) throw new EngineError(`${where}: not in sock_diag after restore`);
@@ -549,10 +527,6 @@ export class PacketRestorer {
   }
 
   /** Closes the engine's copies (the tasks hold their own by now). */
-  close(): void {
-    for (const s of this.byId.values()) if (s.fd >= 0) try { native().close(s.fd); } catch { /* closed */ }
-    for (const s of this.byId.values()) s.fd = -1;
-  }
 }
 
 /** Reads away whatever a new socket received so far (read(2): packet sockets refuse MSG_CMSG_CLOEXEC). */

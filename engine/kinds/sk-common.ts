@@ -11,6 +11,7 @@ import { socketOpts } from '../dump/unix';
 import { EngineError } from '../errors';
 import { readProc } from '../proc/read';
 import type { ImageSet } from '../restore/imageset';
+import type { Log } from '../log';
 import { num, big } from '../restore/imageset';
 
 export const SOL_SOCKET = 1;
@@ -308,4 +309,45 @@ export function applyFileFlags(fd: number, flags: number): void {
 /** Refuses file flags fcntl cannot give a socket (restore-side image check). */
 export function badFileFlags(flags: number): boolean {
   return (flags & ~(SETFL | O_RDWR | 0o1 | 0o100000 | 0o2000000)) !== 0;
+}
+
+/** A socket of files.img made by the engine: its id, its entry (psk, nlsk...), its fd, its first holder's creds. */
+export interface MadeSocket {
+  id: number;
+  entry: Msg;
+  fd: number;
+  creds?: Msg;
+}
+
+/**
+ * The sockets of one files.img type, made by the engine before any process (make: the kind's
+ * own), one per file id, passed into every task that has it, and closed once they hold them.
+ */
+export abstract class EngineSockets {
+  protected byId = new Map<number, MadeSocket>();
+
+  constructor(protected set: ImageSet, protected log: Log, private type: number, private field: string, private label: string) {}
+
+  fd(id: number): number | undefined {
+    return this.byId.get(id)?.fd;
+  }
+
+  build(): void {
+    const owners = firstHolders(this.set);
+    for (const f of this.set.files.values()) {
+      if (num(f.type) !== this.type) continue;
+      const s: MadeSocket = { id: num(f.id), entry: f[this.field], fd: -1, creds: owners.get(num(f.id)) };
+      this.byId.set(s.id, s);
+      s.fd = this.make(s);
+    }
+    if (this.byId.size) this.log.debug(`${this.label}: ${this.byId.size} made`);
+  }
+
+  protected abstract make(s: MadeSocket): number;
+
+  /** Closes the engine's copies (the tasks hold their own by now). */
+  close(): void {
+    for (const s of this.byId.values()) if (s.fd >= 0) try { native().close(s.fd); } catch { /* closed */ }
+    for (const s of this.byId.values()) s.fd = -1;
+  }
 }
