@@ -607,8 +607,30 @@ export class InetRestorer {
       this.byId.set(s.id, s);
       s.fd = this.make(s);
     }
+    // every socket bound: SO_REUSEPORT as it was (see make), then the checks
+    for (const p of this.reuseportCleared.splice(0)) {
+      try {
+        native().setsockopt(p.s.fd, SOL_SOCKET, SO.REUSEPORT, 0);
+      } catch (err) {
+        throw new EngineError(`${p.where}: setsockopt(SO_REUSEPORT): ${isNativeError(err) ? err.code : (err as Error).message}`);
+      }
+      this.verify(p.s.fd, p.s, p.where);
+    }
     if (this.byId.size) this.log.debug(`inet sockets: ${this.byId.size} made`);
   }
+
+  private shared?: Set<string>;
+
+  /** proto:port of the ports a socket of the set is bound to with SO_REUSEPORT */
+  private sharedPorts(): Set<string> {
+    this.shared ??= new Set([...this.set.files.values()]
+      .filter((f) => num(f.type) === 4 && num(f.isk.src_port) && num(f.isk.opts?.so_reuseport) && num(f.isk.type) !== SOCK_RAW)
+      .map((f) => `${num(f.isk.proto)}:${num(f.isk.src_port)}`));
+    return this.shared;
+  }
+
+  /** sockets bound and listening with SO_REUSEPORT on, cleared after all are bound */
+  private reuseportCleared: { s: Made; where: string }[] = [];
 
   private make(s: Made): number {
     const n = native();
@@ -646,6 +668,11 @@ export class InetRestorer {
         if (flags) n.fcntl(fd, F_SETFL, flags);
         return fd;
       }
+      // a socket bound without SO_REUSEPORT beside ones bound with it had it while it was bound
+      // and listening, and cleared it since (a port shared by listeners): it is bound with it on,
+      // and cleared once every socket is bound (build)
+      const reuseportLater = srcPort !== 0 && !num(opts.so_reuseport) && this.sharedPorts().has(`${proto}:${srcPort}`);
+      if (reuseportLater) set(SOL_SOCKET, SO.REUSEPORT, 1, 'SO_REUSEPORT');
       if (srcPort) {
         const words = ((e.src_addr ?? []) as unknown[]).map(num);
         const scope = family === AF_INET6 && e.ifname ? Number(fs.readFileSync(`/sys/class/net/${e.ifname}/ifindex`, 'utf8').trim()) : 0;
@@ -685,7 +712,8 @@ export class InetRestorer {
       }
       const flags = num(e.flags) & SETFL;
       if (flags) n.fcntl(fd, F_SETFL, flags);
-      this.verify(fd, s, where);
+      if (reuseportLater) this.reuseportCleared.push({ s, where });
+      else this.verify(fd, s, where);
       return fd;
     } catch (err) {
       n.close(fd);

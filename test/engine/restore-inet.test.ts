@@ -372,3 +372,33 @@ describe.skipIf(!IS_ROOT)('engine restore: raw sockets', () => {
     expect(alive(t.pid)).toBe(true);
   });
 });
+
+describe.skipIf(!IS_ROOT)('engine restore: a port shared by listeners', () => {
+  let work: string;
+  let t: Target;
+
+  beforeAll(() => {
+    work = tempDir('reuseport');
+  });
+
+  afterAll(() => {
+    t?.kill();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('binds both again (SO_REUSEPORT on while they are bound, then as it was), and they accept', async () => {
+    t = startTarget(compile('reuseport', work), [], work);
+    const port = Number((await t.waitFor(/port=(\d+)\n/))[1]);
+    await t.waitFor(/count=2\n/);
+    const dir = path.join(work, 'images');
+    await dumpAndReap(t.pid, dir);
+    const isk = decode(path.join(dir, 'files.img')).filter((f) => f.type === 4).map((f) => f.isk);
+    expect(isk.map((s) => [s.src_port, s.opts.so_reuseport])).toEqual([[port, false], [port, true]]);
+    expect(restoreOk(dir)).toBe(t.pid);
+    fs.writeFileSync(path.join(work, 'go'), '');
+    await t.waitFor(/^(listening|reuseport fail.*)$/m);
+    for (let i = 0; i < 2; i++) await new Promise<void>((res, rej) => net.connect(port, '127.0.0.1', res).on('error', rej));
+    await t.waitFor(/^reuseport (ok|fail.*)$/m);
+    expect(t.output()).toMatch(/^reuseport ok$/m);
+  });
+});
