@@ -32,6 +32,9 @@ dump
       --file-locks          dump file locks (without it a tree holding locks is refused, as in CRIU)
   -l, --tcp-established     dump established TCP connections (TCP repair; without it they are refused,
                             as in CRIU); half-closed ones are refused
+      --tcp-close           dump: connections are recorded without their state; restore: they
+                            are made closed (reading gives end of file), as CRIU does
+      --skip-in-flight      connections a listener has not accepted yet are left out (lost)
       --network-lock M      nftables (default): the connections' packets are dropped by the table
                             inet CRIU-<run id> while they are dumped, and until the restore when
                             a peer is outside the tree; skip: no lock
@@ -249,6 +252,8 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
     linkRemap: flag(p, 'link-remap'),
     extUnixSk: p.values.has('ext-unix-sk'),
     tcpEstablished: flag(p, 'tcp-established'),
+    tcpClose: flag(p, 'tcp-close'),
+    skipInFlight: flag(p, 'skip-in-flight'),
     networkLock: str(p, 'network-lock') === 'skip' ? 'skip' : 'nftables',
     cgroups: cgroupOpts(p, true, workDir),
   });
@@ -274,6 +279,7 @@ function restore(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): v
     dir: imagesDir, detach, log,
     shellJob: flag(p, 'shell-job'),
     leaveStopped: flag(p, 'leave-stopped'),
+    tcpClose: flag(p, 'tcp-close'),
     pidns: false,
     cgroups: cgroupOpts(p, false, workDir),
     pidWaitMs: process.env.ENGINE_PID_WAIT_MS ? Number(process.env.ENGINE_PID_WAIT_MS) : undefined,

@@ -17,7 +17,6 @@ interface OptionDef {
 }
 
 const NS = 'namespaces and mounts are not handled by this engine yet (the tree must live in the host namespaces)';
-const TCP = 'not implemented by this engine (established TCP connections are dumped with --tcp-established, locked with nftables; half-closed ones are refused)';
 const REMOTE = 'page servers, lazy pages, incremental and streamed dumps are not implemented by this engine';
 
 const TABLE: OptionDef[] = [
@@ -50,8 +49,8 @@ const TABLE: OptionDef[] = [
   { long: 'config', arg: 'required', refused: 'configuration files are not read by this engine' },
   { long: 'log-pid', arg: 'none', bool: true, refused: 'this engine writes one log' },
   { long: 'tcp-established', short: 'l', arg: 'none', bool: true },
-  { long: 'tcp-close', arg: 'none', bool: true, refused: TCP },
-  { long: 'skip-in-flight', arg: 'none', bool: true, refused: TCP },
+  { long: 'tcp-close', arg: 'none', bool: true },
+  { long: 'skip-in-flight', arg: 'none', bool: true },
   { long: 'network-lock', arg: 'required' },
   { long: 'ext-unix-sk', short: 'x', arg: 'optional' },
   { long: 'link-remap', arg: 'none', bool: true },

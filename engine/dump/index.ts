@@ -73,6 +73,10 @@ export interface DumpOptions {
   cgroups?: CgroupOptions;
   /** dump established TCP connections (criu --tcp-established); default: refuse them */
   tcpEstablished?: boolean;
+  /** --tcp-close: connections are recorded as they stand, without their state (made closed at restore) */
+  tcpClose?: boolean;
+  /** --skip-in-flight: connections a listener has not accepted yet are left out */
+  skipInFlight?: boolean;
   /** --network-lock: nftables (the default) or skip (connections are not locked) */
   networkLock?: 'nftables' | 'skip';
 }
@@ -362,7 +366,10 @@ function collect(
   closers.push(() => files.shmem.close());
   closers.push(() => files.closeInFlight());
   files.lockTable.tree = inTree;
-  if (opts.tcpEstablished) files.inet.tcp = tcp;
+  if (opts.tcpEstablished || opts.tcpClose) files.inet.tcp = tcp;
+  files.inet.tcpClose = opts.tcpClose ?? false;
+  files.inet.skipInFlight = opts.skipInFlight ?? false;
+  files.inet.log = log;
   files.ttys.tree = inTree;
   const plugins = engineHost('dump', tmp, (m) => log.debug(m));
   plugins.init();
@@ -540,7 +547,7 @@ function collect(
     writeImage(path.join(tmp, 'inventory.img'), 'INVENTORY', [{
       msg: {
         img_version: 2, fdinfo_per_id: true, root_ids: rootIds, ns_per_id: true, root_cg_set: 1, lsmtype: 0,
-        network_lock_method: tcp.lockMethod, plugins_entry: plugins.inventoryEntry(), dump_criu_run_id: tcp.runId,
+        ...(opts.tcpClose ? { tcp_close: true } : {}), network_lock_method: tcp.lockMethod, plugins_entry: plugins.inventoryEntry(), dump_criu_run_id: tcp.runId,
       },
     }]);
     writeImage(path.join(tmp, 'stats-dump'), 'STATS', [{ msg: statsEntry(stats) }]);

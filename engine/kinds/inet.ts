@@ -375,8 +375,12 @@ export class InetSockets {
   private netNs: number | undefined;
   /** established connections are dumped (criu --tcp-established) through this */
   tcp?: TcpDump;
+  /** --tcp-close: connections are recorded as they stand, without their state (made closed at restore) */
+  tcpClose = false;
+  /** --skip-in-flight: connections a listener has not accepted yet are left out (they are lost) */
+  skipInFlight = false;
 
-  constructor(private log?: Log) {}
+  constructor(public log?: Log) {}
 
   private sockets(): Map<string, InetDiag> {
     if (this.diag) return this.diag;
@@ -433,16 +437,24 @@ export class InetSockets {
     const events = n.pollOne(sock, POLLIN | POLLOUT | POLLRDHUP, 0);
     const d = this.sockets().get(`${proto}:${ino}`);
     let state: number, src: number[], dst: number[], srcPort: number, dstPort: number, shutdown: number, backlog = 0;
+    /** a connection dumped without its state (--tcp-close) */
+    let dropped = false;
     const words = family === AF_INET ? 1 : 4;
     // a raw socket of protocol TCP is a raw socket
     const tcp = type === SOCK_STREAM && proto === IPPROTO_TCP;
     if (tcp && d && d.state === TCP_LISTEN) {
       kind = `${fam} TCP listener`;
-      if (d.rqueue > 0) throw refuse(`${d.rqueue} connection(s) waiting to be accepted (they would be lost; not supported)`);
+      if (d.rqueue > 0 && !this.skipInFlight) throw refuse(`${d.rqueue} connection(s) waiting to be accepted (they would be lost; dump with --skip-in-flight to drop them)`);
       const half = this.handshaking.get(d.srcPort);
-      if (half) throw refuse(`${half} connection(s) to port ${d.srcPort} still in the handshake (they would be lost; not supported)`);
+      if (half && !this.skipInFlight) throw refuse(`${half} connection(s) to port ${d.srcPort} still in the handshake (they would be lost; dump with --skip-in-flight to drop them)`);
+      if ((d.rqueue || half) && this.skipInFlight) this.log?.info(`task ${ctx.pid} fd ${ctx.fd}: ${kind}: connections not accepted yet are left out (--skip-in-flight)`);
       ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
       backlog = d.wqueue;
+    } else if (tcp && d && d.state !== TCP_CLOSE && d.state !== TCP_BOUND_INACTIVE && this.tcpClose) {
+      // --tcp-close: where it stands only; the restore makes it closed
+      kind = `${fam} TCP connection`;
+      ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
+      dropped = true;
     } else if (tcp && d && d.state === TCP_ESTABLISHED && this.tcp) {
       kind = `${fam} TCP connection`;
       ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
@@ -457,10 +469,12 @@ export class InetSockets {
       const info = n.getsockopt(sock, SOL_TCP, TCP.INFO, 232);
       if (info[0] !== TCP_CLOSE) throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: TCP connection in state ${TCP_STATES[info[0]] ?? info[0]} (dumping it needs TCP_REPAIR; not supported)`);
       // one that was connected or tried to has its history (an error, the end of a stream) in it
-      if (info.length >= 144 && (info.readUInt32LE(136) || info.readUInt32LE(140))) throw refuse('it was connected before (what is left of that connection is not restored; not supported)');
+      // (with --tcp-close it is dropped: made closed both ways, as every connection then)
+      const wasConnected = info.length >= 144 && (info.readUInt32LE(136) || info.readUInt32LE(140)) !== 0;
+      if (wasConnected && !this.tcpClose) throw refuse('it was connected before (what is left of that connection is not restored; dump with --tcp-close to drop it)');
       const inq = Buffer.alloc(4);
       n.ioctl(sock, SIOCINQ, inq);
-      if (inq.readInt32LE(0)) throw refuse(`${inq.readInt32LE(0)} bytes still to be read (not supported)`);
+      if (inq.readInt32LE(0) && !this.tcpClose) throw refuse(`${inq.readInt32LE(0)} bytes still to be read (not supported)`);
       const name = parseSockaddr(n.sockName(sock));
       ({ port: srcPort, words: src } = name);
       dst = new Array(words).fill(0);
@@ -468,6 +482,7 @@ export class InetSockets {
       state = TCP_CLOSE;
       // as CRIU: only the read side's shutdown shows on a closed socket (poll's RDHUP)
       shutdown = events & POLLHUP && events & POLLRDHUP ? 1 : 0;
+      if (wasConnected && this.tcpClose) shutdown = 3;
       backlog = info[4]; // CRIU records tcpi_backoff here
     } else if (type === SOCK_RAW || isPing(proto)) {
       // ping and raw sockets: no sock_diag here, /proc/net/icmp(6) and raw(6) have the same (a
@@ -502,8 +517,10 @@ export class InetSockets {
     if (family === AF_INET6 ? int(sock, SOL_IPV6, 75) : int(sock, SOL_IP, IP.TRANSPARENT)) throw refuse('IP_TRANSPARENT is set (CRIU images have no field for it; not supported)');
     const filter = socketFilter(sock);
     if (filter === 'ebpf') throw refuse('an eBPF socket filter is attached (SO_ATTACH_BPF; not supported)');
-    const established = tcp && state === TCP_ESTABLISHED;
-    const diff = foreignDifference(sock, family, type, proto, established ? ESTABLISHED_OWN_OPTIONS : undefined);
+    const established = tcp && state === TCP_ESTABLISHED && !this.tcpClose;
+    // a connection's own options (and one dropped with --tcp-close) are not compared with a new socket's
+    const connection = tcp && ((state !== TCP_LISTEN && state !== TCP_CLOSE) || (state === TCP_CLOSE && shutdown === 3 && this.tcpClose));
+    const diff = foreignDifference(sock, family, type, proto, connection ? ESTABLISHED_OWN_OPTIONS : undefined);
     if (diff) throw refuse(`option ${diff.label} is ${diff.have}, a new socket has ${diff.fresh} (CRIU images have no field for it; not supported)`);
     // the restore makes the socket under the credentials of the task that holds it first
     const st = fs.fstatSync(sock);
@@ -519,6 +536,7 @@ export class InetSockets {
       throw refuse(`bound to the scoped address ${addrText(family, src, srcPort)} without a device (not supported)`);
     // after the options are read: repair mode changes SO_REUSEADDR
     if (established) this.tcp!.dump(sock, ino, { family, src, srcPort, dst, dstPort }, ctx);
+    if (dropped) this.tcp?.silence(sock, { family, src, srcPort, dst, dstPort }, ctx);
     if (d && d.wqueue && proto !== IPPROTO_TCP) this.log?.debug(`task ${ctx.pid} fd ${ctx.fd}: ${d.wqueue} bytes still being sent by ${kind} ${ino}`);
     const isk: Msg = {
       id, ino, family, type, proto, state, src_port: srcPort, dst_port: dstPort, flags, backlog, src_addr: src, dst_addr: dst, fown: ctx.fown,
@@ -543,7 +561,7 @@ function autotuned(proto: number, state: number, opts: Msg, lockBit: number): bo
 // restore
 
 /** Refuses, before any process exists, an inet_sk_entry this engine cannot restore. */
-export function checkInetEntry(id: number, isk: Msg): void {
+export function checkInetEntry(id: number, isk: Msg, closing = false): void {
   const field = (f: string) => `id ${id}.isk.${f}`;
   const family = num(isk.family), type = num(isk.type), proto = num(isk.proto), state = num(isk.state);
   if (family !== AF_INET && family !== AF_INET6) throw new ImageError('files.img', field('family'), `family ${family} is not restored`);
@@ -554,7 +572,8 @@ export function checkInetEntry(id: number, isk: Msg): void {
     const n = ((isk[k] ?? []) as unknown[]).length;
     if (n !== words && !(n === 0 && k === 'dst_addr')) throw new ImageError('files.img', field(k), `${n} words for an ${familyName(family)} address`);
   }
-  if (proto === IPPROTO_TCP && state !== TCP_LISTEN && state !== TCP_CLOSE && state !== TCP_ESTABLISHED)
+  // dumped with --tcp-close: connections in any state, made closed
+  if (proto === IPPROTO_TCP && state !== TCP_LISTEN && state !== TCP_CLOSE && state !== TCP_ESTABLISHED && !closing)
     throw new ImageError('files.img', field('state'), `TCP connection in state ${TCP_STATES[state] ?? state} is not restored (half-closed and connecting TCP sockets are not)`);
   if (proto === IPPROTO_TCP && state === TCP_ESTABLISHED && num(isk.shutdown) & 2)
     throw new ImageError('files.img', field('shutdown'), 'a TCP connection shut down for writing is not restored (half-closed)');
@@ -586,6 +605,9 @@ interface Made {
  */
 export class InetRestorer {
   private byId = new Map<number, Made>();
+
+  /** --tcp-close: connections are made closed */
+  tcpClose = false;
 
   constructor(private set: ImageSet, private log: Log) {}
 
@@ -652,6 +674,21 @@ export class InetRestorer {
       // (a listener's connections take its options when they are made, a filter sees every datagram)
       if (family === AF_INET6 && (e.v6only ?? false) !== (int(fd, SOL_IPV6, IPV6.V6ONLY) !== 0)) set(SOL_IPV6, IPV6.V6ONLY, e.v6only ? 1 : 0, 'IPV6_V6ONLY');
       this.options(fd, e, set);
+      // --tcp-close: a connection (in any state) comes back closed, both ways shut: reading gives
+      // the end of file, as it would once the peer is gone (shutdown says ENOTCONN but holds)
+      // (also one the dump found closed after a connection, shut both ways: its port may be held
+      // by what is left of that connection, so it is not bound)
+      const dropped = state === TCP_CLOSE ? num(e.shutdown) === 3 : state !== TCP_LISTEN;
+      if (this.tcpClose && type === SOCK_STREAM && proto === IPPROTO_TCP && dropped) {
+        try {
+          n.shutdown(fd, 2);
+        } catch (err) {
+          if (!(isNativeError(err) && err.code === 'ENOTCONN')) throw fail('shutdown', err);
+        }
+        const flags = num(e.flags) & SETFL;
+        if (flags) n.fcntl(fd, F_SETFL, flags);
+        return fd;
+      }
       // the port may still be held by connections of the dumped socket in TIME_WAIT
       set(SOL_SOCKET, SO.REUSEADDR, 1, 'SO_REUSEADDR');
       const srcPort = num(e.src_port);

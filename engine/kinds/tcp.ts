@@ -227,8 +227,27 @@ export class TcpDump {
     this.images.push([`tcp-stream-${ino}.img`, 'TCP_STREAM', [{ msg: tse.msg, extra: { kind: 'tcp', inq: tse.inq, outq: tse.outq } }]]);
   }
 
+  /**
+   * A connection dumped without its state (--tcp-close): put in repair mode only, so that a killed
+   * tree closes it without a FIN (no socket left behind holds its port); a tree that runs again
+   * gets it back as it was.
+   */
+  silence(sock: number, conn: Conn, where: { pid: number; fd: number }): void {
+    const n = native();
+    const reuseaddr = intOf(sock, SOL_SOCKET, SO_REUSEADDR);
+    const fd = n.fcntl(sock, 1030 /* F_DUPFD_CLOEXEC */, 0);
+    try {
+      n.setsockopt(fd, SOL_TCP, TCP_REPAIR, 1);
+    } catch (e) {
+      n.close(fd);
+      throw new EngineError(`task ${where.pid} fd ${where.fd}: cannot put ${connText(conn)} in TCP repair mode: ${isNativeError(e) ? e.code : e}`);
+    }
+    this.held.push({ ...conn, fd, pid: where.pid, tfd: where.fd, reuseaddr });
+  }
+
   /** The connections whose peer is not among the dumped ones: their lock stays until the restore. */
   finish(): void {
+    if (!this.lock.locked) return; // nothing locked: connections dropped (--tcp-close)
     const ends = new Set(this.held.map((h) => endKey(h)));
     this.outside = this.held.filter((h) => !ends.has(endKey(h, true)));
     for (const h of this.outside) this.log?.debug(`task ${h.pid} fd ${h.tfd}: TCP connection ${connText(h)} has its peer outside the tree`);

@@ -24,6 +24,8 @@ export interface RestoreOptions {
   leaveStopped?: boolean;
   /** --manage-cgroups and its companions (default: CRIU's soft mode) */
   cgroups?: CgroupOptions;
+  /** --tcp-close: TCP connections are made closed (their state is dropped) */
+  tcpClose?: boolean;
   /** called once the tree runs, before a non-detached restore waits for its root */
   onRunning?: (stats: import('./index').RestoreStats) => void;
 }

@@ -412,7 +412,7 @@ function checkFile(set: ImageSet, id: number, f: Msg): void {
     if (name.length > 108) throw new ImageError('files.img', `id ${id}.usk.name`, `${name.length} bytes is longer than sun_path`);
     if (name.length && name[0] !== 0 && name[0] !== 0x2f && !u.name_dir) throw new ImageError('files.img', `id ${id}.usk.name`, 'a relative socket path without its directory (name_dir)');
   }
-  if (type === 4) checkInetEntry(id, f.isk);
+  if (type === 4) checkInetEntry(id, f.isk, !!set.inventory.tcp_close);
   if (type === 10) checkPacketEntry(id, f.psk);
   if (type === 13) checkNetlinkEntry(id, f.nlsk);
   if (type === 12) checkFanotifyEntry(id, f);

@@ -91,7 +91,8 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
   try {
     // the cgroups first, as in CRIU: a task may hold one of their directories open
     cgroups?.prepare();
-    checkLockMethod(set.inventory, hasConnections(set));
+    if (set.inventory.tcp_close && !opts.tcpClose) throw new EngineError('inventory.img: tcp_close: the set was dumped with --tcp-close: restore it with --tcp-close', 'EIMAGE');
+    checkLockMethod(set.inventory, hasConnections(set) && !opts.tcpClose);
     preflight(set, opts);
     locks = loadFileLocks(set);
     plugins = restorePlugins(set.inventory, set.dir, (m) => opts.log.debug(m));
@@ -122,6 +123,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       // objects the engine makes itself, before any process: shared memory, sockets, terminals
       ctx.shmem.build();
       // inet first: an inet socket may travel in a unix socket's queue
+      ctx.inet.tcpClose = opts.tcpClose ?? false;
       ctx.inet.build();
       ctx.packet.build();
       ctx.netlink.build();

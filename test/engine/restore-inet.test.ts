@@ -8,7 +8,7 @@ import * as dgram from 'dgram';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, Target, decode, killPid, restoreOk, dumpAndReap, until } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, Target, decode, killPid, restoreOk, dumpAndReap, until, runCriu, gone } from './helpers';
 import { crit } from '../helpers/cli';
 
 if (!IS_ROOT) console.warn(`SKIPPING engine inet restore tests: ${SKIP_REASON}`);
@@ -243,7 +243,7 @@ describe.skipIf(!IS_ROOT)('engine restore: inet sockets', () => {
   }
 
   it('refuses a listener with a connection not accepted yet, naming task and fd', async () => {
-    await refused('pending', (pid, fd) => `task ${pid} fd ${fd}: IPv4 TCP listener: 1 connection(s) waiting to be accepted (they would be lost; not supported)`, async (port) => {
+    await refused('pending', (pid, fd) => `task ${pid} fd ${fd}: IPv4 TCP listener: 1 connection(s) waiting to be accepted (they would be lost; dump with --skip-in-flight to drop them)`, async (port) => {
       const c = net.connect(port, '127.0.0.1');
       await new Promise<void>((resolve, reject) => {
         c.on('connect', () => resolve());
@@ -251,6 +251,26 @@ describe.skipIf(!IS_ROOT)('engine restore: inet sockets', () => {
       });
       return () => c.destroy();
     });
+  });
+
+  it('leaves a connection not accepted yet out with --skip-in-flight; the listener listens again', async () => {
+    const { t, m } = await start('pending', /ready pending fd=(\d+) port=(\d+)/);
+    started.push(t.pid);
+    const port = +m[2];
+    const c = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => c.on('connect', () => resolve()).on('error', reject));
+    c.on('error', () => { /* reset once it is left out */ });
+    const d = path.join(work, 'skip-in-flight');
+    fs.mkdirSync(d);
+    const r = runCriu(['dump', '-t', String(t.pid), '-D', d, '-o', 'dump.log', '-v4', '--skip-in-flight']);
+    expect(r.status).toBe(0);
+    expect(fs.readFileSync(path.join(d, 'dump.log'), 'utf8')).toMatch(new RegExp(`task ${t.pid} fd ${m[1]}: IPv4 TCP listener: connections not accepted yet are left out`));
+    await until(() => gone(t.pid), 'the dumped task to be reaped');
+    c.destroy();
+    const rr = runCriu(['restore', '-D', d, '-d', '-o', 'restore.log']);
+    expect(rr.status, rr.stderr).toBe(0);
+    await new Promise<void>((resolve, reject) => net.connect(port, '127.0.0.1', resolve).on('error', reject));
+    t.kill();
   });
 
   it('refuses foreign-namespace sockets, and one its task does not own', async () => {

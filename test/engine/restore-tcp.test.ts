@@ -4,7 +4,7 @@
 // (the fixture checks every byte), over IPv4, IPv6 and a v4-mapped IPv6 server. A connection to a
 // peer outside the tree stays locked from the dump to the restore, and the peer sees the stream go
 // on. Refused: a connection without --tcp-established.
-import { describe, it, expect, afterAll } from 'vitest';
+import { describe, it, expect, afterAll, beforeAll } from 'vitest';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -147,4 +147,44 @@ describe.skipIf(!IS_ROOT)('TCP connections that are not dumped', () => {
     expect([wrong, broken]).toEqual([-1, '']);
     peer.destroy();
   }, 30000);
+});
+
+describe.skipIf(!IS_ROOT)('TCP connections dropped (--tcp-close) and not accepted yet (--skip-in-flight)', () => {
+  let work: string;
+  const targets: Target[] = [];
+  beforeAll(() => {
+    work = tempDir('tcpclose');
+  });
+  afterAll(() => {
+    for (const t of targets) cleanUp(t, undefined);
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  for (const [mode, dumpArgs, restoreArgs] of [
+    ['established', ['--tcp-established'], ['--tcp-close']],
+    ['dumped with --tcp-close', ['--tcp-close'], ['--tcp-close']],
+    ['half-closed, dumped with --tcp-close', ['--tcp-close'], ['--tcp-close']],
+  ] as const) {
+    it(`comes back closed at both ends, the listener accepting (${mode})`, async () => {
+      fs.rmSync(path.join(work, 'go'), { force: true });
+      const t = startTarget(compile('tcpclosed', work), mode.startsWith('half') ? ['half'] : [], work);
+      targets.push(t);
+      await t.waitFor(/^ready$/m);
+      const dir = path.join(work, `img-${targets.length}`);
+      fs.mkdirSync(dir);
+      expect(runCriu(['dump', '-t', String(t.pid), '-D', dir, '-o', 'dump.log', ...dumpArgs]).status).toBe(0);
+      await until(() => gone(t.pid), 'the dumped task to exit');
+      expect(decode(path.join(dir, 'inventory.img'))[0].tcp_close ?? false).toBe(dumpArgs[0] === '--tcp-close');
+      if (dumpArgs[0] === '--tcp-close') {
+        // such a set needs --tcp-close at restore too, as CRIU's does
+        const r = runCriu(['restore', '-D', dir, '-d', '-o', 'refused.log']);
+        expect(r.status).toBe(1);
+        expect(fs.readFileSync(path.join(dir, 'refused.log'), 'utf8')).toMatch(/^Error \(restore\): inventory\.img: tcp_close: the set was dumped with --tcp-close/m);
+      }
+      expect(runCriu(['restore', '-D', dir, '-d', '-o', 'restore.log', ...restoreArgs]).status).toBe(0);
+      fs.writeFileSync(path.join(work, 'go'), '');
+      await t.waitFor(/^closed (ok|fail.*)$/m);
+      expect(t.output()).toMatch(/^closed ok$/m);
+    }, 30000);
+  }
 });
