@@ -14,7 +14,7 @@ import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import { native, isNativeError } from '../../native';
 import { socketOpts } from '../dump/unix';
-import { applySkOpts, socketFilter } from './sk-common';
+import { applySkOpts, socketFilter, optionValues } from './sk-common';
 import { UnsupportedError, EngineError } from '../errors';
 import { readProc } from '../proc/read';
 import type { Log } from '../log';
@@ -156,19 +156,7 @@ function foreignOpts(family: number, proto: number): Opt[] {
 
 /** The values of the options the image cannot hold, as text (an errno name when unreadable). */
 function foreignValues(sock: number, family: number, proto: number): Map<string, string> {
-  const n = native();
-  const out = new Map<string, string>();
-  for (const [level, name, label, len] of foreignOpts(family, proto)) {
-    let v: string;
-    try {
-      const b = n.getsockopt(sock, level, name, len ?? 4);
-      v = len ? b.toString('hex') : b.length >= 4 ? String(b.readInt32LE(0)) : b.toString('hex');
-    } catch (e) {
-      v = isNativeError(e) ? e.code : String(e);
-    }
-    out.set(label, v);
-  }
-  return out;
+  return optionValues(sock, foreignOpts(family, proto));
 }
 
 /** A socket of this kind as the kernel makes it, for its defaults. */

@@ -212,17 +212,8 @@ export class TcpDump {
    * tcp_opts fields the stream entry repeats. `sock` stays the caller's.
    */
   dump(sock: number, ino: number, conn: Conn, where: { pid: number; fd: number }): void {
-    const n = native();
-    const reuseaddr = intOf(sock, SOL_SOCKET, SO_REUSEADDR);
-    const fd = n.fcntl(sock, 1030 /* F_DUPFD_CLOEXEC */, 0);
     if (this.locking) this.lock.lock(conn);
-    try {
-      n.setsockopt(fd, SOL_TCP, TCP_REPAIR, 1);
-    } catch (e) {
-      n.close(fd);
-      throw new EngineError(`task ${where.pid} fd ${where.fd}: cannot put ${connText(conn)} in TCP repair mode: ${isNativeError(e) ? e.code : e}`);
-    }
-    this.held.push({ ...conn, fd, pid: where.pid, tfd: where.fd, reuseaddr });
+    const fd = this.silence(sock, conn, where);
     const tse = readStream(fd, where, conn);
     this.images.push([`tcp-stream-${ino}.img`, 'TCP_STREAM', [{ msg: tse.msg, extra: { kind: 'tcp', inq: tse.inq, outq: tse.outq } }]]);
   }
@@ -230,9 +221,9 @@ export class TcpDump {
   /**
    * A connection dumped without its state (--tcp-close): put in repair mode only, so that a killed
    * tree closes it without a FIN (no socket left behind holds its port); a tree that runs again
-   * gets it back as it was.
+   * gets it back as it was. Returns the engine's fd of it in repair mode.
    */
-  silence(sock: number, conn: Conn, where: { pid: number; fd: number }): void {
+  silence(sock: number, conn: Conn, where: { pid: number; fd: number }): number {
     const n = native();
     const reuseaddr = intOf(sock, SOL_SOCKET, SO_REUSEADDR);
     const fd = n.fcntl(sock, 1030 /* F_DUPFD_CLOEXEC */, 0);
@@ -243,6 +234,7 @@ export class TcpDump {
       throw new EngineError(`task ${where.pid} fd ${where.fd}: cannot put ${connText(conn)} in TCP repair mode: ${isNativeError(e) ? e.code : e}`);
     }
     this.held.push({ ...conn, fd, pid: where.pid, tfd: where.fd, reuseaddr });
+    return fd;
   }
 
   /** The connections whose peer is not among the dumped ones: their lock stays until the restore. */
