@@ -370,6 +370,8 @@ function collect(
   files.inet.tcpClose = opts.tcpClose ?? false;
   files.inet.skipInFlight = opts.skipInFlight ?? false;
   files.inet.log = log;
+  // every connection to be repaired is locked in one go, before the first one is read
+  if (opts.tcpEstablished && !opts.tcpClose) tcp.lockAll(files.inet.connectionsOf(socketInodes(dumps.filter((d) => d.proc.state !== 'Z').map((d) => d.proc.pid))));
   files.ttys.tree = inTree;
   const plugins = engineHost('dump', tmp, (m) => log.debug(m));
   plugins.init();
@@ -553,6 +555,28 @@ function collect(
     writeImage(path.join(tmp, 'stats-dump'), 'STATS', [{ msg: statsEntry(stats) }]);
   };
   return { stats, writeImages };
+}
+
+/** The inodes of the sockets the tasks hold. */
+function socketInodes(pids: number[]): Set<number> {
+  const out = new Set<number>();
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) out.add(Number(m[1]));
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return out;
 }
 
 /** Controlling terminals of the tree's tasks: tty rdev -> session and foreground group. */

@@ -20,7 +20,7 @@ import { readProc } from '../proc/read';
 import type { Log } from '../log';
 import type { ImageSet } from '../restore/imageset';
 import { ImageError, num, big } from '../restore/imageset';
-import { TcpDump, ESTABLISHED_OWN_OPTIONS, loadStream, restoreInRepair, leaveRepair, StreamImage } from './tcp';
+import { TcpDump, ESTABLISHED_OWN_OPTIONS, loadStream, restoreInRepair, leaveRepair, StreamImage, Conn } from './tcp';
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -369,6 +369,15 @@ export class InetSockets {
   skipInFlight = false;
 
   constructor(public log?: Log) {}
+
+  /** The established TCP connections among these socket inodes (what --tcp-established will repair). */
+  connectionsOf(inodes: Set<number>): Conn[] {
+    const out: Conn[] = [];
+    for (const d of this.sockets().values())
+      if (d.proto === IPPROTO_TCP && d.state === TCP_ESTABLISHED && inodes.has(d.ino))
+        out.push({ family: d.family, src: d.src, srcPort: d.srcPort, dst: d.dst, dstPort: d.dstPort });
+    return out;
+  }
 
   private sockets(): Map<string, InetDiag> {
     if (this.diag) return this.diag;

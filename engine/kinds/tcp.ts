@@ -120,24 +120,49 @@ export class NftLock {
     if (r.status !== 0) throw new EngineError(`network lock: nft failed: ${(r.stderr || '').trim()}`);
   }
 
-  lock(c: Conn): void {
+  /** connections locked so far (both directions' keys) */
+  private have = new Set<string>();
+
+  /** Is this connection locked already? */
+  covers(c: Conn): boolean {
+    return this.have.has(endKey(c));
+  }
+
+  /**
+   * Locks connections, all in one nft run: the table's two sets (IPv4 and IPv6 address-port
+   * quadruples, as CRIU keeps them) get both directions of each, and its chains drop what they hold.
+   */
+  lock(...conns: Conn[]): void {
+    conns = conns.filter((c) => !this.covers(c));
+    if (!conns.length) return;
     let script = '';
     if (!this.made) {
-      script += `table inet ${this.table} {\n chain input { type filter hook input priority -300; policy accept; }\n chain output { type filter hook output priority -300; policy accept; }\n}\n`;
+      script += `table inet ${this.table} {\n`
+        + ' set conns4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }\n'
+        + ' set conns6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }\n'
+        + ' chain input { type filter hook input priority -300; policy accept;\n  ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n  ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n }\n'
+        + ' chain output { type filter hook output priority -300; policy accept;\n  ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n  ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n }\n}\n';
     }
-    const s = addrOf(c.family, c.src), d = addrOf(c.family, c.dst);
-    const ip = s.v6 ? 'ip6' : 'ip';
-    for (const chain of ['input', 'output'])
-      for (const [a, ap, b, bp] of [[s.text, c.srcPort, d.text, c.dstPort], [d.text, c.dstPort, s.text, c.srcPort]])
-        script += `add rule inet ${this.table} ${chain} ${ip} saddr ${a} tcp sport ${ap} ${ip} daddr ${b} tcp dport ${bp} drop\n`;
+    const v4: string[] = [], v6: string[] = [];
+    for (const c of conns) {
+      const s = addrOf(c.family, c.src), d = addrOf(c.family, c.dst);
+      (s.v6 ? v6 : v4).push(`${s.text} . ${c.srcPort} . ${d.text} . ${c.dstPort}`, `${d.text} . ${c.dstPort} . ${s.text} . ${c.srcPort}`);
+    }
+    if (v4.length) script += `add element inet ${this.table} conns4 { ${v4.join(', ')} }\n`;
+    if (v6.length) script += `add element inet ${this.table} conns6 { ${v6.join(', ')} }\n`;
     this.nft(script);
     this.made = true;
-    this.log?.debug(`network lock: ${connText(c)} locked (nft table inet ${this.table})`);
+    for (const c of conns) {
+      this.have.add(endKey(c));
+      this.have.add(endKey(c, true));
+    }
+    this.log?.debug(`network lock: ${conns.length} connection(s) locked (nft table inet ${this.table})`);
   }
 
   unlock(): void {
     if (!this.made) return;
     this.made = false;
+    this.have.clear();
     try {
       this.nft(`delete table inet ${this.table}\n`);
       this.log?.debug(`network lock: table inet ${this.table} removed`);
@@ -211,8 +236,13 @@ export class TcpDump {
    * Locks the connection, puts the socket in repair mode and reads it; returns the
    * tcp_opts fields the stream entry repeats. `sock` stays the caller's.
    */
+  /** Locks, in one nft run, the connections the tree will have dumped (before the first is read). */
+  lockAll(conns: Conn[]): void {
+    if (this.locking) this.lock.lock(...conns);
+  }
+
   dump(sock: number, ino: number, conn: Conn, where: { pid: number; fd: number }): void {
-    if (this.locking) this.lock.lock(conn);
+    if (this.locking) this.lock.lock(conn); // one lockAll did not see (nothing when it did)
     const fd = this.silence(sock, conn, where);
     const tse = readStream(fd, where, conn);
     this.images.push([`tcp-stream-${ino}.img`, 'TCP_STREAM', [{ msg: tse.msg, extra: { kind: 'tcp', inq: tse.inq, outq: tse.outq } }]]);
