@@ -14,7 +14,8 @@ import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import { native, isNativeError } from '../../native';
 import { socketOpts } from '../dump/unix';
-import { applySkOpts, socketFilter, optionValues } from './sk-common';
+import { sockDiag, diagAttrs } from '../dump/netlink';
+import { applySkOpts, socketFilter, optionValues, foreignOpts as socketForeignOpts, Opt } from './sk-common';
 import { UnsupportedError, EngineError } from '../errors';
 import { readProc } from '../proc/read';
 import type { Log } from '../log';
@@ -99,19 +100,9 @@ function needsScope(words: number[]): boolean {
 // ---------------------------------------------------------------------------------------------
 // options
 
-type Opt = [level: number, name: number, label: string, len?: number];
-
 // Options inet_sk_entry has no field for (state-independent settings). Their values must be what
-// a new socket of the same kind has, or the restore could not be exact.
-const FOREIGN_SOCKET: Opt[] = [
-  [SOL_SOCKET, 1, 'SO_DEBUG'], [SOL_SOCKET, SO.PASSCRED, 'SO_PASSCRED'], [SOL_SOCKET, SO.PASSSEC, 'SO_PASSSEC'],
-  [SOL_SOCKET, 19, 'SO_SNDLOWAT'], [SOL_SOCKET, 29, 'SO_TIMESTAMP'], [SOL_SOCKET, 35, 'SO_TIMESTAMPNS'], [SOL_SOCKET, 37, 'SO_TIMESTAMPING', 8],
-  [SOL_SOCKET, 63, 'SO_TIMESTAMP_NEW'], [SOL_SOCKET, 64, 'SO_TIMESTAMPNS_NEW'], [SOL_SOCKET, 65, 'SO_TIMESTAMPING_NEW', 8],
-  [SOL_SOCKET, 40, 'SO_RXQ_OVFL'], [SOL_SOCKET, 41, 'SO_WIFI_STATUS'], [SOL_SOCKET, 42, 'SO_PEEK_OFF'], [SOL_SOCKET, 43, 'SO_NOFCS'],
-  [SOL_SOCKET, 44, 'SO_LOCK_FILTER'], [SOL_SOCKET, 45, 'SO_SELECT_ERR_QUEUE'], [SOL_SOCKET, 46, 'SO_BUSY_POLL'], [SOL_SOCKET, 47, 'SO_MAX_PACING_RATE', 8],
-  [SOL_SOCKET, 60, 'SO_ZEROCOPY'], [SOL_SOCKET, 61, 'SO_TXTIME', 8], [SOL_SOCKET, 69, 'SO_PREFER_BUSY_POLL'], [SOL_SOCKET, 70, 'SO_BUSY_POLL_BUDGET'],
-  [SOL_SOCKET, 73, 'SO_RESERVE_MEM'], [SOL_SOCKET, 74, 'SO_TXREHASH'], [SOL_SOCKET, 75, 'SO_RCVMARK'], [SOL_SOCKET, 82, 'SO_RCVPRIORITY'],
-];
+// a new socket of the same kind has, or the restore could not be exact. The SOL_SOCKET ones are
+// sk-common's (SO_PASSCRED and SO_PASSSEC among them: inet images hold neither).
 const FOREIGN_IP: Opt[] = [
   [SOL_IP, 3, 'IP_HDRINCL'], [SOL_IP, 4, 'IP_OPTIONS', 40], [SOL_IP, 5, 'IP_ROUTER_ALERT'], [SOL_IP, 6, 'IP_RECVOPTS'], [SOL_IP, 7, 'IP_RETOPTS'],
   [SOL_IP, 10, 'IP_MTU_DISCOVER'], [SOL_IP, 11, 'IP_RECVERR'], [SOL_IP, 12, 'IP_RECVTTL'], [SOL_IP, 13, 'IP_RECVTOS'], [SOL_IP, 18, 'IP_PASSSEC'],
@@ -147,7 +138,7 @@ const foreignUdp = (level: number): Opt[] => [
 ];
 
 function foreignOpts(family: number, proto: number): Opt[] {
-  const l = [...FOREIGN_SOCKET, ...FOREIGN_IP];
+  const l = [...socketForeignOpts(false), ...FOREIGN_IP];
   if (family === AF_INET6) l.push(...FOREIGN_IP_ON_V6, ...FOREIGN_IPV6);
   if (proto === IPPROTO_TCP) l.push(...FOREIGN_TCP);
   else if (!isPing(proto)) l.push(...foreignUdp(proto === IPPROTO_UDPLITE ? SOL_UDPLITE : SOL_UDP));
@@ -259,9 +250,6 @@ function rawOptions(sock: number, family: number, proto: number): Msg {
 // ---------------------------------------------------------------------------------------------
 // dump
 
-const NETLINK_SOCK_DIAG = 4;
-const SOCK_DIAG_BY_FAMILY = 20;
-const NLM_F_REQUEST = 0x1, NLM_F_DUMP = 0x300;
 const INET_DIAG_SHUTDOWN = 8;
 
 export interface InetDiag {
@@ -281,16 +269,12 @@ export interface InetDiag {
 }
 
 function diagRequest(family: number, proto: number): Buffer {
-  const req = Buffer.alloc(16 + 56);
-  req.writeUInt32LE(req.length, 0);
-  req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
-  req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-  req.writeUInt32LE(1, 8);
-  req.writeUInt8(family, 16);
-  req.writeUInt8(proto, 17);
-  req.writeUInt8(1 << (INET_DIAG_SHUTDOWN - 1), 18); // idiag_ext (the shutdown attribute comes anyway)
-  req.writeUInt32LE(0xffffffff, 20); // all states
-  return req;
+  const body = Buffer.alloc(56);
+  body.writeUInt8(family, 0);
+  body.writeUInt8(proto, 1);
+  body.writeUInt8(1 << (INET_DIAG_SHUTDOWN - 1), 2); // idiag_ext (the shutdown attribute comes anyway)
+  body.writeUInt32LE(0xffffffff, 4); // all states
+  return body;
 }
 
 export function parseInetDiag(msg: Buffer, proto: number): InetDiag {
@@ -301,13 +285,7 @@ export function parseInetDiag(msg: Buffer, proto: number): InetDiag {
     family, proto, state: msg.readUInt8(17), srcPort: msg.readUInt16BE(20), dstPort: msg.readUInt16BE(22),
     src: addr(24), dst: addr(40), rqueue: msg.readUInt32LE(72), wqueue: msg.readUInt32LE(76), ino: msg.readUInt32LE(84), shutdown: 0,
   };
-  const total = msg.readUInt32LE(0);
-  for (let o = 16 + 72; o + 4 <= total; ) {
-    const len = msg.readUInt16LE(o), type = msg.readUInt16LE(o + 2);
-    if (len < 4) break;
-    if (type === INET_DIAG_SHUTDOWN) d.shutdown = msg.readUInt8(o + 4);
-    o += (len + 3) & ~3;
-  }
+  for (const { type, at } of diagAttrs(msg, 72)) if (type === INET_DIAG_SHUTDOWN) d.shutdown = msg.readUInt8(at);
   return d;
 }
 
@@ -386,7 +364,7 @@ export class InetSockets {
       for (const proto of [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE]) {
         let msgs: Buffer[];
         try {
-          msgs = native().netlinkQuery(NETLINK_SOCK_DIAG, diagRequest(family, proto));
+          msgs = sockDiag(diagRequest(family, proto));
         } catch {
           continue; // no diag module for this protocol
         }

@@ -11,6 +11,7 @@
 // NO_ENOBUFS, EXT_ACK, ...) and SOL_SOCKET options the image has no field for, and the protocols
 // whose kernel side keeps state of its own for a socket's port (audit, netfilter queues and
 // logs, generic netlink families, connector, ...), which a new socket would not have.
+import { sockDiag, diagAttrs } from '../dump/netlink';
 import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import { native, isNativeError } from '../../native';
@@ -72,7 +73,6 @@ export interface NetlinkDiag {
   rmem: number;
 }
 
-const NETLINK_SOCK_DIAG = 4, SOCK_DIAG_BY_FAMILY = 20, NLM_F_REQUEST = 0x1, NLM_F_DUMP = 0x300;
 const NDIAG_PROTO_ALL = 255;
 const SHOW = { MEMINFO: 1, GROUPS: 2, FLAGS: 8 } as const;
 const ATTR = { MEMINFO: 0, GROUPS: 1, FLAGS: 4 } as const;
@@ -80,29 +80,20 @@ const NDIAG_FLAG_CB_RUNNING = 0x1;
 
 /** The bound netlink sockets of the engine's network namespace (and unbound ones with groups), by inode. */
 export function netlinkDiag(): Map<number, NetlinkDiag> {
-  const req = Buffer.alloc(16 + 20);
-  req.writeUInt32LE(req.length, 0);
-  req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
-  req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-  req.writeUInt32LE(1, 8);
-  req.writeUInt8(AF_NETLINK, 16);
-  req.writeUInt8(NDIAG_PROTO_ALL, 17);
-  req.writeUInt32LE(SHOW.MEMINFO | SHOW.GROUPS | SHOW.FLAGS, 24);
+  const body = Buffer.alloc(20);
+  body.writeUInt8(AF_NETLINK, 0);
+  body.writeUInt8(NDIAG_PROTO_ALL, 1);
+  body.writeUInt32LE(SHOW.MEMINFO | SHOW.GROUPS | SHOW.FLAGS, 8);
   const out = new Map<number, NetlinkDiag>();
-  for (const m of native().netlinkQuery(NETLINK_SOCK_DIAG, req)) {
+  for (const m of sockDiag(body)) {
     const d: NetlinkDiag = {
       protocol: m.readUInt8(18), state: m.readUInt8(19), portid: m.readUInt32LE(20), dstPortid: m.readUInt32LE(24),
       dstGroup: m.readUInt32LE(28), ino: m.readUInt32LE(32), groups: [], flags: 0, rmem: 0,
     };
-    const total = m.readUInt32LE(0);
-    for (let o = 16 + 28; o + 4 <= total; ) {
-      const len = m.readUInt16LE(o), type = m.readUInt16LE(o + 2);
-      if (len < 4) break;
-      const at = o + 4;
-      if (type === ATTR.GROUPS) for (let p = at; p + 4 <= o + len; p += 4) d.groups.push(m.readUInt32LE(p));
+    for (const { type, at, end } of diagAttrs(m, 28)) {
+      if (type === ATTR.GROUPS) for (let p = at; p + 4 <= end; p += 4) d.groups.push(m.readUInt32LE(p));
       else if (type === ATTR.FLAGS) d.flags = m.readUInt32LE(at);
       else if (type === ATTR.MEMINFO) d.rmem = m.readUInt32LE(at);
-      o += (len + 3) & ~3;
     }
     out.set(d.ino, d);
   }

@@ -14,6 +14,7 @@
 // their counts (an entry per add, oldest first, so CRIU makes the same list). At restore the
 // socket is made without a protocol and bound to it only once every option, filter and ring is in
 // place, so that it receives nothing its settings would not have let through.
+import { sockDiag, diagAttrs } from '../dump/netlink';
 import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import { native, isNativeError } from '../../native';
@@ -107,7 +108,6 @@ export interface PacketDiag {
   rmem: number;
 }
 
-const NETLINK_SOCK_DIAG = 4, SOCK_DIAG_BY_FAMILY = 20, NLM_F_REQUEST = 0x1, NLM_F_DUMP = 0x300;
 const SHOW = { INFO: 1, MCLIST: 2, RING_CFG: 4, FANOUT: 8, MEMINFO: 0x10 } as const;
 const ATTR = { INFO: 0, MCLIST: 1, RX_RING: 2, TX_RING: 3, FANOUT: 4, MEMINFO: 6 } as const;
 
@@ -118,29 +118,21 @@ function parseRing(b: Buffer, o: number): Ring {
 
 /** Every packet socket of the engine's network namespace, by inode. */
 export function packetDiag(): Map<number, PacketDiag> {
-  const req = Buffer.alloc(16 + 20);
-  req.writeUInt32LE(req.length, 0);
-  req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
-  req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-  req.writeUInt32LE(1, 8);
-  req.writeUInt8(AF_PACKET, 16);
-  req.writeUInt32LE(SHOW.INFO | SHOW.MCLIST | SHOW.RING_CFG | SHOW.FANOUT | SHOW.MEMINFO, 24);
+  const body = Buffer.alloc(20);
+  body.writeUInt8(AF_PACKET, 0);
+  body.writeUInt32LE(SHOW.INFO | SHOW.MCLIST | SHOW.RING_CFG | SHOW.FANOUT | SHOW.MEMINFO, 8);
   const out = new Map<number, PacketDiag>();
-  for (const m of native().netlinkQuery(NETLINK_SOCK_DIAG, req)) {
+  for (const m of sockDiag(body)) {
     const d: PacketDiag = {
       type: m.readUInt8(17), protocol: swap16(m.readUInt16LE(18)), ino: m.readUInt32LE(20),
       index: 0, version: 0, reserve: 0, copyThresh: 0, tstamp: 0, flags: 0, mclist: [], rmem: 0,
     };
-    const total = m.readUInt32LE(0);
-    for (let o = 16 + 16; o + 4 <= total; ) {
-      const len = m.readUInt16LE(o), type = m.readUInt16LE(o + 2);
-      if (len < 4) break;
-      const at = o + 4;
+    for (const { type, at, end } of diagAttrs(m, 16)) {
       if (type === ATTR.INFO) {
         d.index = m.readInt32LE(at);
         [d.version, d.reserve, d.copyThresh, d.tstamp, d.flags] = [4, 8, 12, 16, 20].map((k) => m.readUInt32LE(at + k));
       } else if (type === ATTR.MCLIST) {
-        for (let p = at; p + 44 <= o + len; p += 44) {
+        for (let p = at; p + 44 <= end; p += 44) {
           const alen = m.readUInt16LE(p + 10);
           d.mclist.push({ index: m.readInt32LE(p), count: m.readUInt32LE(p + 4), type: m.readUInt16LE(p + 8), addr: Buffer.from(m.subarray(p + 12, p + 12 + Math.min(alen, MAX_ADDR_LEN))) });
         }
@@ -148,7 +140,6 @@ export function packetDiag(): Map<number, PacketDiag> {
       else if (type === ATTR.TX_RING) d.tx = parseRing(m, at);
       else if (type === ATTR.FANOUT) d.fanout = m.readUInt32LE(at);
       else if (type === ATTR.MEMINFO) d.rmem = m.readUInt32LE(at);
-      o += (len + 3) & ~3;
     }
     out.set(d.ino, d);
   }
