@@ -94,7 +94,7 @@ function settledExit(pid: number): 'Z' | 'gone' {
       return 'gone';
     }
     if (Date.now() > until) throw new EngineError(`task ${pid} is exiting and cannot be seized, and has not exited`, 'EAGAIN');
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    Atomics.wait(sleepCell, 0, 0, 5);
   }
 }
 

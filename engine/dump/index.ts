@@ -569,7 +569,7 @@ function socketInodes(pids: number[]): Set<number> {
     }
     for (const fd of fds) {
       try {
-        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        const m = /^socket:\[(\d+)\]$/.exec(readLinkProc(pid, 'fd', fd));
         if (m) out.add(Number(m[1]));
       } catch {
         /* closed meanwhile */

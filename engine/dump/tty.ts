@@ -36,8 +36,8 @@ const INFO_ID = { console: 1002 * 2, vt: 1004 * 2, ctty: 1006 * 2 } as const;
 const N_TTY = 0;
 const NCCS = 19;
 
-export const major = (rdev: number) => ((rdev >> 8) & 0xfff) | Math.floor(rdev / 2 ** 32) & ~0xfff;
-export const minor = (rdev: number) => (rdev & 0xff) | ((rdev >> 12) & ~0xff);
+export { major, minor } from '../proc/devnum';
+import { major, minor } from '../proc/devnum';
 
 export type TtyKind = 'ptm' | 'pts' | 'console' | 'vt' | 'ctty';
 

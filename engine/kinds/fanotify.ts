@@ -16,6 +16,7 @@
 // (fanotify_mark cannot make one), mount marks whose mount point is covered by another mount, and
 // groups that may have been made without CAP_SYS_ADMIN (nothing shows whether a group was: the
 // restore makes it privileged, which reports other processes' pids where the original gave 0).
+import { major, minor } from '../proc/devnum';
 import * as fs from 'fs';
 import type { Msg } from '../../images/codec';
 import { native } from '../../native';
@@ -144,8 +145,7 @@ function kdev(dev: string): number {
 
 /** A userspace st_dev -> the kernel's s_dev. */
 function kdevOfStat(dev: number): number {
-  const major = Math.floor(dev / 256) % 4096, minor = (dev % 256) + (Math.floor(dev / 2 ** 20) % 4096) * 256;
-  return major * 2 ** 20 + minor;
+  return major(dev) * 2 ** 20 + minor(dev);
 }
 
 function effectiveCaps(pid: number): bigint {

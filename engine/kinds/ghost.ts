@@ -11,6 +11,7 @@ import { writeImage, loadImage, NewEntry } from '../../images/files';
 import { ByteSource } from '../../images/source';
 import { readHeader, readEntries, ImageError } from '../../images/image';
 import { native } from '../../native';
+import { major, minor } from '../proc/devnum';
 import { UnsupportedError, EngineError } from '../errors';
 
 /** CRIU's default --ghost-limit: allocated bytes of one ghost file */
@@ -289,12 +290,10 @@ export class RestoredGhosts {
       this.made.push({ path: at, dir: false });
     } else if ((mode & S_IFMT) === S_IFCHR || (mode & S_IFMT) === S_IFBLK) {
       const rdev = Number(head.rdev ?? 0);
-      // dev_t as glibc packs it
-      const major = ((rdev >>> 8) & 0xfff) | Math.floor(rdev / 2 ** 32) & ~0xfff, minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff & 0xfffff);
       try {
-        native().mknod(at, (mode & S_IFMT) | (mode & 0o7777), major, minor);
+        native().mknod(at, (mode & S_IFMT) | (mode & 0o7777), major(rdev), minor(rdev));
       } catch (e) {
-        throw new EngineError(`${image}: cannot make the device node ${at} (${major}:${minor}) again: ${(e as Error).message}`);
+        throw new EngineError(`${image}: cannot make the device node ${at} (${major(rdev)}:${minor(rdev)}) again: ${(e as Error).message}`);
       }
       this.made.push({ path: at, dir: false });
     } else if ((mode & S_IFMT) === S_IFLNK) {

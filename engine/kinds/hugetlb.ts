@@ -11,6 +11,7 @@
 // Restore: a page size this machine lacks is refused before anything is made; hugetlbfs has no
 // write(), so an object's pages go in through a shared mapping of the engine's, one huge page at
 // a time (which allocates exactly the pages the image holds).
+import { major, minor } from '../proc/devnum';
 import * as fs from 'fs';
 import { native } from '../../native';
 import { EngineError, UnsupportedError } from '../errors';
@@ -52,8 +53,7 @@ export function machineSizes(): HugeSize[] {
 
 /** "major:minor" as /proc/PID/maps prints a device number. */
 export function devString(dev: number): string {
-  const major = ((dev >>> 8) & 0xfff) >>> 0, minor = ((dev & 0xff) | ((dev >>> 12) & 0xfff00)) >>> 0;
-  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
+  return `${major(dev).toString(16).padStart(2, '0')}:${minor(dev).toString(16).padStart(2, '0')}`;
 }
 
 let internal: Map<string, HugeSize> | undefined;

@@ -30,7 +30,6 @@ const OPEN_ONLY = 0o100 | 0o200 | 0o1000 | 0o400;
 const MAX_TRIES = 4096;
 const TYPE_TTY = 11;
 const TTY_TYPE = { PTY: 1, CONSOLE: 2, VT: 3, CTTY: 4 } as const;
-const TTY_NAME: Record<number, string> = { 2: 'the console', 3: 'a virtual terminal', 4: '/dev/tty' };
 
 /** termios_entry -> the kernel's 36-byte struct termios (c_cc: 19 bytes packed in u32 words, as CRIU). */
 export function termiosBuffer(t: Msg): Buffer {

@@ -15,7 +15,7 @@ import { EngineError } from '../errors';
 import type { Log } from '../log';
 import { ImageSet, ImageError, num, big, MADE_IN_TASK_IN_FLIGHT } from './imageset';
 
-const SOCK_STREAM = 1, SOCK_DGRAM = 2;
+const SOCK_DGRAM = 2;
 const TCP_LISTEN = 10;
 const SOL_SOCKET = 1;
 const SO = {
