@@ -28,6 +28,7 @@ import { native, isNativeError } from '../../native';
 import { UnsupportedError, EngineError } from '../errors';
 import type { Log } from '../log';
 import { num } from '../restore/imageset';
+import type { ImageSet } from '../restore/imageset';
 
 const SOL_TCP = 6, SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_SNDBUF = 7, SO_SNDBUFFORCE = 32, SO_BUF_LOCK = 72;
 const TCP_MAXSEG = 2, TCP_INFO = 11, TCP_REPAIR = 19, TCP_REPAIR_QUEUE = 20, TCP_QUEUE_SEQ = 21, TCP_REPAIR_OPTIONS = 22;
@@ -195,6 +196,11 @@ export function unlockAfterRestore(inventory: Msg, hasConnections: boolean, log?
   const r = spawnSync('nft', ['delete', 'table', 'inet', table], { encoding: 'utf8' });
   if (r.error || r.status !== 0) throw new EngineError(`network unlock: cannot remove nft table inet ${table}: ${r.error?.message ?? r.stderr.trim()}`);
   log?.debug(`network lock: table inet ${table} of the dump removed${hasConnections ? '' : ' (no connection in the set)'}`);
+}
+
+/** Does the set hold established TCP connections (inet entries of a stream socket in state ESTABLISHED)? */
+export function hasConnections(set: ImageSet): boolean {
+  return [...set.files.values()].some((f) => num(f.type) === 4 && num(f.isk?.proto) === 6 && num(f.isk?.type) === 1 && num(f.isk?.state) === TCP_ESTABLISHED);
 }
 
 /** Refuses, before any process exists, connections of a set whose lock this engine cannot undo. */

@@ -23,7 +23,7 @@ import { ShmemRestorer } from './shmem';
 import { UnixRestorer } from './unix';
 import { InetRestorer } from '../kinds/inet';
 import { PacketRestorer } from '../kinds/packet';
-import { checkLockMethod, unlockAfterRestore } from '../kinds/tcp';
+import { checkLockMethod, unlockAfterRestore, hasConnections } from '../kinds/tcp';
 import { NetlinkRestorer } from '../kinds/netlink-sock';
 import { TtyRestorer } from './tty';
 import { setThreadRegs } from './regs';
@@ -75,11 +75,6 @@ export function restore(opts: RestoreOptions): RestoreStats {
   } finally {
     ghosts.remove();
   }
-}
-
-/** Does the set hold established TCP connections? */
-function hasConnections(set: ImageSet): boolean {
-  return [...set.files.values()].some((f) => num(f.type) === 4 && num(f.isk?.proto) === 6 && num(f.isk?.type) === 1 && num(f.isk?.state) === 1);
 }
 
 function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: () => void): RestoreStats {
