@@ -280,6 +280,7 @@ function restore(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): v
     shellJob: flag(p, 'shell-job'),
     leaveStopped: flag(p, 'leave-stopped'),
     tcpClose: flag(p, 'tcp-close'),
+    networkLock: str(p, 'network-lock') === 'skip' ? 'skip' : 'nftables',
     pidns: false,
     cgroups: cgroupOpts(p, false, workDir),
     pidWaitMs: process.env.ENGINE_PID_WAIT_MS ? Number(process.env.ENGINE_PID_WAIT_MS) : undefined,

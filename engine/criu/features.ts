@@ -89,6 +89,37 @@ function aioRemap(): FeatureAnswer {
   }
 }
 
+/**
+ * CRIU's probe: TCP repair mode can be turned on for a connection shut down for writing (kernel
+ * 4.11+); the engine then dumps and restores connections in every half-closed state.
+ */
+function tcpHalfClosed(): FeatureAnswer {
+  const n = native();
+  const fds: number[] = [];
+  const sock = () => {
+    const fd = n.socket(2 /* AF_INET */, 1 /* SOCK_STREAM */ | 0o2000000, 0);
+    fds.push(fd);
+    return fd;
+  };
+  try {
+    const srv = sock();
+    const any = Buffer.alloc(16);
+    any.writeUInt16LE(2, 0);
+    any.writeUInt32BE(0x7f000001, 4);
+    n.sockBind(srv, any);
+    n.listen(srv, 1);
+    const cli = sock();
+    n.sockConnect(cli, n.sockName(srv));
+    n.shutdown(cli, 1 /* SHUT_WR: FIN_WAIT */);
+    n.setsockopt(cli, 6 /* SOL_TCP */, 19 /* TCP_REPAIR */, 1);
+    return yes('connections in half-closed states (FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING), closed ones and ones still connecting are dumped and restored with TCP repair');
+  } catch (e) {
+    return no(`TCP_REPAIR cannot be turned on for a half-closed connection here (${(e as Error).message})`);
+  } finally {
+    for (const fd of fds) n.close(fd);
+  }
+}
+
 const NS = 'namespaces are not handled by this engine';
 const NET = 'network namespaces, TCP repair and network locking are not handled by this engine';
 
@@ -106,7 +137,7 @@ const FEATURES: [string, () => FeatureAnswer][] = [
   ['loginuid', () => (fs.existsSync('/proc/self/loginuid') ? yes('loginuid is dumped and restored') : no('no /proc/PID/loginuid (no audit)'))],
   ['cgroupns', () => no(NS)],
   ['autofs', () => no('autofs mounts are not handled')],
-  ['tcp_half_closed', () => no(NET)],
+  ['tcp_half_closed', tcpHalfClosed],
   ['compat_cr', () => no('32-bit (compat) tasks are not handled')],
   ['uffd', () => no('lazy pages are not implemented')],
   ['uffd-noncoop', () => no('lazy pages are not implemented')],

@@ -21,7 +21,7 @@ import { readProc } from '../proc/read';
 import type { Log } from '../log';
 import type { ImageSet } from '../restore/imageset';
 import { ImageError, num, big } from '../restore/imageset';
-import { TcpDump, ESTABLISHED_OWN_OPTIONS, loadStream, restoreInRepair, leaveRepair, StreamImage, Conn } from './tcp';
+import { TcpDump, ESTABLISHED_OWN_OPTIONS, REPAIRED_STATES, repairedEntry, loadStream, restoreInRepair, leaveRepair, StreamImage, Conn } from './tcp';
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -348,11 +348,11 @@ export class InetSockets {
 
   constructor(public log?: Log) {}
 
-  /** The established TCP connections among these socket inodes (what --tcp-established will repair). */
+  /** The TCP connections among these socket inodes (what --tcp-established will repair), closed ones aside. */
   connectionsOf(inodes: Set<number>): Conn[] {
     const out: Conn[] = [];
     for (const d of this.sockets().values())
-      if (d.proto === IPPROTO_TCP && d.state === TCP_ESTABLISHED && inodes.has(d.ino))
+      if (d.proto === IPPROTO_TCP && REPAIRED_STATES.has(d.state) && d.state !== TCP_CLOSE && inodes.has(d.ino))
         out.push({ family: d.family, src: d.src, srcPort: d.srcPort, dst: d.dst, dstPort: d.dstPort });
     return out;
   }
@@ -414,6 +414,8 @@ export class InetSockets {
     let state: number, src: number[], dst: number[], srcPort: number, dstPort: number, shutdown: number, backlog = 0;
     /** a connection dumped without its state (--tcp-close) */
     let dropped = false;
+    /** a connection dumped with TCP repair (--tcp-established): established, connecting, half-closed or closed */
+    let repaired = false;
     const words = family === AF_INET ? 1 : 4;
     // a raw socket of protocol TCP is a raw socket
     const tcp = type === SOCK_STREAM && proto === IPPROTO_TCP;
@@ -430,35 +432,48 @@ export class InetSockets {
       kind = `${fam} TCP connection`;
       ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
       dropped = true;
-    } else if (tcp && d && d.state === TCP_ESTABLISHED && this.tcp) {
+    } else if (tcp && d && REPAIRED_STATES.has(d.state) && d.state !== TCP_CLOSE && this.tcp) {
+      // established, connecting or half-closed: TCP repair (kinds/tcp)
       kind = `${fam} TCP connection`;
       ({ state, src, dst, srcPort: srcPort, dstPort: dstPort, shutdown } = d);
-      if (shutdown & 2) throw refuse('shut down for writing (half-closed connections are not supported)');
-    } else if (tcp && d && d.state === TCP_ESTABLISHED) {
-      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${fam} TCP connection ${addrText(family, d.src, d.srcPort)} -> ${addrText(family, d.dst, d.dstPort)} is established (dump it with --tcp-established)`);
+      repaired = true;
+    } else if (tcp && d && REPAIRED_STATES.has(d.state) && d.state !== TCP_CLOSE) {
+      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: ${fam} TCP connection ${addrText(family, d.src, d.srcPort)} -> ${addrText(family, d.dst, d.dstPort)} is ${d.state === TCP_ESTABLISHED ? 'established' : `in state ${TCP_STATES[d.state]}`} (dump it with --tcp-established)`);
     } else if (tcp && d && d.state !== TCP_CLOSE && d.state !== TCP_BOUND_INACTIVE) {
-      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: TCP connection in state ${TCP_STATES[d.state] ?? d.state} (half-closed and connecting TCP sockets are not supported)`);
+      throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: TCP connection in state ${TCP_STATES[d.state] ?? d.state} (not supported)`);
     } else if (tcp) {
       // closed: unhashed (or bound only), so not in sock_diag; the socket itself says where it is bound
       kind = `${fam} closed TCP socket`;
       const info = n.getsockopt(sock, SOL_TCP, TCP.INFO, 232);
-      if (info[0] !== TCP_CLOSE) throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: TCP connection in state ${TCP_STATES[info[0]] ?? info[0]} (dumping it needs TCP_REPAIR; not supported)`);
+      if (info[0] !== TCP_CLOSE) throw new UnsupportedError(`task ${ctx.pid} fd ${ctx.fd}: TCP socket in state ${TCP_STATES[info[0]] ?? info[0]}, not in sock_diag (not supported)`);
       // one that was connected or tried to has its history (an error, the end of a stream) in it
       // (with --tcp-close it is dropped: made closed both ways, as every connection then)
       const wasConnected = info.length >= 144 && (info.readUInt32LE(136) || info.readUInt32LE(140)) !== 0;
-      if (wasConnected && !this.tcpClose) throw refuse('it was connected before (what is left of that connection is not restored; dump with --tcp-close to drop it)');
-      const inq = Buffer.alloc(4);
-      n.ioctl(sock, SIOCINQ, inq);
-      if (inq.readInt32LE(0) && !this.tcpClose) throw refuse(`${inq.readInt32LE(0)} bytes still to be read (not supported)`);
-      const name = parseSockaddr(n.sockName(sock));
-      ({ port: srcPort, words: src } = name);
-      dst = new Array(words).fill(0);
-      dstPort = 0;
-      state = TCP_CLOSE;
-      // as CRIU: only the read side's shutdown shows on a closed socket (poll's RDHUP)
-      shutdown = events & POLLHUP && events & POLLRDHUP ? 1 : 0;
-      if (wasConnected && this.tcpClose) shutdown = 3;
+      // a connection that ended (both FINs exchanged) still knows its peer and keeps what it
+      // received: with --tcp-established it is repaired in its closed state, as CRIU does
+      const peer = wasConnected && this.tcp && !this.tcpClose ? peerOf(sock) : undefined;
       backlog = info[4]; // CRIU records tcpi_backoff here
+      if (peer?.port) {
+        kind = `${fam} closed TCP connection`;
+        ({ port: srcPort, words: src } = parseSockaddr(n.sockName(sock)));
+        ({ port: dstPort, words: dst } = peer);
+        state = TCP_CLOSE;
+        shutdown = 3;
+        repaired = true;
+      } else {
+        if (wasConnected && !this.tcpClose) throw refuse(`it was connected before (${this.tcp ? 'its peer is unknown: not restored' : 'dump with --tcp-established to restore what is left of that connection, or --tcp-close to drop it'})`);
+        const inq = Buffer.alloc(4);
+        n.ioctl(sock, SIOCINQ, inq);
+        if (inq.readInt32LE(0) && !this.tcpClose) throw refuse(`${inq.readInt32LE(0)} bytes still to be read (not supported)`);
+        const name = parseSockaddr(n.sockName(sock));
+        ({ port: srcPort, words: src } = name);
+        dst = new Array(words).fill(0);
+        dstPort = 0;
+        state = TCP_CLOSE;
+        // as CRIU: only the read side's shutdown shows on a closed socket (poll's RDHUP)
+        shutdown = events & POLLHUP && events & POLLRDHUP ? 1 : 0;
+        if (wasConnected && this.tcpClose) shutdown = 3;
+      }
     } else if (type === SOCK_RAW || isPing(proto)) {
       // ping and raw sockets: no sock_diag here, /proc/net/icmp(6) and raw(6) have the same (a
       // ping socket's port is its echo id once bound, a raw socket's its protocol; a connected
@@ -492,9 +507,8 @@ export class InetSockets {
     if (family === AF_INET6 ? int(sock, SOL_IPV6, 75) : int(sock, SOL_IP, IP.TRANSPARENT)) throw refuse('IP_TRANSPARENT is set (CRIU images have no field for it; not supported)');
     const filter = socketFilter(sock);
     if (filter === 'ebpf') throw refuse('an eBPF socket filter is attached (SO_ATTACH_BPF; not supported)');
-    const established = tcp && state === TCP_ESTABLISHED && !this.tcpClose;
     // a connection's own options (and one dropped with --tcp-close) are not compared with a new socket's
-    const connection = tcp && ((state !== TCP_LISTEN && state !== TCP_CLOSE) || (state === TCP_CLOSE && shutdown === 3 && this.tcpClose));
+    const connection = tcp && (repaired || (state !== TCP_LISTEN && state !== TCP_CLOSE) || (state === TCP_CLOSE && shutdown === 3 && this.tcpClose));
     const diff = foreignDifference(sock, family, type, proto, connection ? ESTABLISHED_OWN_OPTIONS : undefined);
     if (diff) throw refuse(`option ${diff.label} is ${diff.have}, a new socket has ${diff.fresh} (CRIU images have no field for it; not supported)`);
     // the restore makes the socket under the credentials of the task that holds it first
@@ -510,7 +524,7 @@ export class InetSockets {
     if (family === AF_INET6 && srcPort && needsScope(src) && !o.opts.so_bound_dev)
       throw refuse(`bound to the scoped address ${addrText(family, src, srcPort)} without a device (not supported)`);
     // after the options are read: repair mode changes SO_REUSEADDR
-    if (established) this.tcp!.dump(sock, ino, { family, src, srcPort, dst, dstPort }, ctx);
+    if (repaired) state = this.tcp!.dump(sock, ino, { family, src, srcPort, dst, dstPort }, ctx, state === TCP_CLOSE);
     if (dropped) this.tcp?.silence(sock, { family, src, srcPort, dst, dstPort }, ctx);
     if (d && d.wqueue && proto !== IPPROTO_TCP) this.log?.debug(`task ${ctx.pid} fd ${ctx.fd}: ${d.wqueue} bytes still being sent by ${kind} ${ino}`);
     const isk: Msg = {
@@ -529,7 +543,17 @@ export class InetSockets {
 
 /** A connection's buffer the kernel sizes itself (no SO_BUF_LOCK bit): its size moves on its own. */
 function autotuned(proto: number, state: number, opts: Msg, lockBit: number): boolean {
-  return proto === IPPROTO_TCP && state === TCP_ESTABLISHED && !(num(opts.so_buf_lock ?? 0) & lockBit);
+  return proto === IPPROTO_TCP && REPAIRED_STATES.has(state) && state !== TCP_CLOSE && !(num(opts.so_buf_lock ?? 0) & lockBit);
+}
+
+/** The peer of a closed TCP socket that was connected (SO_PEERNAME still has it; getpeername says ENOTCONN). */
+function peerOf(sock: number): { port: number; words: number[] } | undefined {
+  try {
+    return parseSockaddr(native().getsockopt(sock, SOL_SOCKET, SO.PEERNAME, 28));
+  } catch (e) {
+    if (isNativeError(e) && e.code === 'ENOTCONN') return undefined;
+    throw e;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -548,10 +572,12 @@ export function checkInetEntry(id: number, isk: Msg, closing = false): void {
     if (n !== words && !(n === 0 && k === 'dst_addr')) throw new ImageError('files.img', field(k), `${n} words for an ${familyName(family)} address`);
   }
   // dumped with --tcp-close: connections in any state, made closed
-  if (proto === IPPROTO_TCP && state !== TCP_LISTEN && state !== TCP_CLOSE && state !== TCP_ESTABLISHED && !closing)
-    throw new ImageError('files.img', field('state'), `TCP connection in state ${TCP_STATES[state] ?? state} is not restored (half-closed and connecting TCP sockets are not)`);
+  if (proto === IPPROTO_TCP && state !== TCP_LISTEN && !REPAIRED_STATES.has(state) && !closing)
+    throw new ImageError('files.img', field('state'), `TCP connection in state ${TCP_STATES[state] ?? state} is not restored`);
+  if (proto === IPPROTO_TCP && state !== TCP_LISTEN && state !== TCP_CLOSE && !num(isk.dst_port) && !closing)
+    throw new ImageError('files.img', field('dst_port'), `TCP connection in state ${TCP_STATES[state] ?? state} without a peer`);
   if (proto === IPPROTO_TCP && state === TCP_ESTABLISHED && num(isk.shutdown) & 2)
-    throw new ImageError('files.img', field('shutdown'), 'a TCP connection shut down for writing is not restored (half-closed)');
+    throw new ImageError('files.img', field('shutdown'), 'an established TCP connection shut down for writing (it would be in FIN_WAIT1)');
   if (proto !== IPPROTO_TCP && state !== TCP_CLOSE && state !== TCP_ESTABLISHED) throw new ImageError('files.img', field('state'), `state ${state} of a datagram socket`);
   if (isk.ip_opts?.raw && type !== SOCK_RAW) throw new ImageError('files.img', field('ip_opts.raw'), 'raw socket options on a socket that is not raw');
   const filter = (isk.opts?.so_filter ?? []) as unknown[];
@@ -597,7 +623,7 @@ export class InetRestorer {
       for (const e of t.fdinfo ?? []) if (!owner.has(num(e.id)) && t.leader.thread_core?.creds) owner.set(num(e.id), t.leader.thread_core.creds);
     // established connections last: bound in repair mode, they may share a port with a listener
     // (only a bind in repair mode passes over the sockets already bound there)
-    const conn = (f: Msg) => num(f.isk.proto) === IPPROTO_TCP && num(f.isk.state) === TCP_ESTABLISHED;
+    const conn = (f: Msg) => repairedEntry(f.isk) && !this.tcpClose;
     const inet = [...this.set.files.values()].filter((f) => num(f.type) === 4);
     for (const f of [...inet.filter((x) => !conn(x)), ...inet.filter(conn)]) {
       const s: Made = { id: num(f.id), isk: f.isk, fd: -1, creds: owner.get(num(f.id)) };
@@ -653,7 +679,7 @@ export class InetRestorer {
       // the end of file, as it would once the peer is gone (shutdown says ENOTCONN but holds)
       // (also one the dump found closed after a connection, shut both ways: its port may be held
       // by what is left of that connection, so it is not bound)
-      const dropped = state === TCP_CLOSE ? num(e.shutdown) === 3 : state !== TCP_LISTEN;
+      const dropped = state === TCP_CLOSE ? num(e.shutdown) === 3 || num(e.dst_port) !== 0 : state !== TCP_LISTEN;
       if (this.tcpClose && type === SOCK_STREAM && proto === IPPROTO_TCP && dropped) {
         try {
           n.shutdown(fd, 2);
@@ -667,8 +693,8 @@ export class InetRestorer {
       // the port may still be held by connections of the dumped socket in TIME_WAIT
       set(SOL_SOCKET, SO.REUSEADDR, 1, 'SO_REUSEADDR');
       const srcPort = num(e.src_port);
-      if (type === SOCK_STREAM && proto === IPPROTO_TCP && state === TCP_ESTABLISHED) {
-        s.stream = loadStream(this.set.dir, num(e.ino));
+      if (repairedEntry(e)) {
+        s.stream = loadStream(this.set.dir, num(e.ino), state);
         const w = (k: string) => ((e[k] ?? []) as unknown[]).map(num);
         try {
           restoreInRepair(fd, s.stream, sockaddr(family, srcPort, w('src_addr')), sockaddr(family, num(e.dst_port), w('dst_addr')));
@@ -809,9 +835,9 @@ export class InetRestorer {
     // binding an IPv6 address sets v6only: a connection made again (bound in repair mode) has it
     // even where its dumped end, bound by connect, had not (it only concerns IPv4 traffic, which
     // a connection to an IPv6 peer never sees)
-    const boundV6 = proto === IPPROTO_TCP && num(e.state) === TCP_ESTABLISHED && got.v6only === true;
+    const boundV6 = repairedEntry(e) && got.v6only === true;
     if (family === AF_INET6 && !boundV6 && !same(e.v6only ?? false, got.v6only)) throw new EngineError(`${where}: v6only is ${got.v6only} after restore, the image says ${e.v6only}`);
-    const diff = foreignDifference(fd, family, type, proto, proto === IPPROTO_TCP && num(e.state) === TCP_ESTABLISHED ? ESTABLISHED_OWN_OPTIONS : undefined);
+    const diff = foreignDifference(fd, family, type, proto, repairedEntry(e) ? ESTABLISHED_OWN_OPTIONS : undefined);
     if (diff && diff.label !== 'SO_PASSCRED' && diff.label !== 'SO_PASSSEC')
       throw new EngineError(`${where}: option ${diff.label} is ${diff.have} after restore, a new socket has ${diff.fresh}`);
     const st = fs.fstatSync(fd);

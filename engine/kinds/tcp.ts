@@ -21,6 +21,7 @@
 // ordinary data, and SO_REUSEADDR is set back (repair mode changes it).
 import * as path from 'path';
 import { spawnSync } from 'child_process';
+import { randomUUID } from 'crypto';
 import type { Msg } from '../../images/codec';
 import type { NewEntry } from '../../images/files';
 import { loadImage } from '../../images/files';
@@ -34,12 +35,35 @@ const SOL_TCP = 6, SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_SNDBUF = 7, SO_SNDBUFFOR
 const TCP_MAXSEG = 2, TCP_INFO = 11, TCP_REPAIR = 19, TCP_REPAIR_QUEUE = 20, TCP_QUEUE_SEQ = 21, TCP_REPAIR_OPTIONS = 22;
 const TCP_TIMESTAMP = 24, TCP_REPAIR_WINDOW = 29;
 const TCP_NO_QUEUE = 0, TCP_RECV_QUEUE = 1, TCP_SEND_QUEUE = 2;
+const F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0o4000;
 const SIOCINQ = 0x541b, SIOCOUTQ = 0x5411, SIOCOUTQNSD = 0x894b;
 const MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40;
 const TCPI_OPT_TIMESTAMPS = 1, TCPI_OPT_SACK = 2, TCPI_OPT_WSCALE = 4;
 const TCPOPT_MAXSEG = 2, TCPOPT_WINDOW = 3, TCPOPT_SACK_PERM = 4, TCPOPT_TIMESTAMP = 8;
 export const TCP_ESTABLISHED = 1;
+export const TCP_SYN_SENT = 2, TCP_FIN_WAIT1 = 4, TCP_FIN_WAIT2 = 5, TCP_CLOSE = 7, TCP_CLOSE_WAIT = 8, TCP_LAST_ACK = 9, TCP_LISTEN = 10, TCP_CLOSING = 11;
 const AF_INET = 2, AF_INET6 = 10;
+
+// Where the FINs of a connection stand, by state (bit 1 << state), as libsoccr reads them: our
+// FIN queued first (we shut down first) or second (after the peer's), our FIN acknowledged; the
+// peer's FIN received first or second, and acknowledged by us.
+const F = (...states: number[]) => states.reduce((m, s) => m | (1 << s), 0);
+const SNDQ_FIRST_FIN = F(TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSING);
+const SNDQ_SECOND_FIN = F(TCP_LAST_ACK, TCP_CLOSE);
+const SNDQ_FIN_ACKED = F(TCP_FIN_WAIT2, TCP_CLOSE);
+const RCVQ_FIRST_FIN = F(TCP_CLOSE_WAIT, TCP_LAST_ACK, TCP_CLOSE);
+const RCVQ_SECOND_FIN = F(TCP_CLOSING);
+const RCVQ_FIN_ACKED = F(TCP_CLOSE);
+
+/** States a connection is dumped and restored in with TCP repair (--tcp-established). */
+export const REPAIRED_STATES = new Set([TCP_ESTABLISHED, TCP_SYN_SENT, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSE_WAIT, TCP_LAST_ACK, TCP_CLOSING, TCP_CLOSE]);
+
+/**
+ * The packets of the restore's own forged segments (a peer's FIN or ACK a half-closed connection
+ * had received) carry this mark, and the lock lets them through (CRIU's SOCCR_MARK, so that
+ * either engine's lock passes either's segments).
+ */
+const SOCCR_MARK = 0xc114;
 
 /**
  * Options a connection has that a new socket does not, not compared: the MSS (held in the image,
@@ -141,8 +165,8 @@ export class NftLock {
       script += `table inet ${this.table} {\n`
         + ' set conns4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }\n'
         + ' set conns6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }\n'
-        + ' chain input { type filter hook input priority -300; policy accept;\n  ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n  ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n }\n'
-        + ' chain output { type filter hook output priority -300; policy accept;\n  ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n  ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n }\n}\n';
+        + ` chain input { type filter hook input priority -300; policy accept;\n  meta mark ${SOCCR_MARK} accept\n  ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n  ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n }\n`
+        + ` chain output { type filter hook output priority -300; policy accept;\n  meta mark ${SOCCR_MARK} accept\n  ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n  ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n }\n}\n`;
     }
     const v4: string[] = [], v6: string[] = [];
     for (const c of conns) {
@@ -198,9 +222,32 @@ export function unlockAfterRestore(inventory: Msg, hasConnections: boolean, log?
   log?.debug(`network lock: table inet ${table} of the dump removed${hasConnections ? '' : ' (no connection in the set)'}`);
 }
 
-/** Does the set hold established TCP connections (inet entries of a stream socket in state ESTABLISHED)? */
+/** Does the set hold TCP connections restored through repair (inet entries of a stream socket with a peer)? */
 export function hasConnections(set: ImageSet): boolean {
-  return [...set.files.values()].some((f) => num(f.type) === 4 && num(f.isk?.proto) === 6 && num(f.isk?.type) === 1 && num(f.isk?.state) === TCP_ESTABLISHED);
+  return [...set.files.values()].some((f) => num(f.type) === 4 && f.isk && repairedEntry(f.isk));
+}
+
+/**
+ * The lock of a restore: connections that send while they are made again (a half-closed one's
+ * FIN, the ACKs of the segments forged for it, a SYN) must not meet a peer of the set that does
+ * not exist yet (it would be answered with a reset). An nftables table of this restore drops
+ * their packets (the forged segments pass it) until every connection exists; established ones
+ * send nothing in repair mode and need none. Returns it locked, or undefined.
+ */
+export function lockForRestore(set: ImageSet, log?: Log): NftLock | undefined {
+  const conns: Conn[] = [];
+  let sending = false;
+  for (const f of set.files.values()) {
+    if (num(f.type) !== 4 || !f.isk || !repairedEntry(f.isk)) continue;
+    const e = f.isk;
+    const w = (k: string) => ((e[k] ?? []) as unknown[]).map(num);
+    conns.push({ family: num(e.family), src: w('src_addr'), srcPort: num(e.src_port), dst: w('dst_addr'), dstPort: num(e.dst_port) });
+    if (num(e.state) !== TCP_ESTABLISHED) sending = true;
+  }
+  if (!sending) return undefined;
+  const lock = new NftLock(`rst-${randomUUID()}`, log);
+  lock.lock(...conns);
+  return lock;
 }
 
 /** Refuses, before any process exists, connections of a set whose lock this engine cannot undo. */
@@ -218,6 +265,8 @@ interface Held extends Conn {
   pid: number;
   tfd: number;
   reuseaddr: number;
+  /** a connection that ended: no peer waits for it */
+  closed: boolean;
 }
 
 /** The established connections of one dump, held in repair mode until the dump ends. */
@@ -247,11 +296,14 @@ export class TcpDump {
     if (this.locking) this.lock.lock(...conns);
   }
 
-  dump(sock: number, ino: number, conn: Conn, where: { pid: number; fd: number }): void {
-    if (this.locking) this.lock.lock(conn); // one lockAll did not see (nothing when it did)
-    const fd = this.silence(sock, conn, where);
+  /** Returns the state the connection was read in (what the inet entry records, as CRIU's). */
+  dump(sock: number, ino: number, conn: Conn, where: { pid: number; fd: number }, closed = false): number {
+    // a closed connection sends and receives nothing any more: no lock
+    if (this.locking && !closed) this.lock.lock(conn); // one lockAll did not see (nothing when it did)
+    const fd = this.silence(sock, conn, where, closed);
     const tse = readStream(fd, where, conn);
     this.images.push([`tcp-stream-${ino}.img`, 'TCP_STREAM', [{ msg: tse.msg, extra: { kind: 'tcp', inq: tse.inq, outq: tse.outq } }]]);
+    return tse.state;
   }
 
   /**
@@ -259,7 +311,7 @@ export class TcpDump {
    * tree closes it without a FIN (no socket left behind holds its port); a tree that runs again
    * gets it back as it was. Returns the engine's fd of it in repair mode.
    */
-  silence(sock: number, conn: Conn, where: { pid: number; fd: number }): number {
+  silence(sock: number, conn: Conn, where: { pid: number; fd: number }, closed = false): number {
     const n = native();
     const reuseaddr = intOf(sock, SOL_SOCKET, SO_REUSEADDR);
     const fd = n.fcntl(sock, 1030 /* F_DUPFD_CLOEXEC */, 0);
@@ -269,7 +321,7 @@ export class TcpDump {
       n.close(fd);
       throw new EngineError(`task ${where.pid} fd ${where.fd}: cannot put ${connText(conn)} in TCP repair mode: ${isNativeError(e) ? e.code : e}`);
     }
-    this.held.push({ ...conn, fd, pid: where.pid, tfd: where.fd, reuseaddr });
+    this.held.push({ ...conn, fd, pid: where.pid, tfd: where.fd, reuseaddr, closed });
     return fd;
   }
 
@@ -277,7 +329,7 @@ export class TcpDump {
   finish(): void {
     if (!this.lock.locked) return; // nothing locked: connections dropped (--tcp-close)
     const ends = new Set(this.held.map((h) => endKey(h)));
-    this.outside = this.held.filter((h) => !ends.has(endKey(h, true)));
+    this.outside = this.held.filter((h) => !h.closed && !ends.has(endKey(h, true)));
     for (const h of this.outside) this.log?.debug(`task ${h.pid} fd ${h.tfd}: TCP connection ${connText(h)} has its peer outside the tree`);
   }
 
@@ -311,13 +363,21 @@ export class TcpDump {
 }
 
 /** tcp_stream_entry of a socket in repair mode, with the queues' bytes. */
-function readStream(fd: number, where: { pid: number; fd: number }, conn: Conn): { msg: Msg; inq: Buffer; outq: Buffer } {
+function readStream(fd: number, where: { pid: number; fd: number }, conn: Conn): { msg: Msg; inq: Buffer; outq: Buffer; state: number } {
   const n = native();
   const refuse = (why: string) => new UnsupportedError(`task ${where.pid} fd ${where.fd}: TCP connection ${connText(conn)}: ${why}`);
   const info = n.getsockopt(fd, SOL_TCP, TCP_INFO, 232);
-  if (info[0] !== TCP_ESTABLISHED) throw refuse(`state ${info[0]} changed while it was being dumped`);
-  const outqLen = ioctlInt(fd, SIOCOUTQ);
-  const unsqLen = ioctlInt(fd, SIOCOUTQNSD);
+  const state = info[0];
+  if (!REPAIRED_STATES.has(state)) throw refuse(`state ${state} is not one TCP repair restores`);
+  let outqLen = ioctlInt(fd, SIOCOUTQ);
+  let unsqLen = ioctlInt(fd, SIOCOUTQNSD);
+  // a closed connection's send queue can never be sent (nor read) again: none is kept
+  if (state === TCP_CLOSE) outqLen = unsqLen = 0;
+  // our FIN is counted in the send queue (and in its unsent part until it is sent): not data
+  if ((1 << state) & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN)) {
+    if (outqLen) outqLen--;
+    if (unsqLen) unsqLen--;
+  }
   const inqLen = ioctlInt(fd, SIOCINQ);
   const optMask = info[5];
   const msg: Msg = { inq_len: inqLen, inq_seq: 0, outq_len: outqLen, outq_seq: 0, opt_mask: optMask, snd_wscale: 0, mss_clamp: intOf(fd, SOL_TCP, TCP_MAXSEG) >>> 0 };
@@ -348,7 +408,7 @@ function readStream(fd: number, where: { pid: number; fd: number }, conn: Conn):
   n.setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
   msg.inq_seq = rq.seq;
   msg.outq_seq = sq.seq;
-  return { msg, inq: rq.data, outq: sq.data };
+  return { msg, inq: rq.data, outq: sq.data, state };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,10 +418,19 @@ export interface StreamImage {
   msg: Msg;
   inq: Uint8Array;
   outq: Uint8Array;
+  /** the connection's state (inet_sk_entry.state) */
+  state: number;
+  /** the unsent part of the send queue is queued already (before our FIN: restoreInRepair) */
+  unsentQueued?: boolean;
+}
+
+/** An inet_sk_entry restored through TCP repair: a TCP connection (it has a peer), listeners aside. */
+export function repairedEntry(isk: Msg): boolean {
+  return num(isk.proto) === 6 && num(isk.type) === 1 && num(isk.dst_port) !== 0 && REPAIRED_STATES.has(num(isk.state));
 }
 
 /** tcp-stream-<ino>.img of an image set, checked against what restore needs. */
-export function loadStream(dir: string, ino: number): StreamImage {
+export function loadStream(dir: string, ino: number, state: number): StreamImage {
   const name = `tcp-stream-${ino}.img`;
   let entries;
   try {
@@ -378,7 +447,9 @@ export function loadStream(dir: string, ino: number): StreamImage {
   if (num(m.opt_mask) & TCPI_OPT_TIMESTAMPS && m.timestamp === undefined) throw new EngineError(`${name}: timestamps without timestamp`, 'EIMAGE');
   const x = e.extra as { kind: string; inq: Uint8Array; outq: Uint8Array } | undefined;
   if (!x || x.kind !== 'tcp') throw new EngineError(`${name}: the queues' bytes are missing`, 'EIMAGE');
-  return { msg: m, inq: x.inq, outq: x.outq };
+  if (state === TCP_CLOSE && num(m.outq_len)) throw new EngineError(`${name}: a closed connection with ${m.outq_len} bytes to send`, 'EIMAGE');
+  if (state === TCP_SYN_SENT && (num(m.outq_len) || num(m.inq_len))) throw new EngineError(`${name}: a connection still connecting with data queued`, 'EIMAGE');
+  return { msg: m, inq: x.inq, outq: x.outq, state };
 }
 
 /** Writes bytes with sendmsg, halving the chunk while the kernel refuses a large one. */
@@ -403,7 +474,10 @@ function sendAll(fd: number, data: Uint8Array, what: string, flags = 0): void {
 
 /**
  * The connection of `fd` (a new socket with its options set, SO_REUSEADDR on) made again in
- * repair mode: bound, sequence numbers, connected, options, queues (but the unsent part), window.
+ * repair mode: bound, sequence numbers, connected, options, queues (but the unsent part), window,
+ * then the FINs its state had sent and received (libsoccr's order: ours by shutdown in repair
+ * mode, the peer's FIN and ACK as forged segments). A connection still connecting sends its SYN
+ * again (with its sequence number), which the lock drops.
  */
 export function restoreInRepair(fd: number, st: StreamImage, src: Buffer, dst: Buffer): void {
   const n = native();
@@ -415,18 +489,36 @@ export function restoreInRepair(fd: number, st: StreamImage, src: Buffer, dst: B
       throw new EngineError(`${what}: ${isNativeError(e) ? e.code : (e as Error).message}`);
     }
   };
+  const mstate = 1 << st.state;
   const inqLen = num(m.inq_len), outqLen = num(m.outq_len), unsq = num(m.unsq_len);
+  // the sequence numbers count the FINs, which come back with the segments that carry them
+  let inqSeq = num(m.inq_seq), outqSeq = num(m.outq_seq);
+  if (mstate & (RCVQ_FIRST_FIN | RCVQ_SECOND_FIN)) inqSeq--;
+  if (mstate & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN)) outqSeq--;
   step('TCP_REPAIR on', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR, 1));
   step('bind', () => n.sockBind(fd, src));
   step('receive queue sequence', () => {
     n.setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE);
-    n.setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, u32(num(m.inq_seq) - inqLen));
+    n.setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, u32(inqSeq - inqLen));
   });
   step('send queue sequence', () => {
     n.setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE);
-    n.setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, u32(num(m.outq_seq) - outqLen));
+    // a SYN takes a sequence number: the one it was sent with
+    n.setsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, u32(outqSeq - outqLen - (st.state === TCP_SYN_SENT ? 1 : 0)));
   });
-  step('connect in repair mode', () => n.sockConnect(fd, dst));
+  if (st.state === TCP_SYN_SENT) {
+    // connect for real (a SYN, not a repaired connection), without waiting for the answer
+    const fl = n.fcntl(fd, F_GETFL);
+    step('O_NONBLOCK', () => n.fcntl(fd, F_SETFL, fl | O_NONBLOCK));
+    step('TCP_REPAIR off', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR, 0));
+    try {
+      n.sockConnect(fd, dst);
+    } catch (e) {
+      if (!(isNativeError(e) && e.code === 'EINPROGRESS')) throw new EngineError(`connect: ${isNativeError(e) ? e.code : (e as Error).message}`);
+    }
+    step('TCP_REPAIR on', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR, 1));
+    step('file flags', () => n.fcntl(fd, F_SETFL, fl));
+  } else step('connect in repair mode', () => n.sockConnect(fd, dst));
   const mask = num(m.opt_mask);
   const opts: [number, number][] = [];
   if (mask & TCPI_OPT_SACK) opts.push([TCPOPT_SACK_PERM, 0]);
@@ -438,7 +530,8 @@ export function restoreInRepair(fd: number, st: StreamImage, src: Buffer, dst: B
     ob.writeUInt32LE(c, 8 * i);
     ob.writeUInt32LE(v >>> 0, 8 * i + 4);
   });
-  step('TCP_REPAIR_OPTIONS', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR_OPTIONS, ob));
+  // the SYN negotiates them again
+  if (st.state !== TCP_SYN_SENT) step('TCP_REPAIR_OPTIONS', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR_OPTIONS, ob));
   if (mask & TCPI_OPT_TIMESTAMPS) step('TCP_TIMESTAMP', () => n.setsockopt(fd, SOL_TCP, TCP_TIMESTAMP, u32(num(m.timestamp))));
   if (inqLen) {
     step('TCP_REPAIR_QUEUE', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE));
@@ -451,12 +544,127 @@ export function restoreInRepair(fd: number, st: StreamImage, src: Buffer, dst: B
     step('TCP_REPAIR_QUEUE', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE));
     sendAll(fd, st.outq.subarray(0, outqLen - unsq), 'sent part of the send queue', MSG_DONTWAIT);
   }
+  if (unsq && mstate & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN)) {
+    // our FIN goes after the data not sent yet: that is queued first, out of repair mode (sent
+    // for real, into the lock)
+    step('TCP_REPAIR off', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR, 0));
+    sendAll(fd, st.outq.subarray(outqLen - unsq, outqLen), 'unsent part of the send queue', MSG_DONTWAIT);
+    step('TCP_REPAIR on', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR, 1));
+    st.unsentQueued = true;
+  }
   if (m.snd_wnd !== undefined) {
     const w = Buffer.alloc(20);
-    [m.snd_wl1, m.snd_wnd, m.max_window, m.rcv_wnd, m.rcv_wup].forEach((v, i) => w.writeUInt32LE(num(v) >>> 0, 4 * i));
+    const win = [m.snd_wl1, m.snd_wnd, m.max_window, m.rcv_wnd, m.rcv_wup].map((v) => num(v) >>> 0);
+    // the peer's FIN is not received yet: it comes in at rcv_wup - 1, inside the window
+    if (mstate & (RCVQ_FIRST_FIN | RCVQ_SECOND_FIN)) {
+      win[4] = (win[4] - 1) >>> 0;
+      win[3] = (win[3] + 1) >>> 0;
+    }
+    win.forEach((v, i) => w.writeUInt32LE(v, 4 * i));
     step('TCP_REPAIR_WINDOW', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, w));
   }
   step('TCP_REPAIR_QUEUE', () => n.setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE));
+  // the FINs, in the order the state had them
+  const window = Math.min(0xffff, num(m.snd_wnd ?? 0xffff) >>> (mask & TCPI_OPT_WSCALE ? num(m.snd_wscale) : 0));
+  const ourFin = (acked: boolean) => step('shutdown(SHUT_WR) in repair mode', () => {
+    // an acknowledged FIN is queued as sent (the forged ACK below then acknowledges it)
+    if (acked) n.setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE);
+    n.shutdown(fd, 1);
+    if (acked) n.setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
+  });
+  if (mstate & SNDQ_FIRST_FIN) ourFin(!!(mstate & SNDQ_FIN_ACKED));
+  if (mstate & (RCVQ_FIRST_FIN | RCVQ_SECOND_FIN)) step("the peer's FIN", () => forgeSegment(dst, src, inqSeq, outqSeq - outqLen, TH_FIN | TH_ACK, window));
+  if (mstate & SNDQ_SECOND_FIN) ourFin(!!(mstate & SNDQ_FIN_ACKED));
+  if (mstate & RCVQ_FIN_ACKED) inqSeq++;
+  if (mstate & SNDQ_FIN_ACKED) step("the peer's ACK of our FIN", () => forgeSegment(dst, src, inqSeq, outqSeq + 1 - outqLen, TH_ACK, window));
+}
+
+const TH_FIN = 0x01, TH_ACK = 0x10;
+const IPPROTO_RAW = 255, SO_MARK = 36, SOCK_RAW = 3, SOCK_CLOEXEC = 0o2000000;
+
+/** The one's-complement sum of 16-bit words, folded. */
+function csum(bufs: Buffer[]): number {
+  let sum = 0;
+  for (const b of bufs) {
+    for (let i = 0; i + 1 < b.length; i += 2) sum += b.readUInt16BE(i);
+    if (b.length & 1) sum += b[b.length - 1] << 8;
+  }
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** The address of a struct sockaddr as IP bytes, a v4-mapped IPv6 address as IPv4. */
+function ipOf(sa: Buffer): { v6: boolean; addr: Buffer } {
+  if (sa.readUInt16LE(0) === AF_INET) return { v6: false, addr: sa.subarray(4, 8) };
+  const a = sa.subarray(8, 24);
+  if (a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff) return { v6: false, addr: a.subarray(12) };
+  return { v6: true, addr: a };
+}
+
+/**
+ * A TCP segment from the peer (`from`) to a socket of ours (`to`), sent through a raw socket with
+ * the mark the lock lets through: how a half-closed connection is given the FIN or ACK it had
+ * received (the kernel has no repair option for those).
+ */
+function forgeSegment(from: Buffer, to: Buffer, seq: number, ack: number, flags: number, window: number): void {
+  const n = native();
+  const s = ipOf(from), d = ipOf(to);
+  const tcp = Buffer.alloc(20);
+  tcp.writeUInt16BE(from.readUInt16BE(2), 0);
+  tcp.writeUInt16BE(to.readUInt16BE(2), 2);
+  tcp.writeUInt32BE(seq >>> 0, 4);
+  tcp.writeUInt32BE(ack >>> 0, 8);
+  tcp[12] = 5 << 4;
+  tcp[13] = flags;
+  tcp.writeUInt16BE(window, 14);
+  let packet: Buffer, dest: Buffer;
+  if (s.v6) {
+    const pseudo = Buffer.alloc(40);
+    s.addr.copy(pseudo, 0);
+    d.addr.copy(pseudo, 16);
+    pseudo.writeUInt32BE(20, 32);
+    pseudo[39] = 6;
+    tcp.writeUInt16BE(csum([pseudo, tcp]), 16);
+    const ip = Buffer.alloc(40);
+    ip.writeUInt32BE(0x60000000, 0);
+    ip.writeUInt16BE(20, 4);
+    ip[6] = 6;
+    ip[7] = 64;
+    s.addr.copy(ip, 8);
+    d.addr.copy(ip, 24);
+    packet = Buffer.concat([ip, tcp]);
+    dest = Buffer.alloc(28);
+    dest.writeUInt16LE(AF_INET6, 0);
+    d.addr.copy(dest, 8);
+  } else {
+    const pseudo = Buffer.alloc(12);
+    s.addr.copy(pseudo, 0);
+    d.addr.copy(pseudo, 4);
+    pseudo[9] = 6;
+    pseudo.writeUInt16BE(20, 10);
+    tcp.writeUInt16BE(csum([pseudo, tcp]), 16);
+    // the kernel fills in the header's length, id and checksum
+    const ip = Buffer.alloc(20);
+    ip[0] = 0x45;
+    ip.writeUInt16BE(40, 2);
+    ip[8] = 64;
+    ip[9] = 6;
+    s.addr.copy(ip, 12);
+    d.addr.copy(ip, 16);
+    packet = Buffer.concat([ip, tcp]);
+    dest = Buffer.alloc(16);
+    dest.writeUInt16LE(AF_INET, 0);
+    d.addr.copy(dest, 4);
+  }
+  const raw = n.socket(s.v6 ? AF_INET6 : AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+  try {
+    n.setsockopt(raw, SOL_SOCKET, SO_MARK, SOCCR_MARK);
+    // connected: the destination of what is sent (sendTo names unix addresses only)
+    n.sockConnect(raw, dest);
+    n.sendTo(raw, packet, null, 0);
+  } finally {
+    n.close(raw);
+  }
 }
 
 /** Repair mode off (every socket of the set exists by now), the unsent data, SO_REUSEADDR back. */
@@ -468,7 +676,7 @@ export function leaveRepair(fd: number, st: StreamImage, opts: Msg): void {
     throw new EngineError(`TCP_REPAIR off: ${isNativeError(e) ? e.code : e}`);
   }
   const outqLen = num(st.msg.outq_len), unsq = num(st.msg.unsq_len);
-  if (unsq) sendAll(fd, st.outq.subarray(outqLen - unsq, outqLen), 'unsent part of the send queue', MSG_DONTWAIT);
+  if (unsq && !st.unsentQueued) sendAll(fd, st.outq.subarray(outqLen - unsq, outqLen), 'unsent part of the send queue', MSG_DONTWAIT);
   if (outqLen) {
     // a buffer smaller than what is queued takes no more until the queue drains, as before the dump
     n.setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, num(opts.so_sndbuf) >> 1);

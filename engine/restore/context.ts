@@ -26,6 +26,8 @@ export interface RestoreOptions {
   cgroups?: CgroupOptions;
   /** --tcp-close: TCP connections are made closed (their state is dropped) */
   tcpClose?: boolean;
+  /** --network-lock skip: connections sending while they are made are not locked */
+  networkLock?: 'nftables' | 'skip';
   /** called once the tree runs, before a non-detached restore waits for its root */
   onRunning?: (stats: import('./index').RestoreStats) => void;
 }

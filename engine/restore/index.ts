@@ -23,7 +23,8 @@ import { ShmemRestorer } from './shmem';
 import { UnixRestorer } from './unix';
 import { InetRestorer } from '../kinds/inet';
 import { PacketRestorer } from '../kinds/packet';
-import { checkLockMethod, unlockAfterRestore, hasConnections } from '../kinds/tcp';
+import { checkLockMethod, unlockAfterRestore, hasConnections, lockForRestore } from '../kinds/tcp';
+import type { NftLock } from '../kinds/tcp';
 import { NetlinkRestorer } from '../kinds/netlink-sock';
 import { TtyRestorer } from './tty';
 import { setThreadRegs } from './regs';
@@ -111,6 +112,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
   const files = new FileRestorer(ctx);
   let stats: RestoreStats;
   let forkedMs = 0;
+  let restoreLock: NftLock | undefined;
   try {
     try {
       // device files and mappings, made by their plugins in the engine before any process
@@ -119,6 +121,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       ctx.shmem.build();
       // inet first: an inet socket may travel in a unix socket's queue
       ctx.inet.tcpClose = opts.tcpClose ?? false;
+      if (!opts.tcpClose && opts.networkLock !== 'skip') restoreLock = lockForRestore(set, opts.log);
       ctx.inet.build();
       ctx.packet.build();
       ctx.netlink.build();
@@ -173,10 +176,11 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       dropScratch(p);
       opts.log.debug(`task ${p.img.pid}: done at ${ms()} ms`);
     }
-    // every socket exists: established connections leave TCP repair mode (kinds/tcp), then the
-    // lock the dump left for them goes
-    ctx.inet.repairOff();
+    // every socket exists: the locks go (the restore's, and the one the dump left for the
+    // connections), then the connections leave TCP repair mode (kinds/tcp)
+    restoreLock?.unlock();
     unlockAfterRestore(set.inventory, hasConnections(set), opts.log);
+    ctx.inet.repairOff();
     files.close();
     closeMade(ctx);
     plugins.exit(false);
@@ -207,6 +211,11 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
     };
     opts.log.debug(`restored ${stats.tasks} tasks / ${stats.threads} threads with ${stats.injectedCalls} injected calls in ${stats.toRunningMs.toFixed(1)} ms`);
   } catch (e) {
+    try {
+      restoreLock?.unlock();
+    } catch {
+      /* said by unlock, with the command that removes it */
+    }
     files.close();
     closeMade(ctx);
     ctx.unix.unlinkBound();

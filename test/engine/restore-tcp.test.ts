@@ -90,6 +90,49 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('established TCP connections', () => {
   }
 });
 
+describe.skipIf(!IS_ROOT || !HAS_NFT)('half-closed TCP connections', () => {
+  const works: string[] = [];
+  const targets: Target[] = [];
+  afterAll(() => {
+    for (const t of targets) cleanUp(t, undefined);
+    for (const w of works) fs.rmSync(w, { recursive: true, force: true });
+  });
+
+  // FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK and CLOSING, with bytes queued where the state has them
+  for (const mode of ['4', '6']) {
+    it(`keep their state, their bytes and their shutdowns through dump, kill and restore (IPv${mode})`, async () => {
+      const work = tempDir(`tcphalf${mode}`);
+      works.push(work);
+      const target = startTarget(compile('tcphalf', work), [mode], work);
+      targets.push(target);
+      await target.waitFor(/^ready$/m, 15000);
+      const states = [...target.output().matchAll(/^state (\d) a=(\d+) b=(\d+)$/gm)].map((m) => [Number(m[2]), Number(m[3])]);
+      expect(states).toEqual([[5, 8], [4, 1], [5, 9], [11, 5]]);
+      const dir = path.join(work, 'images');
+      fs.mkdirSync(dir);
+      const d = runCriu(['dump', '-t', String(target.pid), '-D', dir, '-o', 'dump.log', '-v4', '--tcp-established']);
+      expect(d.status, d.stderr + fs.readFileSync(path.join(dir, 'dump.log'), 'utf8').slice(-2000)).toBe(0);
+      await until(() => gone(target.pid), 'the dumped process to be reaped');
+      expect(engineTables()).toEqual([]);
+      // each connection in its state, its FINs kept out of the queue lengths (as CRIU records them)
+      const isk = decode(path.join(dir, 'files.img')).filter((f) => f.type === 4 && f.isk.dst_port);
+      expect(isk.map((f) => f.isk.state).sort((a: number, b: number) => a - b)).toEqual([1, 4, 5, 5, 5, 8, 9, 11]);
+      const streams = new Map(isk.map((f) => [f.isk.state, decode(path.join(dir, `tcp-stream-${f.isk.ino}.img`))[0]]));
+      expect(streams.get(8).inq_len).toBe(5000); // CLOSE_WAIT: the bytes before the FIN
+      expect(streams.get(4).unsq_len).toBeGreaterThan(0); // FIN_WAIT1: bytes not sent yet, the FIN behind them
+      const r = runCriu(['restore', '-D', dir, '-o', 'restore.log', '-v4', '-d', '--tcp-established']);
+      expect(r.status, r.stderr + fs.readFileSync(path.join(dir, 'restore.log'), 'utf8').slice(-2000)).toBe(0);
+      // the restore's own lock is gone too
+      expect(engineTables()).toEqual([]);
+      process.kill(target.pid, 'SIGUSR1');
+      await target.waitFor(/^(ok|fail).*$/m, 30000);
+      expect(target.output()).toMatch(/^states kept$/m);
+      expect(target.output()).not.toMatch(/fail/);
+      expect(target.output()).toMatch(/^ok /m);
+    }, 60000);
+  }
+});
+
 describe.skipIf(!IS_ROOT || !HAS_NFT)('TCP connections that are not dumped', () => {
   let work: string;
   const targets: Target[] = [];
