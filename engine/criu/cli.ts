@@ -30,14 +30,16 @@ dump
   -s, --leave-stopped       leave the tree stopped after the dump (or the restore)
   -j, --shell-job           allow a session or terminal outside the tree
       --file-locks          dump file locks (without it a tree holding locks is refused, as in CRIU)
-  -l, --tcp-established     dump established TCP connections (TCP repair; without it they are refused,
-                            as in CRIU); half-closed ones are refused
+  -l, --tcp-established     dump TCP connections with TCP repair: established, half-closed (FIN_WAIT,
+                            CLOSE_WAIT, LAST_ACK, CLOSING), closed and connecting (without it they
+                            are refused, as in CRIU)
       --tcp-close           dump: connections are recorded without their state; restore: they
                             are made closed (reading gives end of file), as CRIU does
       --skip-in-flight      connections a listener has not accepted yet are left out (lost)
       --network-lock M      nftables (default): the connections' packets are dropped by the table
                             inet CRIU-<run id> while they are dumped, and until the restore when
-                            a peer is outside the tree; skip: no lock
+                            a peer is outside the tree; iptables: by iptables rules, as CRIU writes
+                            them, left until the restore; skip: no lock
       --timeout N           seconds a task may take to stop (default 5)
       --ghost-limit SIZE    the largest unlinked file saved as a ghost file (default 1M; K, M, G)
   -x, --ext-unix-sk         keep datagram sockets connected to a named socket outside the tree
@@ -159,8 +161,8 @@ function run(argv: string[]): number {
     const mode = str(p, 'pre-dump-mode');
     if (mode !== undefined && mode !== 'splice' && mode !== 'read') return fail(`--pre-dump-mode ${mode}: must be splice or read`);
     const lock = str(p, 'network-lock');
-    if (lock !== undefined && lock !== 'nftables' && lock !== 'skip')
-      return fail(`--network-lock ${lock} is not supported: connections are locked with nftables (or not at all with skip)`);
+    if (lock !== undefined && lock !== 'nftables' && lock !== 'iptables' && lock !== 'skip')
+      return fail(`--network-lock ${lock}: must be nftables, iptables or skip`);
     const ext = str(p, 'ext-unix-sk');
     if (ext !== undefined) return fail(`--ext-unix-sk=${ext} is not supported: without a value it keeps every datagram socket connected outside the tree`);
     const validation = str(p, 'file-validation');
@@ -254,7 +256,7 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
     tcpEstablished: flag(p, 'tcp-established'),
     tcpClose: flag(p, 'tcp-close'),
     skipInFlight: flag(p, 'skip-in-flight'),
-    networkLock: str(p, 'network-lock') === 'skip' ? 'skip' : 'nftables',
+    networkLock: lockOpt(p),
     cgroups: cgroupOpts(p, true, workDir),
   });
   if (workDir !== imagesDir) fs.renameSync(path.join(imagesDir, 'stats-dump'), path.join(workDir, 'stats-dump'));
@@ -270,6 +272,12 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
   signalStatus(p);
 }
 
+/** --network-lock: nftables unless iptables or skip is asked for */
+function lockOpt(p: ParsedArgs): 'nftables' | 'iptables' | 'skip' {
+  const v = str(p, 'network-lock');
+  return v === 'skip' || v === 'iptables' ? v : 'nftables';
+}
+
 function restore(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void {
   const detach = flag(p, 'restore-detached') || flag(p, 'daemon');
   const pidfile = str(p, 'pidfile');
@@ -280,7 +288,7 @@ function restore(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): v
     shellJob: flag(p, 'shell-job'),
     leaveStopped: flag(p, 'leave-stopped'),
     tcpClose: flag(p, 'tcp-close'),
-    networkLock: str(p, 'network-lock') === 'skip' ? 'skip' : 'nftables',
+    networkLock: lockOpt(p),
     pidns: false,
     cgroups: cgroupOpts(p, false, workDir),
     pidWaitMs: process.env.ENGINE_PID_WAIT_MS ? Number(process.env.ENGINE_PID_WAIT_MS) : undefined,

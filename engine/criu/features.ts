@@ -120,6 +120,17 @@ function tcpHalfClosed(): FeatureAnswer {
   }
 }
 
+/** CRIU's answer: an iptables-save of the legacy (x_tables) kind runs here, for IPv4 and IPv6. */
+function iptLegacy(): FeatureAnswer {
+  const legacy = (cmd: string) => {
+    const r = spawnSync(cmd, ['--version'], { encoding: 'utf8' });
+    return !r.error && r.status === 0 && !/nf_tables/.test(r.stdout);
+  };
+  for (const [plain, old] of [['iptables-save', 'iptables-legacy-save'], ['ip6tables-save', 'ip6tables-legacy-save']])
+    if (!legacy(plain) && !legacy(old)) return no(`neither ${plain} nor ${old} uses the legacy iptables API here`);
+  return yes('legacy iptables is here; connections are locked with iptables rules with --network-lock iptables');
+}
+
 const NS = 'namespaces are not handled by this engine';
 const NET = 'network namespaces, TCP repair and network locking are not handled by this engine';
 
@@ -153,7 +164,7 @@ const FEATURES: [string, () => FeatureAnswer][] = [
   ['clone3_set_tid', () => (kernelAtLeast(5, 5) ? yes('tasks are restored with their PIDs through clone3(set_tid)') : no('the kernel is older than 5.5'))],
   ['newifindex', () => no(NET)],
   ['nftables', () => no(NET)],
-  ['has_ipt_legacy', () => no(NET)],
+  ['has_ipt_legacy', iptLegacy],
   ['pidfd_store', () => no('the pidfd store is not implemented')],
   ['ns_pid', () => no(NS)],
   ['apparmor_stacking', () => no('LSM profiles are not handled')],

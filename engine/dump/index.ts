@@ -78,7 +78,7 @@ export interface DumpOptions {
   /** --skip-in-flight: connections a listener has not accepted yet are left out */
   skipInFlight?: boolean;
   /** --network-lock: nftables (the default) or skip (connections are not locked) */
-  networkLock?: 'nftables' | 'skip';
+  networkLock?: 'nftables' | 'iptables' | 'skip';
 }
 
 export interface DumpStats {
@@ -144,7 +144,7 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
   let tree: FrozenTree | undefined;
   // connections in repair mode and their network lock (kinds/tcp): out of it before the tree runs
   const runId = randomUUID();
-  const tcp = new TcpDump(log, runId, opts.networkLock !== 'skip');
+  const tcp = new TcpDump(log, runId, opts.networkLock ?? 'nftables');
   let t0 = nowUs();
   let tFrozen = t0;
   try {

@@ -451,7 +451,7 @@ export class InetSockets {
       const wasConnected = info.length >= 144 && (info.readUInt32LE(136) || info.readUInt32LE(140)) !== 0;
       // a connection that ended (both FINs exchanged) still knows its peer and keeps what it
       // received: with --tcp-established it is repaired in its closed state, as CRIU does
-      const peer = wasConnected && this.tcp && !this.tcpClose ? peerOf(sock) : undefined;
+      const peer = wasConnected && this.tcp && !this.tcpClose ? peerOf(sock, family) : undefined;
       backlog = info[4]; // CRIU records tcpi_backoff here
       if (peer?.port) {
         kind = `${fam} closed TCP connection`;
@@ -547,9 +547,10 @@ function autotuned(proto: number, state: number, opts: Msg, lockBit: number): bo
 }
 
 /** The peer of a closed TCP socket that was connected (SO_PEERNAME still has it; getpeername says ENOTCONN). */
-function peerOf(sock: number): { port: number; words: number[] } | undefined {
+function peerOf(sock: number, family: number): { port: number; words: number[] } | undefined {
   try {
-    return parseSockaddr(native().getsockopt(sock, SOL_SOCKET, SO.PEERNAME, 28));
+    // the length asked for must not exceed the address's (EINVAL)
+    return parseSockaddr(native().getsockopt(sock, SOL_SOCKET, SO.PEERNAME, family === AF_INET ? 16 : 28));
   } catch (e) {
     if (isNativeError(e) && e.code === 'ENOTCONN') return undefined;
     throw e;

@@ -139,6 +139,10 @@ export class NftLock {
     return this.made;
   }
 
+  get description(): string {
+    return `nft table inet ${this.table}`;
+  }
+
   private nft(script: string): void {
     const r = spawnSync('nft', ['-f', '-'], { input: script, encoding: 'utf8' });
     if (r.error) throw new EngineError(`network lock: cannot run nft: ${r.error.message}`);
@@ -198,6 +202,97 @@ export class NftLock {
   }
 }
 
+/**
+ * The same lock with iptables rules (criu --network-lock iptables, CRIU's default): for each
+ * connection, a rule on INPUT and one on OUTPUT dropping its packets but the marked ones, as CRIU
+ * writes them (so either engine's restore removes the other's). All connections go in one
+ * iptables-restore run per family (ip6tables for IPv6, v4-mapped addresses as IPv4).
+ */
+export class IptLock {
+  private have = new Map<string, Conn>();
+
+  constructor(private log?: Log) {}
+
+  get locked(): boolean {
+    return this.have.size > 0;
+  }
+
+  get description(): string {
+    return `${this.have.size} connection(s), iptables rules on INPUT and OUTPUT`;
+  }
+
+  covers(c: Conn): boolean {
+    return this.have.has(endKey(c));
+  }
+
+  /** The two rule specifications of a connection: [ip6tables?, INPUT rule, OUTPUT rule]. */
+  static rules(c: Conn): [boolean, string, string] {
+    const s = addrOf(c.family, c.src), d = addrOf(c.family, c.dst);
+    const rule = (chain: string, from: string, fp: number, to: string, tp: number) =>
+      `${chain} -p tcp -m mark ! --mark 0x${SOCCR_MARK.toString(16)} -s ${from} --sport ${fp} -d ${to} --dport ${tp} -j DROP`;
+    return [s.v6, rule('INPUT', d.text, c.dstPort, s.text, c.srcPort), rule('OUTPUT', s.text, c.srcPort, d.text, c.dstPort)];
+  }
+
+  /** Runs `op` (-I or -D) on the rules of these connections, one iptables-restore per family. */
+  static apply(op: '-I' | '-D', conns: Conn[]): void {
+    for (const v6 of [false, true]) {
+      const lines = conns.map(IptLock.rules).filter((r) => r[0] === v6).flatMap((r) => [`${op} ${r[1]}`, `${op} ${r[2]}`]);
+      if (!lines.length) continue;
+      const cmd = v6 ? 'ip6tables-restore' : 'iptables-restore';
+      const r = spawnSync(cmd, ['-w', '--noflush'], { input: `*filter\n${lines.join('\n')}\nCOMMIT\n`, encoding: 'utf8' });
+      if (r.error) throw new EngineError(`network lock: cannot run ${cmd}: ${r.error.message}`);
+      if (r.status !== 0) throw new EngineError(`network lock: ${cmd} failed: ${(r.stderr || '').trim()}`);
+    }
+  }
+
+  lock(...conns: Conn[]): void {
+    conns = conns.filter((c) => !this.covers(c));
+    if (!conns.length) return;
+    IptLock.apply('-I', conns);
+    for (const c of conns) this.have.set(endKey(c), c);
+    this.log?.debug(`network lock: ${conns.length} connection(s) locked (iptables)`);
+  }
+
+  unlock(): void {
+    if (!this.have.size) return;
+    const conns = [...this.have.values()];
+    this.have.clear();
+    try {
+      IptLock.apply('-D', conns);
+      this.log?.debug(`network lock: iptables rules of ${conns.length} connection(s) removed`);
+    } catch (e) {
+      this.log?.error(`network lock: ${(e as Error).message} (the rules dropping ${conns.map(connText).join(', ')} are left)`);
+      throw e;
+    }
+  }
+
+  /**
+   * The rules a dump left are removed (those of the connections given that exist: a rule
+   * removed already, by an earlier restore of the set, is no error).
+   */
+  static forget(conns: Conn[], log?: Log): void {
+    try {
+      IptLock.apply('-D', conns);
+    } catch {
+      // one by one, those that are there
+      for (const c of conns) {
+        const [v6, input, output] = IptLock.rules(c);
+        for (const rule of [input, output]) {
+          const cmd = v6 ? 'ip6tables' : 'iptables';
+          const spec = rule.split(' ');
+          if (spawnSync(cmd, ['-w', '-C', ...spec]).status !== 0) continue;
+          const r = spawnSync(cmd, ['-w', '-D', ...spec], { encoding: 'utf8' });
+          if (r.error || r.status !== 0) throw new EngineError(`network unlock: cannot remove the ${cmd} rule ${rule}: ${r.error?.message ?? r.stderr.trim()}`);
+        }
+      }
+    }
+    log?.debug(`network lock: iptables rules of ${conns.length} connection(s) of the dump removed`);
+  }
+}
+
+/** A lock of connections, by nftables or iptables. */
+export type ConnLock = NftLock | IptLock;
+
 /** inventory_entry.network_lock_method: CRIU's NETWORK_LOCK_IPTABLES, NFTABLES, SKIP */
 export const LOCK_IPTABLES = 0, LOCK_NFTABLES = 1, LOCK_SKIP = 2;
 
@@ -206,13 +301,34 @@ export function lockTable(runId: string): string {
   return `CRIU-${runId}`.slice(0, 31 - 'inet '.length);
 }
 
+/** The connections of a set restored through repair, as the lock names them. */
+function setConnections(set: ImageSet): { conns: Conn[]; sending: boolean } {
+  const conns: Conn[] = [];
+  let sending = false;
+  for (const f of set.files.values()) {
+    if (num(f.type) !== 4 || !f.isk || !repairedEntry(f.isk)) continue;
+    const e = f.isk;
+    const w = (k: string) => ((e[k] ?? []) as unknown[]).map(num);
+    // a closed connection sends nothing and was not locked
+    if (num(e.state) === TCP_CLOSE) continue;
+    conns.push({ family: num(e.family), src: w('src_addr'), srcPort: num(e.src_port), dst: w('dst_addr'), dstPort: num(e.dst_port) });
+    if (num(e.state) !== TCP_ESTABLISHED) sending = true;
+  }
+  return { conns, sending };
+}
+
 /**
- * The restore half of the lock: the table a dump left for its connections is removed once they
- * are made again (before the tree runs). A set locked with iptables (CRIU's default) is refused:
- * this engine does not undo it, and the connections would stay blocked.
+ * The restore half of the lock: what a dump left for its connections (an nftables table, or
+ * iptables rules) is removed once they are made again (before they leave repair mode).
  */
-export function unlockAfterRestore(inventory: Msg, hasConnections: boolean, log?: Log): void {
+export function unlockAfterRestore(inventory: Msg, set: ImageSet, log?: Log): void {
   const method = inventory.network_lock_method === undefined ? LOCK_IPTABLES : num(inventory.network_lock_method);
+  if (method === LOCK_IPTABLES) {
+    const { conns } = setConnections(set);
+    if (conns.length) IptLock.forget(conns, log);
+    return;
+  }
+  const hasConnections = setConnections(set).conns.length > 0;
   if (method !== LOCK_NFTABLES || !inventory.dump_criu_run_id) return;
   const table = lockTable(String(inventory.dump_criu_run_id));
   const listed = spawnSync('nft', ['list', 'table', 'inet', table], { encoding: 'utf8' });
@@ -222,39 +338,30 @@ export function unlockAfterRestore(inventory: Msg, hasConnections: boolean, log?
   log?.debug(`network lock: table inet ${table} of the dump removed${hasConnections ? '' : ' (no connection in the set)'}`);
 }
 
-/** Does the set hold TCP connections restored through repair (inet entries of a stream socket with a peer)? */
-export function hasConnections(set: ImageSet): boolean {
-  return [...set.files.values()].some((f) => num(f.type) === 4 && f.isk && repairedEntry(f.isk));
-}
-
 /**
  * The lock of a restore: connections that send while they are made again (a half-closed one's
  * FIN, the ACKs of the segments forged for it, a SYN) must not meet a peer of the set that does
- * not exist yet (it would be answered with a reset). An nftables table of this restore drops
- * their packets (the forged segments pass it) until every connection exists; established ones
- * send nothing in repair mode and need none. Returns it locked, or undefined.
+ * not exist yet (it would be answered with a reset). A lock of this restore (nftables table, or
+ * iptables rules with --network-lock iptables) drops their packets (the forged segments pass it)
+ * until every connection exists; established ones send nothing in repair mode and need none.
+ * Returns it locked, or undefined.
  */
-export function lockForRestore(set: ImageSet, log?: Log): NftLock | undefined {
-  const conns: Conn[] = [];
-  let sending = false;
-  for (const f of set.files.values()) {
-    if (num(f.type) !== 4 || !f.isk || !repairedEntry(f.isk)) continue;
-    const e = f.isk;
-    const w = (k: string) => ((e[k] ?? []) as unknown[]).map(num);
-    conns.push({ family: num(e.family), src: w('src_addr'), srcPort: num(e.src_port), dst: w('dst_addr'), dstPort: num(e.dst_port) });
-    if (num(e.state) !== TCP_ESTABLISHED) sending = true;
-  }
+export function lockForRestore(set: ImageSet, method: 'nftables' | 'iptables', log?: Log): ConnLock | undefined {
+  const { conns, sending } = setConnections(set);
   if (!sending) return undefined;
-  const lock = new NftLock(`rst-${randomUUID()}`, log);
+  const lock = method === 'iptables' ? new IptLock(log) : new NftLock(`rst-${randomUUID()}`, log);
   lock.lock(...conns);
   return lock;
 }
 
-/** Refuses, before any process exists, connections of a set whose lock this engine cannot undo. */
-export function checkLockMethod(inventory: Msg, hasConnections: boolean): void {
+/** Refuses, before any process exists, connections of a set whose lock this engine cannot undo here. */
+export function checkLockMethod(inventory: Msg, set: ImageSet): void {
   const method = inventory.network_lock_method === undefined ? LOCK_IPTABLES : num(inventory.network_lock_method);
-  if (hasConnections && method === LOCK_IPTABLES)
-    throw new EngineError('inventory.img: network_lock_method: established connections locked with iptables, which this engine does not undo (dump with --network-lock nftables)', 'EIMAGE');
+  if (method !== LOCK_IPTABLES || !setConnections(set).conns.length) return;
+  for (const cmd of ['iptables', 'iptables-restore']) {
+    const r = spawnSync(cmd, ['--version'], { encoding: 'utf8' });
+    if (r.error || r.status !== 0) throw new EngineError(`inventory.img: network_lock_method: the connections were locked with iptables, and ${cmd} cannot run here to unlock them`, 'EIMAGE');
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,18 +380,28 @@ interface Held extends Conn {
 export class TcpDump {
   readonly images: [string, string, NewEntry[]][] = [];
   private held: Held[] = [];
-  private lock: NftLock;
+  private lock: ConnLock;
+  private locking: boolean;
 
   /** connections whose peer is outside the dumped tree: the lock outlives a dump that kills the tree */
   private outside: Held[] = [];
 
-  constructor(private log?: Log, readonly runId = '', private locking = true) {
-    this.lock = new NftLock(runId, log);
+  /** the lock is left for the restore to remove (the tree is dead) */
+  private left = false;
+
+  constructor(private log?: Log, readonly runId = '', private method: 'nftables' | 'iptables' | 'skip' = 'nftables') {
+    this.locking = method !== 'skip';
+    this.lock = method === 'iptables' ? new IptLock(log) : new NftLock(runId, log);
   }
 
-  /** inventory_entry.network_lock_method: NFTABLES when a table is left for the restore to remove. */
+  /**
+   * inventory_entry.network_lock_method: what the restore has to remove, NFTABLES (a table) or
+   * IPTABLES (rules); SKIP when nothing is left.
+   */
   get lockMethod(): number {
-    return this.outside.length && this.locking ? LOCK_NFTABLES : LOCK_SKIP;
+    if (!this.locking || !this.lock.locked) return LOCK_SKIP;
+    if (this.method === 'iptables') return LOCK_IPTABLES;
+    return this.outside.length ? LOCK_NFTABLES : LOCK_SKIP;
   }
 
   /**
@@ -354,8 +471,9 @@ export class TcpDump {
    */
   release(): void {
     for (const h of this.held.splice(0)) native().close(h.fd);
-    if (this.outside.length && this.lock.locked) {
-      this.log?.info(`network lock: ${this.outside.length} connection(s) to peers outside the tree stay locked until the restore (nft table inet ${this.lock.table})`);
+    // iptables: every rule stays, as CRIU leaves them (its restore removes them all)
+    if ((this.outside.length || this.method === 'iptables') && this.lock.locked) {
+      this.log?.info(`network lock: ${this.outside.length} connection(s) to peers outside the tree stay locked until the restore (${this.lock.description})`);
       return;
     }
     this.lock.unlock();

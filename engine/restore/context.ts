@@ -27,7 +27,7 @@ export interface RestoreOptions {
   /** --tcp-close: TCP connections are made closed (their state is dropped) */
   tcpClose?: boolean;
   /** --network-lock skip: connections sending while they are made are not locked */
-  networkLock?: 'nftables' | 'skip';
+  networkLock?: 'nftables' | 'iptables' | 'skip';
   /** called once the tree runs, before a non-detached restore waits for its root */
   onRunning?: (stats: import('./index').RestoreStats) => void;
 }

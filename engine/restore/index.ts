@@ -23,8 +23,8 @@ import { ShmemRestorer } from './shmem';
 import { UnixRestorer } from './unix';
 import { InetRestorer } from '../kinds/inet';
 import { PacketRestorer } from '../kinds/packet';
-import { checkLockMethod, unlockAfterRestore, hasConnections, lockForRestore } from '../kinds/tcp';
-import type { NftLock } from '../kinds/tcp';
+import { checkLockMethod, unlockAfterRestore, lockForRestore } from '../kinds/tcp';
+import type { ConnLock } from '../kinds/tcp';
 import { NetlinkRestorer } from '../kinds/netlink-sock';
 import { TtyRestorer } from './tty';
 import { setThreadRegs } from './regs';
@@ -88,7 +88,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
     // the cgroups first, as in CRIU: a task may hold one of their directories open
     cgroups?.prepare();
     if (set.inventory.tcp_close && !opts.tcpClose) throw new EngineError('inventory.img: tcp_close: the set was dumped with --tcp-close: restore it with --tcp-close', 'EIMAGE');
-    checkLockMethod(set.inventory, hasConnections(set) && !opts.tcpClose);
+    checkLockMethod(set.inventory, set);
     preflight(set, opts);
     locks = loadFileLocks(set);
     plugins = restorePlugins(set.inventory, set.dir, (m) => opts.log.debug(m));
@@ -112,7 +112,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
   const files = new FileRestorer(ctx);
   let stats: RestoreStats;
   let forkedMs = 0;
-  let restoreLock: NftLock | undefined;
+  let restoreLock: ConnLock | undefined;
   try {
     try {
       // device files and mappings, made by their plugins in the engine before any process
@@ -121,7 +121,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
       ctx.shmem.build();
       // inet first: an inet socket may travel in a unix socket's queue
       ctx.inet.tcpClose = opts.tcpClose ?? false;
-      if (!opts.tcpClose && opts.networkLock !== 'skip') restoreLock = lockForRestore(set, opts.log);
+      if (!opts.tcpClose && opts.networkLock !== 'skip') restoreLock = lockForRestore(set, opts.networkLock ?? 'nftables', opts.log);
       ctx.inet.build();
       ctx.packet.build();
       ctx.netlink.build();
@@ -179,7 +179,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
     // every socket exists: the locks go (the restore's, and the one the dump left for the
     // connections), then the connections leave TCP repair mode (kinds/tcp)
     restoreLock?.unlock();
-    unlockAfterRestore(set.inventory, hasConnections(set), opts.log);
+    unlockAfterRestore(set.inventory, set, opts.log);
     ctx.inet.repairOff();
     files.close();
     closeMade(ctx);

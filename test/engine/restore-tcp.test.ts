@@ -2,19 +2,23 @@
 // tree stream numbered bytes both ways with both queues of both sockets full; dumped with TCP
 // repair, killed, restored, and the streams go on with no byte lost, duplicated or reordered
 // (the fixture checks every byte), over IPv4, IPv6 and a v4-mapped IPv6 server. A connection to a
-// peer outside the tree stays locked from the dump to the restore, and the peer sees the stream go
-// on. Refused: a connection without --tcp-established.
+// peer outside the tree stays locked from the dump to the restore (an nftables table, or iptables
+// rules with --network-lock iptables), and the peer sees the stream go on. Connections in every
+// half-closed state keep their state, bytes and shutdowns. Refused: a connection without
+// --tcp-established.
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { loadMessages, writeImage } from '../../images/files';
 import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, Target, decode, cleanUp, runCriu, until, gone, alive } from './helpers';
 
 const HAS_NFT = spawnSync('nft', ['--version'], { encoding: 'utf8' }).status === 0;
 if (!IS_ROOT) console.warn(`SKIPPING TCP repair tests: ${SKIP_REASON}`);
 else if (!HAS_NFT) console.warn('SKIPPING TCP repair tests: no nft command (Debian package nftables), which locks the connections');
+
+const HAS_IPTABLES = spawnSync('iptables-restore', ['--version'], { encoding: 'utf8' }).status === 0;
+const iptRules = () => (spawnSync('iptables', ['-w', '-S'], { encoding: 'utf8' }).stdout ?? '').split('\n').filter((l) => /0xc114/.test(l));
 
 const engineTables = () => (spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout ?? '').split('\n').filter((l) => /inet CRIU-/.test(l));
 
@@ -63,17 +67,6 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('established TCP connections', () => {
       const isk = decode(path.join(dir, 'files.img')).filter((f) => f.type === 4 && f.isk.state === 1);
       expect(isk).toHaveLength(2);
       expect(decode(path.join(dir, 'inventory.img'))[0].network_lock_method).toBe(2); // SKIP: no lock left to undo
-      if (mode === '4') {
-        // a set whose connections CRIU locked with iptables (its default) is refused before any process exists
-        const ipt = path.join(work, 'iptables');
-        fs.cpSync(dir, ipt, { recursive: true });
-        const inv = loadMessages(path.join(ipt, 'inventory.img'));
-        inv[0].network_lock_method = 0;
-        writeImage(path.join(ipt, 'inventory.img'), 'INVENTORY', inv.map((msg) => ({ msg })));
-        const refused = runCriu(['restore', '-D', ipt, '-o', 'restore.log', '-d']);
-        expect(refused.status).toBe(1);
-        expect(fs.readFileSync(path.join(ipt, 'restore.log'), 'utf8')).toMatch(/^Error \(restore\): inventory\.img: network_lock_method: established connections locked with iptables/m);
-      }
       const before = target.output();
       const at = { S: got(before, 'S'), C: got(before, 'C') };
       // the output file grows no more: the restore finds it as dumped
@@ -188,6 +181,44 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('TCP connections that are not dumped', () 
     const before = received;
     expect(runCriu(['restore', '-D', dir, '-d', '-o', 'restore.log']).status).toBe(0);
     expect(engineTables()).toEqual([]);
+    await until(() => received > before + 10000, 'the stream to go on after the restore', 10000);
+    expect([wrong, broken]).toEqual([-1, '']);
+    peer.destroy();
+  }, 30000);
+
+  it.skipIf(!HAS_IPTABLES)('locks it with iptables rules as CRIU writes them (--network-lock iptables), removed by the restore', async () => {
+    const target = startTarget(compile('tcpconn', work), ['outside'], work);
+    targets.push(target);
+    const port = Number((await target.waitFor(/^port=(\d+)$/m))[1]);
+    const peer = net.connect(port, '127.0.0.1');
+    let received = 0, wrong = -1, broken = '';
+    peer.on('data', (b) => {
+      for (const x of b) {
+        if (wrong < 0 && x !== byteAt(received)) wrong = received;
+        received++;
+      }
+    });
+    peer.on('error', (e) => (broken = e.message));
+    peer.on('close', () => (broken ||= 'closed'));
+    await until(() => received > 10000, 'the peer to receive', 10000);
+    const local = (peer.localPort as number);
+    const dir = path.join(work, 'img3');
+    fs.mkdirSync(dir);
+    const r = runCriu(['dump', '-t', String(target.pid), '-D', dir, '-o', 'dump.log', '--tcp-established', '--network-lock', 'iptables']);
+    expect(r.status, fs.readFileSync(path.join(dir, 'dump.log'), 'utf8').slice(-1500)).toBe(0);
+    await until(() => gone(target.pid), 'the dumped tree to be killed');
+    expect(decode(path.join(dir, 'inventory.img'))[0].network_lock_method).toBe(0); // IPTABLES
+    expect(engineTables()).toEqual([]);
+    // one rule per direction, the marked segments let through
+    const rules = iptRules().filter((l) => l.includes(`--sport ${local}`) || l.includes(`--dport ${local}`));
+    expect(rules).toHaveLength(2);
+    expect(rules.join('\n')).toMatch(/-A INPUT -s 127\.0\.0\.1\/32 -d 127\.0\.0\.1\/32 -p tcp -m mark ! --mark 0xc114 -m tcp --sport \d+ --dport \d+ -j DROP/);
+    await new Promise((res) => setTimeout(res, 500));
+    expect(broken).toBe('');
+    const before = received;
+    const rr = runCriu(['restore', '-D', dir, '-d', '-o', 'restore.log']);
+    expect(rr.status, fs.readFileSync(path.join(dir, 'restore.log'), 'utf8').slice(-1500)).toBe(0);
+    expect(iptRules().filter((l) => l.includes(`port ${local}`))).toEqual([]);
     await until(() => received > before + 10000, 'the stream to go on after the restore', 10000);
     expect([wrong, broken]).toEqual([-1, '']);
     peer.destroy();
