@@ -419,7 +419,8 @@ export class TcpDump {
     if (this.locking && !closed) this.lock.lock(conn); // one lockAll did not see (nothing when it did)
     const fd = this.silence(sock, conn, where, closed);
     const tse = readStream(fd, where, conn);
-    this.images.push([`tcp-stream-${ino}.img`, 'TCP_STREAM', [{ msg: tse.msg, extra: { kind: 'tcp', inq: tse.inq, outq: tse.outq } }]]);
+    // named by the inode in hex, as CRIU names it (tcp-stream-%x)
+    this.images.push([`tcp-stream-${ino.toString(16)}.img`, 'TCP_STREAM', [{ msg: tse.msg, extra: { kind: 'tcp', inq: tse.inq, outq: tse.outq } }]]);
     return tse.state;
   }
 
@@ -547,9 +548,9 @@ export function repairedEntry(isk: Msg): boolean {
   return num(isk.proto) === 6 && num(isk.type) === 1 && num(isk.dst_port) !== 0 && REPAIRED_STATES.has(num(isk.state));
 }
 
-/** tcp-stream-<ino>.img of an image set, checked against what restore needs. */
+/** tcp-stream-<ino in hex>.img of an image set, checked against what restore needs. */
 export function loadStream(dir: string, ino: number, state: number): StreamImage {
-  const name = `tcp-stream-${ino}.img`;
+  const name = `tcp-stream-${ino.toString(16)}.img`;
   let entries;
   try {
     entries = loadImage(path.join(dir, name)).entries;

@@ -6,7 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, alive, lastCount, consecutive, sleep, Target, decode, dumpOk, until, gone, killPid, restoreOk, readMem, dumpAndReap } from './helpers';
+import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, runEngine, runCriu, alive, lastCount, consecutive, sleep, Target, decode, dumpOk, until, gone, killPid, restoreOk, readMem, dumpAndReap } from './helpers';
 
 interface Criu {
   bin?: string;
@@ -175,7 +175,12 @@ const CASES: Case[] = [
   },
   {
     name: 'fdkinds',
-    args: (w) => [w],
+    // a directory of its own to watch: the work dir gets the images (their events would be queued)
+    args: (w) => {
+      const watched = path.join(w, 'watched');
+      fs.mkdirSync(watched, { recursive: true });
+      return [watched];
+    },
     ready: /fds efd=(\d+) tfd=(\d+) sfd=(\d+) ifd=(\d+) ep=(\d+)/,
     keys: ['count'],
     check: ({ target, m }) => {
@@ -271,5 +276,42 @@ describe.skipIf(!!criu.skip)('engine restore restores what CRIU 4.2 dumps', () =
         fs.rmSync(work, { recursive: true, force: true });
       }
     });
+  }
+});
+
+// TCP connections in every half-closed state (fixtures/engine/tcphalf.c) dumped by CRIU (its
+// iptables lock left behind) are restored by the engine, which removes CRIU's rules. The other
+// way cannot be checked with this program: CRIU 4.2 does not restore its own dump of it (its
+// libsoccr gets EPIPE writing the unsent bytes of FIN_WAIT1 behind a zero window).
+describe.skipIf(!!criu.skip)('half-closed TCP connections between CRIU and the engine', () => {
+  const HAS_LOCKS = spawnSync('nft', ['--version']).status === 0 && spawnSync('iptables-restore', ['--version']).status === 0;
+  for (const by of ['criu']) {
+    it.skipIf(!HAS_LOCKS)(`dumped by ${by}, restored by ${by === 'engine' ? 'criu' : 'the engine'}: states, bytes and shutdowns kept`, async () => {
+      const work = tempDir(`criu-tcphalf-${by}`);
+      const target = startTarget(compile('tcphalf', work), ['4'], work);
+      try {
+        await target.waitFor(/^ready$/m, 15000);
+        const dir = path.join(work, 'images');
+        fs.mkdirSync(dir);
+        const dumpArgs = ['dump', '-t', String(target.pid), '-D', dir, '-v4', '-o', 'dump.log', '--tcp-established'];
+        const d = by === 'engine' ? runCriu(dumpArgs) : spawnSync(criu.bin!, dumpArgs, { encoding: 'utf8', timeout: 60_000 });
+        expect(d.status, fs.readFileSync(path.join(dir, 'dump.log'), 'utf8').split('\n').filter((l) => /Error/.test(l)).join('\n')).toBe(0);
+        await until(() => gone(target.pid), 'the dumped task to be reaped');
+        if (by === 'engine') criuRestore(dir, ['--tcp-established']);
+        else {
+          const r = runCriu(['restore', '-D', dir, '-v4', '-o', 'restore.log', '-d', '--tcp-established']);
+          expect(r.status, fs.readFileSync(path.join(dir, 'restore.log'), 'utf8').split('\n').filter((l) => /Error/.test(l)).join('\n')).toBe(0);
+        }
+        // no rule of either lock is left
+        expect(spawnSync('iptables', ['-w', '-S'], { encoding: 'utf8' }).stdout).not.toMatch(/0xc114/);
+        process.kill(target.pid, 'SIGUSR1');
+        await target.waitFor(/^(ok|fail).*$/m, 30000);
+        expect(target.output()).toMatch(/^states kept$/m);
+        expect(target.output()).not.toMatch(/fail/);
+      } finally {
+        target.kill();
+        fs.rmSync(work, { recursive: true, force: true });
+      }
+    }, 60000);
   }
 });

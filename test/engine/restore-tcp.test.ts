@@ -57,7 +57,7 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('established TCP connections', () => {
       await until(() => gone(target.pid) && gone(client), 'the dumped tree to be reaped');
       expect(engineTables()).toEqual([]);
       // both sockets, with bytes in both queues
-      const streams = fs.readdirSync(dir).filter((f) => /^tcp-stream-\d+\.img$/.test(f)).map((f) => decode(path.join(dir, f))[0]);
+      const streams = fs.readdirSync(dir).filter((f) => /^tcp-stream-[0-9a-f]+\.img$/.test(f)).map((f) => decode(path.join(dir, f))[0]);
       expect(streams).toHaveLength(2);
       for (const s of streams) {
         expect(s.inq_len).toBeGreaterThan(0);
@@ -110,7 +110,7 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('half-closed TCP connections', () => {
       // each connection in its state, its FINs kept out of the queue lengths (as CRIU records them)
       const isk = decode(path.join(dir, 'files.img')).filter((f) => f.type === 4 && f.isk.dst_port);
       expect(isk.map((f) => f.isk.state).sort((a: number, b: number) => a - b)).toEqual([1, 4, 5, 5, 5, 8, 9, 11]);
-      const streams = new Map(isk.map((f) => [f.isk.state, decode(path.join(dir, `tcp-stream-${f.isk.ino}.img`))[0]]));
+      const streams = new Map(isk.map((f) => [f.isk.state, decode(path.join(dir, `tcp-stream-${f.isk.ino.toString(16)}.img`))[0]]));
       expect(streams.get(8).inq_len).toBe(5000); // CLOSE_WAIT: the bytes before the FIN
       expect(streams.get(4).unsq_len).toBeGreaterThan(0); // FIN_WAIT1: bytes not sent yet, the FIN behind them
       const r = runCriu(['restore', '-D', dir, '-o', 'restore.log', '-v4', '-d', '--tcp-established']);
