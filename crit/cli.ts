@@ -5,7 +5,7 @@ import { ImageError } from '../images/image';
 
 const VERSION = '0.1.0';
 
-const USAGE = `usage: crit [-h] [--version] {decode,encode,info,show,x,xray,diff,check,edit,tui} ...
+const USAGE = `usage: crit [-h] [--version] {decode,encode,info,show,x,xray,diff,check,edit,coredump,tui} ...
 
 CRIU image tool: decode, encode and explore checkpoint images (a faster,
 exact successor of CRIU's CRIT, with the same JSON).
@@ -20,6 +20,7 @@ commands:
   diff     what changed between two checkpoints (exit 0 same, 1 different, 2 trouble)
   check    validate an images directory and locate damage (exit 0 clean, 1 problems)
   edit     change fields of an image; the rest of the file stays byte-identical
+  coredump an ELF core file per task (core.PID) for gdb, from an images directory
   tui      interactive explorer: processes, memory x-ray, GPU buffers, images, diff
 
 Run 'crit COMMAND -h' for a command's options.`;
@@ -94,6 +95,18 @@ SUB_USAGE.edit = `usage: crit edit [-h] image --set PATH=VALUE [--set PATH=VALUE
                    JSON for sub-messages and lists; null removes an optional field)
   -o OUT, --out OUT  write the result there instead (always written completely or not at all)`;
 
+SUB_USAGE.coredump = `usage: crit coredump [-h] dir [-p PID] -o OUTDIR [--page-size N]
+
+  dir              images directory (x86_64 or aarch64 dumps; the architecture is the image's)
+  -p PID, --pid PID  only this task (default: every task that has memory)
+  -o OUTDIR, --out OUTDIR  where to write core.PID (created if missing; each core is written
+                   completely or not at all)
+  --page-size N    page size of the dumped machine (default 4096)
+  Notes as the kernel writes them (NT_PRSTATUS, NT_FPREGSET and NT_X86_XSTATE or NT_ARM_TLS per
+  thread, NT_PRPSINFO, NT_SIGINFO, NT_AUXV, NT_FILE) and a PT_LOAD per VMA: the image's pages,
+  clean pages of mapped files read from this host, zeros elsewhere (a warning says what could
+  not be filled). Load it with: gdb EXE core.PID`;
+
 SUB_USAGE.tui = `usage: crit tui [-h] dir [dir2]
 
   dir      images directory to explore (needs a terminal)
@@ -114,7 +127,7 @@ function run(argv: string[]): void {
   }
   const [cmd, ...rest] = argv;
   const usage = SUB_USAGE[cmd];
-  if (!usage) throw new UsageError(`argument command: invalid choice: '${cmd}' (choose from 'decode', 'encode', 'info', 'show', 'x', 'xray', 'diff', 'check', 'edit', 'tui')`, USAGE);
+  if (!usage) throw new UsageError(`argument command: invalid choice: '${cmd}' (choose from 'decode', 'encode', 'info', 'show', 'x', 'xray', 'diff', 'check', 'edit', 'coredump', 'tui')`, USAGE);
   const help = () => { process.stdout.write(usage + '\n'); };
   if (cmd === 'xray') {
     const v = (names: string[], key: string): OptSpec => ({ names, key, value: true });
@@ -127,7 +140,7 @@ function run(argv: string[]): void {
     require('./commands/xray').xray(p.pos[0], p.opts);
     return;
   }
-  if (cmd === 'diff' || cmd === 'check' || cmd === 'edit') return runInspect(cmd, rest, usage, help);
+  if (cmd === 'diff' || cmd === 'check' || cmd === 'edit' || cmd === 'coredump') return runInspect(cmd, rest, usage, help);
   if (cmd === 'tui') {
     const p = parseArgs(rest, [HELP], usage, 2);
     if (p.opts.help) return void process.stdout.write(require('../tui/main').TUI_USAGE + '\n');
@@ -181,7 +194,7 @@ function run(argv: string[]): void {
   }
 }
 
-/** crit diff / check / edit (their exit status is set here; errors go through main). */
+/** crit diff / check / edit / coredump (their exit status is set here; errors go through main). */
 function runInspect(cmd: string, rest: string[], usage: string, help: () => void): void {
   const num = (v: unknown, what: string): number | undefined => {
     if (v === undefined) return undefined;
@@ -201,6 +214,14 @@ function runInspect(cmd: string, rest: string[], usage: string, help: () => void
     if (p.opts.help) return help();
     if (p.pos.length !== 1) throw new UsageError('the following arguments are required: dir', usage);
     process.exitCode = require('./commands/check').check(p.pos[0], { json: !!p.opts.json, pageSize: num(p.opts.pageSize, '--page-size') });
+    return;
+  }
+  if (cmd === 'coredump') {
+    const p = parseArgs(rest, [HELP, { names: ['-p', '--pid'], key: 'pid', value: true }, { names: ['-o', '--out'], key: 'out', value: true }, { names: ['--page-size'], key: 'pageSize', value: true }], usage, 1);
+    if (p.opts.help) return help();
+    if (p.pos.length !== 1) throw new UsageError('the following arguments are required: dir', usage);
+    if (!p.opts.out) throw new UsageError('the following arguments are required: -o/--out OUTDIR', usage);
+    require('./commands/coredump').coredump(p.pos[0], { pid: p.opts.pid as string | undefined, out: p.opts.out as string, pageSize: num(p.opts.pageSize, '--page-size') });
     return;
   }
   const p = parseArgs(rest, [HELP, { names: ['--set'], key: 'set', value: true, repeat: true }, { names: ['-o', '--out'], key: 'out', value: true }], usage, 1);
@@ -226,7 +247,7 @@ export function main(argv: string[]): void {
       process.stderr.write(`${e.usage.split('\n')[0]}\ncrit: error: ${e.message}\n`);
       process.exit(2);
     }
-    const known = e instanceof ImageError || (e instanceof Error && ['CliError', 'JsonInputError', 'ExploreError', 'EditError', 'CheckError', 'PatchError', 'XrayError', 'MemoryError', 'ImageSetError', 'PageSourceError'].includes(e.constructor.name));
+    const known = e instanceof ImageError || (e instanceof Error && ['CliError', 'JsonInputError', 'ExploreError', 'EditError', 'CheckError', 'PatchError', 'XrayError', 'CoredumpError', 'MemoryError', 'ImageSetError', 'PageSourceError'].includes(e.constructor.name));
     if (known) {
       process.stderr.write(`crit: ${(e as Error).message}\n`);
       process.exit(1);

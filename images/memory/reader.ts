@@ -33,6 +33,11 @@ export interface Span {
   origin?: string;
   /** the image holds these bytes (set by layout(), which does not read them) */
   present?: boolean;
+  /**
+   * absent by design, not by damage: CRIU stores no zero pages and no clean pages of mapped
+   * files, so these bytes are zeros or the file's (a core writer needs to tell the two apart)
+   */
+  unstored?: boolean;
 }
 
 export class MemoryError extends Error {
@@ -183,7 +188,7 @@ export class MemoryReader {
       if (i >= idx.length || idx.starts[i] > o) {
         const nextAddr = i < idx.length ? idx.starts[i] - delta : limit;
         const stop = nextAddr < limit ? nextAddr : limit;
-        out.push({ addr: a, len: Number(stop - a), absent: missing() });
+        out.push({ addr: a, len: Number(stop - a), absent: missing(), unstored: true });
         a = stop;
         continue;
       }
