@@ -203,7 +203,11 @@ export function writeCore(set: ImageSet, pid: number, outFile: string): CoreResu
         for (const sp of mem.layout(base, len)) {
           const i = Number(sp.addr - base);
           if (sp.present) {
-            mem.readInto(sp.addr, buf, i, sp.len);
+            try {
+              mem.readInto(sp.addr, buf, i, sp.len);
+            } catch (e) {
+              throw new CoredumpError(`task ${pid} ${hex(sp.addr)} (${sp.origin ?? 'pages'}): ${(e as Error).message}`);
+            }
             result.fromImage += sp.len;
           } else if (sp.unstored && mapped?.hostPath) {
             const h = host.get(mapped.hostPath, mapped.size);
