@@ -67,6 +67,10 @@ const SUB_USAGE: Record<string, string> = {
   --strings [--min N]  printable strings of at least N bytes (6)
   --gpu [--bo N]       the same for amdgpu buffer contents (see crit x DIR gpu)
   --patch HEX --addr A change memory bytes in the pages file (atomically; -o OUT to write elsewhere)
+  VMA filters, for the VMA list, --search/--hex/--regex and --strings (all given must match):
+  --prot P             r-x, rw- (exactly) or w, rx (at least); several with commas
+  --range A-B          VMAs overlapping [A, B), and only those bytes (hex, as in /proc/PID/maps)
+  --kind K[,K...]      stack, heap, anon, file, shared, vdso, vvar, vsyscall, memfd, sysv
   --json               JSON instead of text
   --color auto|always|never   (NO_COLOR and non-terminals turn colour off)
   --page-size N        page size of the dumped machine (default 4096)`,
@@ -134,7 +138,8 @@ function run(argv: string[]): void {
     const p = parseArgs(rest, [HELP, v(['--pid', '-p'], 'pid'), v(['--addr', '-a'], 'addr'), v(['--len', '-n'], 'len'), v(['--vma'], 'vma'),
       { names: ['--raw'], key: 'raw' }, { names: ['--zero-fill'], key: 'zeroFill' }, v(['--search', '-s'], 'search'), v(['--hex'], 'hex'), v(['--regex', '-r'], 'regex'),
       v(['--context', '-c'], 'context'), { names: ['--strings'], key: 'strings' }, v(['--min'], 'min'), { names: ['--gpu'], key: 'gpu' }, v(['--bo'], 'bo'),
-      { names: ['--json'], key: 'json' }, v(['--color'], 'color'), v(['--page-size'], 'pageSize'), v(['--patch'], 'patch'), v(['-o', '--out'], 'out')], usage, 1);
+      { names: ['--json'], key: 'json' }, v(['--color'], 'color'), v(['--page-size'], 'pageSize'), v(['--patch'], 'patch'), v(['-o', '--out'], 'out'),
+      v(['--prot'], 'prot'), v(['--range'], 'range'), v(['--kind'], 'kind')], usage, 1);
     if (p.opts.help) return help();
     if (p.pos.length !== 1) throw new UsageError('the following arguments are required: dir', usage);
     require('./commands/xray').xray(p.pos[0], p.opts);
@@ -247,7 +252,7 @@ export function main(argv: string[]): void {
       process.stderr.write(`${e.usage.split('\n')[0]}\ncrit: error: ${e.message}\n`);
       process.exit(2);
     }
-    const known = e instanceof ImageError || (e instanceof Error && ['CliError', 'JsonInputError', 'ExploreError', 'EditError', 'CheckError', 'PatchError', 'XrayError', 'CoredumpError', 'MemoryError', 'ImageSetError', 'PageSourceError'].includes(e.constructor.name));
+    const known = e instanceof ImageError || (e instanceof Error && ['CliError', 'JsonInputError', 'ExploreError', 'EditError', 'CheckError', 'PatchError', 'XrayError', 'VmaFilterError', 'CoredumpError', 'MemoryError', 'ImageSetError', 'PageSourceError'].includes(e.constructor.name));
     if (known) {
       process.stderr.write(`crit: ${(e as Error).message}\n`);
       process.exit(1);

@@ -7,12 +7,14 @@ import { hexRows } from '../../images/query/hexdump';
 import { searchMemory, memoryStrings, Pattern } from '../../images/query/search';
 import { gpuRows } from '../../images/query/explore-more';
 import { vmaLabel } from '../../images/query/vma';
+import { parseVmaFilter, filterVmas, filteredRanges, vmaKinds, VmaFilter, VmaFilterError } from '../../images/query/vmafilter';
 import { pyJson } from '../../images/json/pytext';
 import { TextSink } from '../../images/json/document';
 import { writeAll } from '../../images/image';
 import { renderRows, useColor } from '../render/hexdump';
 
 export class XrayError extends Error {}
+export { VmaFilterError };
 
 export interface XrayOpts {
   pid?: string;
@@ -34,6 +36,9 @@ export interface XrayOpts {
   pageSize?: string;
   patch?: string;
   out?: string;
+  prot?: string;
+  range?: string;
+  kind?: string;
 }
 
 export function parseAddr(s: string, what: string): bigint {
@@ -81,6 +86,9 @@ export function xray(dir: string, o: XrayOpts): void {
     if (!set.has(`mm-${pid}.img`)) throw new XrayError(`pid ${pid} has no mm-${pid}.img (a zombie has no memory)`);
     const mem = set.memory(pid);
     const ctx = o.context !== undefined ? Number(o.context) : 16;
+    const filter: VmaFilter | undefined = parseVmaFilter({ prot: o.prot, range: o.range, kind: o.kind });
+    if (filter && (o.addr !== undefined || o.vma !== undefined || o.patch !== undefined))
+      throw new XrayError(`${filter.text}: the VMA filters choose VMAs for the list, --search/--hex/--regex and --strings; --addr and --vma already name the bytes`);
 
     if (o.patch !== undefined) {
       const range = selectRange(mem, o);
@@ -106,7 +114,7 @@ export function xray(dir: string, o: XrayOpts): void {
         }
       } else pat = { kind: 'bytes', bytes: o.hex !== undefined ? parseHexBytes(o.hex) : Buffer.from(o.search!, 'utf8') };
       const hits = [];
-      for (const m of searchMemory(mem, pat, ctx)) {
+      for (const m of searchMemory(mem, pat, ctx, 4096, filteredRanges(mem, filter))) {
         const v = mem.vmaAt(m.addr);
         if (o.json) hits.push({ addr: m.addr, length: m.length, vma: v?.index, context_start: m.contextStart, context: Buffer.from(m.context).toString('base64') });
         else {
@@ -122,22 +130,23 @@ export function xray(dir: string, o: XrayOpts): void {
       const min = o.min !== undefined ? Number(o.min) : 6;
       if (o.json) {
         const all = [];
-        for (const s of memoryStrings(mem, min)) all.push({ addr: s.addr, text: s.text });
+        for (const s of memoryStrings(mem, min, filteredRanges(mem, filter))) all.push({ addr: s.addr, text: s.text });
         line(pyJson(all, true));
-      } else for (const s of memoryStrings(mem, min)) line(`${s.addr.toString(16).padStart(16, '0')}  ${s.text}`);
+      } else for (const s of memoryStrings(mem, min, filteredRanges(mem, filter))) line(`${s.addr.toString(16).padStart(16, '0')}  ${s.text}`);
       return;
     }
 
     const range = selectRange(mem, o);
     if (!range) {
       // no range chosen: the map of the task's memory and what the image holds of it
-      const rows = mem.vmas.map((v) => {
+      const rows = filterVmas(mem.vmas, filter).map((v) => {
         let present = 0;
         for (const s of mem.layout(v.start, Number(v.end - v.start))) if (s.present) present += s.len;
         return { v, present };
       });
-      if (o.json) return line(pyJson(rows.map(({ v, present }) => ({ vma: v.index, start: v.start, end: v.end, label: vmaLabel(v), bytes_in_image: present })), true));
-      line(`pid ${pid}: ${mem.vmas.length} VMAs (choose one with --vma I, or --addr A [--len N])`);
+      if (o.json) return line(pyJson(rows.map(({ v, present }) => ({ vma: v.index, start: v.start, end: v.end, label: vmaLabel(v), kinds: [...vmaKinds(v)], bytes_in_image: present })), true));
+      if (filter) line(`pid ${pid}: ${rows.length} of ${mem.vmas.length} VMAs match ${filter.text}`);
+      else line(`pid ${pid}: ${mem.vmas.length} VMAs (choose one with --vma I, or --addr A [--len N])`);
       for (const { v, present } of rows) line(`  ${vmaLabel(v).padEnd(70)} ${present ? `${present / 1024} KiB in image` : 'nothing in image'}`);
       return;
     }

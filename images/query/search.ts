@@ -14,12 +14,17 @@ const BLOCK = 8 << 20;
 
 export type Pattern = { kind: 'bytes'; bytes: Uint8Array } | { kind: 'regex'; re: RegExp };
 
-/** Every match in the ranges the image holds bytes for (absent pages break a run). */
-export function* searchMemory(mem: MemoryReader, pat: Pattern, context = 0, maxMatchLen = 4096): Generator<Match> {
+type Ranges = Iterable<{ start: bigint; end: bigint }>;
+
+/**
+ * Every match in the ranges the image holds bytes for (absent pages break a run); `ranges`
+ * narrows the search (e.g. to filtered VMAs), by default every range the image holds.
+ */
+export function* searchMemory(mem: MemoryReader, pat: Pattern, context = 0, maxMatchLen = 4096, ranges: Ranges = mem.presentRanges()): Generator<Match> {
   const overlap = pat.kind === 'bytes' ? Math.max(0, pat.bytes.length - 1) : maxMatchLen;
   // one reused buffer: [carried tail of the previous block | next block]
   const buf = Buffer.allocUnsafe(BLOCK + overlap + context * 2);
-  for (const r of mem.presentRanges()) {
+  for (const r of ranges) {
     let pos = r.start;
     let carry = 0;
     let reported = r.start; // matches starting below this address were already yielded
@@ -74,8 +79,8 @@ export interface StringHit {
 }
 
 /** Printable ASCII runs of at least minLen bytes (like strings(1)). */
-export function* memoryStrings(mem: MemoryReader, minLen = 6): Generator<StringHit> {
-  for (const r of mem.presentRanges()) {
+export function* memoryStrings(mem: MemoryReader, minLen = 6, ranges: Ranges = mem.presentRanges()): Generator<StringHit> {
+  for (const r of ranges) {
     let pos = r.start;
     let cur = '';
     let curStart = pos;
