@@ -169,6 +169,12 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
       stats.frozenUs = nowUs() - tFrozen;
       phases.mark('resume');
     }
+    if (tcp.errorsPending) {
+      // the pending errors of reset connections are taken from their sockets now, the last
+      // moment before the images are written (a signal after this no longer cancels the dump)
+      checkInterrupted();
+      tcp.takeErrors();
+    }
     const out = new ImageDir(tmp);
     writeImages(out);
     phases.mark('encode');
@@ -369,6 +375,8 @@ function collect(
   if (opts.tcpEstablished || opts.tcpClose) files.inet.tcp = tcp;
   files.inet.tcpClose = opts.tcpClose ?? false;
   files.inet.skipInFlight = opts.skipInFlight ?? false;
+  // a reset connection's pending error is read (so taken) only from a tree that will be killed
+  files.inet.errorsTaken = !opts.leaveRunning && !opts.leaveStopped;
   files.inet.log = log;
   // every connection to be repaired is locked in one go, before the first one is read
   if (opts.tcpEstablished && !opts.tcpClose) tcp.lockAll(files.inet.connectionsOf(socketInodes(dumps.filter((d) => d.proc.state !== 'Z').map((d) => d.proc.pid))));

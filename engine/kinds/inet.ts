@@ -345,6 +345,8 @@ export class InetSockets {
   tcpClose = false;
   /** --skip-in-flight: connections a listener has not accepted yet are left out (they are lost) */
   skipInFlight = false;
+  /** the tree will be killed: a reset connection's pending error may be taken from it (TcpDump.takeErrors) */
+  errorsTaken = false;
 
   constructor(public log?: Log) {}
 
@@ -416,6 +418,8 @@ export class InetSockets {
     let dropped = false;
     /** a connection dumped with TCP repair (--tcp-established): established, connecting, half-closed or closed */
     let repaired = false;
+    /** a closed connection with an error not read yet: a reset */
+    let reset = false;
     const words = family === AF_INET ? 1 : 4;
     // a raw socket of protocol TCP is a raw socket
     const tcp = type === SOCK_STREAM && proto === IPPROTO_TCP;
@@ -455,6 +459,8 @@ export class InetSockets {
       backlog = info[4]; // CRIU records tcpi_backoff here
       if (peer?.port) {
         kind = `${fam} closed TCP connection`;
+        reset = (events & POLLERR) !== 0;
+        if (reset && !this.errorsTaken) throw refuse('it was reset, and its error is not read yet (the dump would take it from the running task; not supported with --leave-running)');
         ({ port: srcPort, words: src } = parseSockaddr(n.sockName(sock)));
         ({ port: dstPort, words: dst } = peer);
         state = TCP_CLOSE;
@@ -500,7 +506,7 @@ export class InetSockets {
       state = TCP_CLOSE;
       shutdown = events & POLLRDHUP ? 1 : 0;
     }
-    if (events & POLLERR) throw refuse('a socket error is pending (it would be lost; not supported)');
+    if (events & POLLERR && !reset) throw refuse('a socket error is pending (it would be lost; not supported)');
     if (type === SOCK_DGRAM && (proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) && int(sock, proto === IPPROTO_UDPLITE ? SOL_UDPLITE : SOL_UDP, UDP_CORK))
       throw refuse('corked (UDP_CORK): not supported');
     // one flag with IPV6_TRANSPARENT (75), which is all a raw IPv6 socket answers to
@@ -524,7 +530,7 @@ export class InetSockets {
     if (family === AF_INET6 && srcPort && needsScope(src) && !o.opts.so_bound_dev)
       throw refuse(`bound to the scoped address ${addrText(family, src, srcPort)} without a device (not supported)`);
     // after the options are read: repair mode changes SO_REUSEADDR
-    if (repaired) state = this.tcp!.dump(sock, ino, { family, src, srcPort, dst, dstPort }, ctx, state === TCP_CLOSE);
+    if (repaired) state = this.tcp!.dump(sock, ino, { family, src, srcPort, dst, dstPort }, ctx, state === TCP_CLOSE, reset);
     if (dropped) this.tcp?.silence(sock, { family, src, srcPort, dst, dstPort }, ctx);
     if (d && d.wqueue && proto !== IPPROTO_TCP) this.log?.debug(`task ${ctx.pid} fd ${ctx.fd}: ${d.wqueue} bytes still being sent by ${kind} ${ino}`);
     const isk: Msg = {
@@ -859,7 +865,8 @@ export class InetRestorer {
       const where = `files.img: id ${s.id}: ${familyName(num(e.family))} TCP connection`;
       try {
         leaveRepair(s.fd, s.stream, e.opts ?? {});
-        if (num(e.shutdown) & 1) native().shutdown(s.fd, 0);
+        // a closed connection is shut both ways already (shutdown says ENOTCONN)
+        if (num(e.shutdown) & 1 && num(e.state) !== TCP_CLOSE) native().shutdown(s.fd, 0);
       } catch (err) {
         throw new EngineError(`${where}: ${isNativeError(err) ? err.code : (err as Error).message}`);
       }

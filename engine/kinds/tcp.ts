@@ -38,6 +38,7 @@ const TCP_NO_QUEUE = 0, TCP_RECV_QUEUE = 1, TCP_SEND_QUEUE = 2;
 const F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0o4000;
 const SIOCINQ = 0x541b, SIOCOUTQ = 0x5411, SIOCOUTQNSD = 0x894b;
 const MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40;
+const SO_ERROR = 4, ECONNRESET = 104, EPIPE = 32;
 const TCPI_OPT_TIMESTAMPS = 1, TCPI_OPT_SACK = 2, TCPI_OPT_WSCALE = 4;
 const TCPOPT_MAXSEG = 2, TCPOPT_WINDOW = 3, TCPOPT_SACK_PERM = 4, TCPOPT_TIMESTAMP = 8;
 export const TCP_ESTABLISHED = 1;
@@ -414,14 +415,38 @@ export class TcpDump {
   }
 
   /** Returns the state the connection was read in (what the inet entry records, as CRIU's). */
-  dump(sock: number, ino: number, conn: Conn, where: { pid: number; fd: number }, closed = false): number {
+  dump(sock: number, ino: number, conn: Conn, where: { pid: number; fd: number }, closed = false, reset = false): number {
     // a closed connection sends and receives nothing any more: no lock
     if (this.locking && !closed) this.lock.lock(conn); // one lockAll did not see (nothing when it did)
     const fd = this.silence(sock, conn, where, closed);
     const tse = readStream(fd, where, conn);
     // named by the inode in hex, as CRIU names it (tcp-stream-%x)
     this.images.push([`tcp-stream-${ino.toString(16)}.img`, 'TCP_STREAM', [{ msg: tse.msg, extra: { kind: 'tcp', inq: tse.inq, outq: tse.outq } }]]);
+    if (reset) this.resets.push({ fd, msg: tse.msg, where, conn });
     return tse.state;
+  }
+
+  /** reset connections whose error is taken at the end of the dump (takeErrors) */
+  private resets: { fd: number; msg: Msg; where: { pid: number; fd: number }; conn: Conn; error?: number }[] = [];
+
+  get errorsPending(): boolean {
+    return this.resets.some((r) => r.error === undefined);
+  }
+
+  /**
+   * The errors of reset connections, read (SO_ERROR takes them) into their stream entries, once the
+   * tree is to be killed and only the images remain to be written. The restore gives them back
+   * with a forged reset: ECONNRESET (reset while open) and EPIPE (after the peer's FIN) are.
+   */
+  takeErrors(): void {
+    for (const r of this.resets) {
+      if (r.error !== undefined) continue;
+      r.error = native().getsockopt(r.fd, SOL_SOCKET, SO_ERROR, 4).readInt32LE(0);
+      if (r.error !== ECONNRESET && r.error !== EPIPE)
+        throw new UnsupportedError(`task ${r.where.pid} fd ${r.where.fd}: TCP connection ${connText(r.conn)}: its pending error ${r.error} is not one a restore can give back (ECONNRESET and EPIPE are); the task has lost it`);
+      r.msg.so_error = r.error;
+      this.log?.debug(`task ${r.where.pid} fd ${r.where.fd}: TCP connection ${connText(r.conn)} was reset (error ${r.error === ECONNRESET ? 'ECONNRESET' : 'EPIPE'} pending)`);
+    }
   }
 
   /**
@@ -454,6 +479,8 @@ export class TcpDump {
   /** The tree runs again: the sockets leave repair mode, the lock goes. */
   resume(): void {
     const n = native();
+    for (const r of this.resets.splice(0))
+      if (r.error !== undefined) this.log?.error(`task ${r.where.pid} fd ${r.where.fd}: TCP connection ${connText(r.conn)}: the dump failed after taking its pending error ${r.error}: the task will not see it`);
     for (const h of this.held.splice(0)) {
       try {
         n.setsockopt(h.fd, SOL_TCP, TCP_REPAIR, 0);
@@ -566,6 +593,8 @@ export function loadStream(dir: string, ino: number, state: number): StreamImage
   if (num(m.opt_mask) & TCPI_OPT_TIMESTAMPS && m.timestamp === undefined) throw new EngineError(`${name}: timestamps without timestamp`, 'EIMAGE');
   const x = e.extra as { kind: string; inq: Uint8Array; outq: Uint8Array } | undefined;
   if (!x || x.kind !== 'tcp') throw new EngineError(`${name}: the queues' bytes are missing`, 'EIMAGE');
+  if (m.so_error !== undefined && (state !== TCP_CLOSE || (num(m.so_error) !== ECONNRESET && num(m.so_error) !== EPIPE)))
+    throw new EngineError(`${name}: so_error ${m.so_error} on a connection in state ${state} (only a closed one's ECONNRESET or EPIPE is restored)`, 'EIMAGE');
   if (state === TCP_CLOSE && num(m.outq_len)) throw new EngineError(`${name}: a closed connection with ${m.outq_len} bytes to send`, 'EIMAGE');
   if (state === TCP_SYN_SENT && (num(m.outq_len) || num(m.inq_len))) throw new EngineError(`${name}: a connection still connecting with data queued`, 'EIMAGE');
   return { msg: m, inq: x.inq, outq: x.outq, state };
@@ -608,7 +637,11 @@ export function restoreInRepair(fd: number, st: StreamImage, src: Buffer, dst: B
       throw new EngineError(`${what}: ${isNativeError(e) ? e.code : (e as Error).message}`);
     }
   };
-  const mstate = 1 << st.state;
+  // a reset connection is made as it was before the reset (open, or after the peer's FIN for
+  // EPIPE), then reset by a forged RST: its queued bytes, then its error, then the end of file
+  const resetError = st.state === TCP_CLOSE ? num(m.so_error ?? 0) : 0;
+  const as = resetError === EPIPE ? TCP_CLOSE_WAIT : resetError ? TCP_ESTABLISHED : st.state;
+  const mstate = 1 << as;
   const inqLen = num(m.inq_len), outqLen = num(m.outq_len), unsq = num(m.unsq_len);
   // the sequence numbers count the FINs, which come back with the segments that carry them
   let inqSeq = num(m.inq_seq), outqSeq = num(m.outq_seq);
@@ -696,9 +729,15 @@ export function restoreInRepair(fd: number, st: StreamImage, src: Buffer, dst: B
   if (mstate & SNDQ_SECOND_FIN) ourFin(!!(mstate & SNDQ_FIN_ACKED));
   if (mstate & RCVQ_FIN_ACKED) inqSeq++;
   if (mstate & SNDQ_FIN_ACKED) step("the peer's ACK of our FIN", () => forgeSegment(dst, src, inqSeq, outqSeq + 1 - outqLen, TH_ACK, window));
+  if (resetError) {
+    // a reset is taken only at exactly the next sequence number expected
+    step("the peer's reset", () => forgeSegment(dst, src, as === TCP_CLOSE_WAIT ? inqSeq + 1 : inqSeq, outqSeq - outqLen, TH_RST | TH_ACK, window));
+    const now = n.getsockopt(fd, SOL_TCP, TCP_INFO, 232)[0];
+    if (now !== TCP_CLOSE) throw new EngineError(`the forged reset left the connection in state ${now}`);
+  }
 }
 
-const TH_FIN = 0x01, TH_ACK = 0x10;
+const TH_FIN = 0x01, TH_RST = 0x04, TH_ACK = 0x10;
 const IPPROTO_RAW = 255, SO_MARK = 36, SOCK_RAW = 3, SOCK_CLOEXEC = 0o2000000;
 
 /** The one's-complement sum of 16-bit words, folded. */

@@ -126,6 +126,52 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('half-closed TCP connections', () => {
   }
 });
 
+describe.skipIf(!IS_ROOT || !HAS_NFT)('reset TCP connections', () => {
+  let work: string;
+  const targets: Target[] = [];
+  beforeAll(() => {
+    work = tempDir('tcpreset');
+  });
+  afterAll(() => {
+    for (const t of targets) cleanUp(t, undefined);
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('refuses to take the pending error from a tree left running, naming task and fd', async () => {
+    const target = startTarget(compile('tcpreset', work), [], work);
+    targets.push(target);
+    await target.waitFor(/^ready$/m);
+    const dir = path.join(work, 'running');
+    fs.mkdirSync(dir);
+    const r = runCriu(['dump', '-t', String(target.pid), '-D', dir, '-o', 'dump.log', '--tcp-established', '--leave-running']);
+    expect(r.status).toBe(1);
+    expect(fs.readFileSync(path.join(dir, 'dump.log'), 'utf8')).toMatch(new RegExp(`Error \\(dump\\): task ${target.pid} fd \\d+: IPv4 closed TCP connection: it was reset, and its error is not read yet`));
+    // untouched: the task still finds its bytes and its errors
+    process.kill(target.pid, 'SIGUSR1');
+    await target.waitFor(/^(ok|fail).*$/m);
+    expect(target.output()).toMatch(/^ok$/m);
+  });
+
+  it('keep their bytes and their pending error (ECONNRESET, EPIPE) through dump, kill and restore', async () => {
+    const target = startTarget(compile('tcpreset', work), [], work);
+    targets.push(target);
+    await target.waitFor(/^ready$/m);
+    const dir = path.join(work, 'images');
+    fs.mkdirSync(dir);
+    const d = runCriu(['dump', '-t', String(target.pid), '-D', dir, '-o', 'dump.log', '-v4', '--tcp-established']);
+    expect(d.status, fs.readFileSync(path.join(dir, 'dump.log'), 'utf8').slice(-1500)).toBe(0);
+    await until(() => gone(target.pid), 'the dumped process to be reaped');
+    const errors = fs.readdirSync(dir).filter((f) => /^tcp-stream-/.test(f)).map((f) => decode(path.join(dir, f))[0].so_error).sort();
+    expect(errors).toEqual([104, 32].sort());
+    const r = runCriu(['restore', '-D', dir, '-o', 'restore.log', '-v4', '-d', '--tcp-established']);
+    expect(r.status, fs.readFileSync(path.join(dir, 'restore.log'), 'utf8').slice(-1500)).toBe(0);
+    process.kill(target.pid, 'SIGUSR1');
+    await target.waitFor(/^(ok|fail).*$/m);
+    expect(target.output()).not.toMatch(/fail/);
+    expect(target.output()).toMatch(/^ok$/m);
+  }, 30000);
+});
+
 describe.skipIf(!IS_ROOT || !HAS_NFT)('TCP connections that are not dumped', () => {
   let work: string;
   const targets: Target[] = [];
