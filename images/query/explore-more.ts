@@ -21,9 +21,13 @@ export function printable(b: Uint8Array): string {
   return s;
 }
 
+/** States CRIT's dictionary leaves out (its JSON must keep printing the numbers) but a person reads. */
+const MORE_STATES: Record<number, string> = { 11: 'closing', 12: 'new_syn_recv', 13: 'bound_inactive' };
+
 function label(dictField: string, v: number): string {
   const t = VALUE_DICTS.sk[dictField];
   const hit = t && t.find(([n]) => n === v);
+  if (!hit && dictField === 'state' && MORE_STATES[v]) return MORE_STATES[v];
   return hit ? hit[1].toLowerCase() : String(v);
 }
 

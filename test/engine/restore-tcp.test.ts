@@ -11,6 +11,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
+import { crit } from '../helpers/cli';
 import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, Target, decode, cleanUp, runCriu, until, gone, alive } from './helpers';
 
 const HAS_NFT = spawnSync('nft', ['--version'], { encoding: 'utf8' }).status === 0;
@@ -113,6 +114,11 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('half-closed TCP connections', () => {
       const streams = new Map(isk.map((f) => [f.isk.state, decode(path.join(dir, `tcp-stream-${f.isk.ino.toString(16)}.img`))[0]]));
       expect(streams.get(8).inq_len).toBe(5000); // CLOSE_WAIT: the bytes before the FIN
       expect(streams.get(4).unsq_len).toBeGreaterThan(0); // FIN_WAIT1: bytes not sent yet, the FIN behind them
+      // crit's socket explorer names every state, with the addresses of the family
+      const sk = crit(['x', dir, 'sk']).stdout.toString();
+      const lo = mode === '6' ? '\\[::1\\]' : '127\\.0\\.0\\.1';
+      for (const st of ['fin_wait1', 'fin_wait2', 'close_wait', 'last_ack', 'closing', 'established'])
+        expect(sk).toMatch(new RegExp(`tcp inet${mode === '6' ? '6' : ''} ${st} ${lo}:\\d+ -> ${lo}:\\d+ ino \\d+, inq \\d+ outq \\d+ bytes`));
       const r = runCriu(['restore', '-D', dir, '-o', 'restore.log', '-v4', '-d', '--tcp-established']);
       expect(r.status, r.stderr + fs.readFileSync(path.join(dir, 'restore.log'), 'utf8').slice(-2000)).toBe(0);
       // the restore's own lock is gone too
