@@ -41,7 +41,10 @@ function vmReadvRate(pid: number): number {
   return total / 1e6 / s;
 }
 
-function benchOne(work: string, label: string, exe: string, args: string[], ready: RegExp, criu: { wall: number; frozen: number }): void {
+/** The frozen times of the last benchOne, for comparisons between programs. */
+let lastFrozenMs = 0;
+
+function benchOne(work: string, label: string, exe: string, args: string[], ready: RegExp, criu?: { wall: number; frozen: number }, dumpArgs: string[] = []): void {
   const out = path.join(work, `${label}.out`);
   const fd = fs.openSync(out, 'w');
   const child = spawn(exe, args, { detached: true, stdio: ['ignore', fd, fd], cwd: work });
@@ -59,7 +62,11 @@ function benchOne(work: string, label: string, exe: string, args: string[], read
     for (let i = 0; i < RUNS + 1; i++) {
       const dir = path.join(work, `img-${label}-${i}`);
       const t0 = process.hrtime.bigint();
-      const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'engine.js'), 'dump', '-t', String(child.pid), '-D', dir, '--leave-running'], { encoding: 'utf8', timeout: 120_000 });
+      // options only criu's command line has go through it (the same engine)
+      const cli = dumpArgs.length ? [path.join(ROOT, 'bin', 'criu.js'), 'dump', '-t', String(child.pid), '-D', dir, '--leave-running', ...dumpArgs]
+        : [path.join(ROOT, 'bin', 'engine.js'), 'dump', '-t', String(child.pid), '-D', dir, '--leave-running'];
+      if (dumpArgs.length) fs.mkdirSync(dir, { recursive: true });
+      const r = spawnSync(process.execPath, cli, { encoding: 'utf8', timeout: 120_000 });
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       if (r.status !== 0) throw new Error(`engine dump failed: ${r.stderr.trim()}`);
       const st = loadMessages(path.join(dir, 'stats-dump'))[0].dump;
@@ -72,7 +79,8 @@ function benchOne(work: string, label: string, exe: string, args: string[], read
       mbs.push((pages * 4096) / 1e6 / (Number(st.memwrite_time) / 1e6));
     }
     const w = median(walls), f = median(frozen), m = median(mbs);
-    console.log(`${label.padEnd(18)} dump wall ${w.toFixed(0)} ms, frozen ${f.toFixed(1)} ms, ${pages} pages, copied at ${m.toFixed(0)} MB/s${big ? ` (process_vm_readv alone here: ${rate.toFixed(0)} MB/s, so ${((m / rate) * 100).toFixed(0)}%)` : ''} | CRIU 4.2 wall ${criu.wall} ms, frozen ${criu.frozen} ms`);
+    lastFrozenMs = f;
+    console.log(`${label.padEnd(18)} dump wall ${w.toFixed(0)} ms, frozen ${f.toFixed(1)} ms, ${pages} pages, copied at ${m.toFixed(0)} MB/s${big ? ` (process_vm_readv alone here: ${rate.toFixed(0)} MB/s, so ${((m / rate) * 100).toFixed(0)}%)` : ''}${criu ? ` | CRIU 4.2 wall ${criu.wall} ms, frozen ${criu.frozen} ms` : ''}`);
   } finally {
     try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
   }
@@ -93,6 +101,14 @@ export function runDumpBench(): void {
     };
     benchOne(work, 'counter', build('counter'), [path.join(work, 'counter.txt'), '20000'], /count=2\n/, CRIU.counter);
     benchOne(work, '256 MiB (bigmem)', build('bigmem'), ['256'], /count=1 /, CRIU.bigmem);
+    // what TCP repair adds: the same program with none and with 1,000 connections (500 pairs)
+    if (spawnSync('nft', ['--version']).status === 0) {
+      const many = build('tcpmany');
+      benchOne(work, '0 TCP connections', many, ['0'], /ready/, undefined, ['--tcp-established']);
+      const none = lastFrozenMs;
+      benchOne(work, '1,000 TCP conns', many, ['500'], /ready/, undefined, ['--tcp-established']);
+      console.log(`${''.padEnd(18)} TCP repair of 1,000 established connections adds ${(lastFrozenMs - none).toFixed(0)} ms of frozen time`);
+    } else console.log('  TCP connections: skipped (no nft, which locks them)');
   } catch (e) {
     console.log(`  failed: ${(e as Error).message}`);
   } finally {
