@@ -17,6 +17,7 @@ import type { PluginHost } from '../plugins/host';
 import { dumpExtFile, FD_TYPE_EXT } from '../plugins/glue';
 import { FileLockTable } from '../kinds/filelocks';
 import { GhostFiles, unlinkedName } from '../kinds/ghost';
+import { deadProcDir, REMAP_PROCFS } from '../kinds/deadproc';
 import { pidfdEntry, isPidfdLink, FD_TYPE_PIDFD } from '../kinds/pidfd';
 import { nsFileEntry, nsKindOf, FD_TYPE_NS } from '../kinds/nsfile';
 import { fanotifyEntry, FANOTIFY_LINK, FD_TYPE_FANOTIFY } from '../kinds/fanotify';
@@ -255,7 +256,15 @@ export class FileTable {
   /** cwd / root: a directory REG entry per task (CRIU does not share them). */
   fsDir(pid: number, which: 'cwd' | 'root'): number {
     const id = this.allocId();
-    const name = this.linkedName(id, readLinkProc(pid, which), procPath(pid, which), `task ${pid} ${which}`);
+    const link = readLinkProc(pid, which);
+    // the /proc directory of a process gone since (kinds/deadproc)
+    const dead = this.ghosts ? deadProcDir(link, procPath(pid, which)) : undefined;
+    if (dead !== undefined) {
+      this.ghosts!.remaps.push({ orig_id: id, remap_id: dead, remap_type: REMAP_PROCFS });
+      this.entries.push({ type: 1, id, reg: this.regEntry(id, `/proc/${dead}`, procPath(pid, which), 0, 0n, false) });
+      return id;
+    }
+    const name = this.linkedName(id, link, procPath(pid, which), `task ${pid} ${which}`);
     this.entries.push({ type: 1, id, reg: this.regEntry(id, name, procPath(pid, which), 0, 0n, false) });
     return id;
   }

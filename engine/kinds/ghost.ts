@@ -21,7 +21,7 @@ const CHUNKS_FROM = 3 * 4096;
 /** the most bytes read or written per step: bounded memory whatever the file's size */
 const STEP = 4 << 20;
 const SEEK_DATA = 3, SEEK_HOLE = 4;
-const REMAP_LINKED = 0, REMAP_GHOST = 1;
+const REMAP_LINKED = 0, REMAP_GHOST = 1, REMAP_PROCFS = 2;
 const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFIFO = 0o010000, S_IFCHR = 0o020000, S_IFBLK = 0o060000, S_IFLNK = 0o120000;
 const GHOST_KINDS = new Set([S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR, S_IFBLK, S_IFLNK]);
 
@@ -221,7 +221,8 @@ export class RestoredGhosts {
         const m = e.msg;
         const type = m.remap_type === undefined ? ((Number(m.remap_id) >>> 31) ? REMAP_GHOST : 0) : Number(m.remap_type);
         const ghost = Number(m.remap_id) & 0x7fffffff;
-        if (type !== REMAP_GHOST && type !== REMAP_LINKED) throw new EngineError(`remap-fpath.img: file id ${m.orig_id}: remap type ${type} (ghost files and link remaps are restored)`, 'EIMAGE');
+        if (type === REMAP_PROCFS) continue; // a dead process's /proc directory: kinds/deadproc
+        if (type !== REMAP_GHOST && type !== REMAP_LINKED) throw new EngineError(`remap-fpath.img: file id ${m.orig_id}: remap type ${type} (ghost files, link remaps and dead processes' /proc directories are restored)`, 'EIMAGE');
         const f = files.get(Number(m.orig_id));
         if (!f?.reg) throw new EngineError(`remap-fpath.img: file id ${m.orig_id} is not a regular file in files.img`, 'EIMAGE');
         if (type === REMAP_LINKED) {

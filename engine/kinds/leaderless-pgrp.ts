@@ -100,27 +100,30 @@ export function makeGroupHelpers(ctx: Ctx, fork: (parent: Proc, pid: number, exi
 
 /** Once the members are in: each helper exits and is reaped by its parent; the group lives on. */
 export function endGroupHelpers(ctx: Ctx, helpers: Map<number, GroupHelper>): void {
-  for (const h of helpers.values()) {
-    try {
-      ctx.tracer.inject(h.host, h.parent.remote.gadget, [{ nr: NR.exit_group, args: [0] }]);
-    } catch (e) {
-      if (!(isNativeError(e) && e.code === 'ESRCH')) throw e;
-    }
-    for (;;) {
-      let st;
-      try {
-        st = ctx.tracer.wait(h.host, 5000);
-      } catch (e) {
-        if (isNativeError(e) && e.code === 'ECHILD') break;
-        throw e;
-      }
-      if (st.exited || st.signaled) break;
-      if (st.stopped) ctx.tracer.cont(h.host, 0);
-    }
-    // no longer traced: a zombie of its parent, which reaps it (a clone child: __WALL)
-    const got = h.parent.remote.one(h.parent.host, `wait4 for the helper of process group ${h.pgid}`, NR_WAIT4, h.pgid, 0, WALL, 0);
-    if (Number(got) !== h.pgid) throw new EngineError(`process group ${h.pgid}: task ${h.parent.img.pid} reaped ${got}, not its helper`);
-    const i = ctx.created.indexOf(h.host);
-    if (i >= 0) ctx.created.splice(i, 1);
+  for (const h of helpers.values()) endHelper(ctx, h.host, h.parent, h.pgid, `the helper of process group ${h.pgid}`);
+}
+
+/** A helper (a child of `parent` with PID `pid`, exit signal 0) exits and is reaped by its parent. */
+export function endHelper(ctx: Ctx, host: number, parent: Proc, pid: number, what: string): void {
+  try {
+    ctx.tracer.inject(host, parent.remote.gadget, [{ nr: NR.exit_group, args: [0] }]);
+  } catch (e) {
+    if (!(isNativeError(e) && e.code === 'ESRCH')) throw e;
   }
+  for (;;) {
+    let st;
+    try {
+      st = ctx.tracer.wait(host, 5000);
+    } catch (e) {
+      if (isNativeError(e) && e.code === 'ECHILD') break;
+      throw e;
+    }
+    if (st.exited || st.signaled) break;
+    if (st.stopped) ctx.tracer.cont(host, 0);
+  }
+  // no longer traced: a zombie of its parent, which reaps it (a clone child: __WALL)
+  const got = parent.remote.one(parent.host, `wait4 for ${what}`, NR_WAIT4, pid, 0, WALL, 0);
+  if (Number(got) !== pid) throw new EngineError(`${what}: task ${parent.img.pid} reaped ${got}, not its helper`);
+  const i = ctx.created.indexOf(host);
+  if (i >= 0) ctx.created.splice(i, 1);
 }

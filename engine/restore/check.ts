@@ -20,6 +20,7 @@ import { checkDumpableImage } from '../kinds/dumpable';
 import { checkPdeathSig } from '../kinds/pdeath';
 import { checkAdvice } from '../kinds/madvise';
 import { checkSigtrap } from '../kinds/sigtrap';
+import { deadProcDirs } from '../kinds/deadproc';
 import { checkStopSignal } from '../kinds/stopsig';
 import { checkImageSharing } from '../kinds/shared-tables';
 import { checkFanotifyMarks } from '../kinds/fanotify';
@@ -64,6 +65,11 @@ export function preflight(set: ImageSet, opts: RestoreOptions): void {
   new TtyRestorer(set, opts.shellJob, opts.log).check();
   // a PID held by a running process first: its files may well have changed since
   if (!opts.pidns) waitForPids(set, opts.pidWaitMs ?? 10_000, true);
+  // a dead process's /proc directory is made again with a helper holding its PID (kinds/deadproc)
+  for (const [id, pid] of deadProcDirs(set)) {
+    needed.delete(id);
+    if (fs.existsSync(`/proc/${pid}`)) throw new EngineError(`remap-fpath.img: file id ${id}: PID ${pid}, whose /proc directory a task is in, is taken (${holder(pid)})`, 'EEXIST');
+  }
   for (const [id, who] of needed) checkFile(id, set.files.get(id)!, who, set);
   for (const t of set.tasks) for (const fd of t.fdinfo ?? []) {
     const f = set.files.get(num(fd.id));

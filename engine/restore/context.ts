@@ -68,6 +68,10 @@ export interface Ctx {
   cgroups?: CgroupRestore;
   /** pages of forked children compared with their parent's, and those left shared (kinds/cow-memory) */
   cowPages: { compared: number; shared: number };
+  /** files.img ids that are a dead process's /proc directory, with its PID (kinds/deadproc) */
+  deadProcs: Map<number, number>;
+  /** forks a helper child of a task with the given PID and exit signal (restore/tree) */
+  forkHelper: (parent: Proc, pid: number, exitSignal: number) => number;
 }
 
 export function sleepMs(ms: number): void {

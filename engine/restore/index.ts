@@ -11,7 +11,7 @@ import type { Ctx, RestoreOptions } from './context';
 import { loadImageSet } from './imageset';
 import { preflight } from './check';
 import { loadFileLocks, restoreFileLocks } from '../kinds/filelocks';
-import { buildTree, creationOrder } from './tree';
+import { buildTree, creationOrder, forkHelper } from './tree';
 import { dropScratch } from './memory';
 import { restoresOwn } from '../kinds/shared-tables';
 import { FileRestorer } from './fds';
@@ -35,6 +35,7 @@ import { restorePlugins, restoreDevices } from '../plugins/glue';
 import { applyAdvice } from '../kinds/madvise';
 import { finalStopSignal, refuseDiscardedStops } from '../kinds/stopsig';
 import { RestoredGhosts } from '../kinds/ghost';
+import { deadProcDirs } from '../kinds/deadproc';
 import { restoreCreds } from '../kinds/creds';
 import { restoreSched } from '../kinds/sched';
 import { restoreMembarrier } from '../kinds/membarrier';
@@ -104,6 +105,7 @@ function restoreSet(set: ImageSet, opts: RestoreOptions, t0: bigint, running: ()
   const tracer: Tracer = new n.Tracer();
   const ctx: Ctx = {
     tracer, set, opts, log: opts.log, procs: new Map(), created: [], zombies: [], cowPages: { compared: 0, shared: 0 },
+    deadProcs: deadProcDirs(set), forkHelper: (parent, pid, sig) => forkHelper(ctx, parent, pid, sig),
     transport: { engineFd, stubFd, number: maxFd + 1 },
     shmem: new ShmemRestorer(set), unix: new UnixRestorer(set, opts.log), inet: new InetRestorer(set, opts.log), packet: new PacketRestorer(set, opts.log), netlink: new NetlinkRestorer(set, opts.log), ttys: new TtyRestorer(set, opts.shellJob, opts.log),
     cgroups,

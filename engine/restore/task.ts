@@ -12,6 +12,7 @@ import { native, NT_PRSTATUS, PTRACE_O_TRACECLONE, PTRACE_O_EXITKILL, PTRACE_O_S
 
 const PTRACE_O_TRACEFORK = 0x2;
 import { waitNewTask } from './tree';
+import { inDeadProcDir } from '../kinds/deadproc';
 import {
   NR, CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD, CLONE_SYSVSEM, PR_SET_NAME,
   PR_SET_CHILD_SUBREAPER, PR_SET_THP_DISABLE, PR_TIMER_CREATE_RESTORE_IDS, PTRACE_EVENT_CLONE, cloneArgs,
@@ -25,10 +26,26 @@ export function restoreFs(ctx: Ctx, p: Proc): void {
   const name = (id: unknown) => ctx.set.files.get(num(id))!.reg.name as string;
   const root = name(fsImg.root_id);
   // both paths are the engine's view: the cwd first (it may lie outside the new root), then the root
-  const calls: Call[] = [{ nr: NR.chdir, args: [r.cstr(name(fsImg.cwd_id))], what: `chdir(${name(fsImg.cwd_id)})` }];
-  if (root !== '/') calls.push({ nr: NR.chroot, args: [r.cstr(root)], what: `chroot(${root})` });
-  calls.push({ nr: NR.umask, args: [num(fsImg.umask)], what: 'umask' });
-  r.run(p.host, calls);
+  const steps: [unknown, Call][] = [[fsImg.cwd_id, { nr: NR.chdir, args: [r.cstr(name(fsImg.cwd_id))], what: `chdir(${name(fsImg.cwd_id)})` }]];
+  if (root !== '/') steps.push([fsImg.root_id, { nr: NR.chroot, args: [r.cstr(root)], what: `chroot(${root})` }]);
+  const umask: Call = { nr: NR.umask, args: [num(fsImg.umask)], what: 'umask' };
+  if (!steps.some(([id]) => ctx.deadProcs.has(num(id)))) {
+    r.run(p.host, [...steps.map(([, c]) => c), umask]);
+    return;
+  }
+  // a dead process's /proc directory: entered while a helper holds its PID (kinds/deadproc);
+  // each path is put in the scratch area again (making the helper uses it)
+  for (const [id, call] of steps) {
+    const again = () => {
+      r.reset();
+      r.run(p.host, [{ ...call, args: [r.cstr(name(id))] }]);
+    };
+    const dead = ctx.deadProcs.get(num(id));
+    if (dead === undefined) again();
+    else inDeadProcDir(ctx, p, dead, ctx.forkHelper, again);
+  }
+  r.reset();
+  r.run(p.host, [umask]);
 }
 
 const SIGKILL = 9, SIGSTOP = 19;

@@ -98,6 +98,11 @@ function forkChild(ctx: Ctx, parent: Proc, vpid: number, flags = 0, exitSignal =
   return host;
 }
 
+/** A helper child of a task with a given PID (waiting while the PID is still taken). */
+export function forkHelper(ctx: Ctx, parent: Proc, pid: number, exitSignal: number): number {
+  return whileTaken(ctx, pid, () => forkChild(ctx, parent, pid, 0, exitSignal));
+}
+
 function spawnRoot(ctx: Ctx, root: TaskImage): number {
   const t = ctx.transport;
   if (ctx.opts.pidns) {
@@ -166,7 +171,7 @@ export function buildTree(ctx: Ctx): void {
   // process groups: leaders first (a dead leader: its helper, kinds/leaderless-pgrp), then members
   const alive = order.map((t) => ctx.procs.get(t.pid)!);
   for (const p of alive) if (p.img.pgid === p.img.pid && p.img.sid !== p.img.pid) setpgid(p, 0);
-  const helpers = makeGroupHelpers(ctx, (parent, pid, sig) => whileTaken(ctx, pid, () => forkChild(ctx, parent, pid, 0, sig)));
+  const helpers = makeGroupHelpers(ctx, (parent, pid, sig) => forkHelper(ctx, parent, pid, sig));
   for (const p of alive) if (p.img.pgid !== p.img.pid && (ctx.procs.has(p.img.pgid) || helpers.has(p.img.pgid))) setpgid(p, p.img.pgid);
   endGroupHelpers(ctx, helpers);
   for (const p of alive) if (isZombie(p.img)) makeZombie(ctx, p);
