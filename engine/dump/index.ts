@@ -376,7 +376,7 @@ function collect(
   files.inet.tcpClose = opts.tcpClose ?? false;
   files.inet.skipInFlight = opts.skipInFlight ?? false;
   // a reset connection's pending error is read (so taken) only from a tree that will be killed
-  files.inet.errorsTaken = !opts.leaveRunning && !opts.leaveStopped;
+  files.inet.mayTakeErrors = !opts.leaveRunning && !opts.leaveStopped;
   files.inet.log = log;
   // every connection to be repaired is locked in one go, before the first one is read
   if (opts.tcpEstablished && !opts.tcpClose) tcp.lockAll(files.inet.connectionsOf(socketInodes(dumps.filter((d) => d.proc.state !== 'Z').map((d) => d.proc.pid))));

@@ -346,7 +346,7 @@ export class InetSockets {
   /** --skip-in-flight: connections a listener has not accepted yet are left out (they are lost) */
   skipInFlight = false;
   /** the tree will be killed: a reset connection's pending error may be taken from it (TcpDump.takeErrors) */
-  errorsTaken = false;
+  mayTakeErrors = false;
 
   constructor(public log?: Log) {}
 
@@ -460,7 +460,7 @@ export class InetSockets {
       if (peer?.port) {
         kind = `${fam} closed TCP connection`;
         reset = (events & POLLERR) !== 0;
-        if (reset && !this.errorsTaken) throw refuse('it was reset, and its error is not read yet (the dump would take it from the running task; not supported with --leave-running)');
+        if (reset && !this.mayTakeErrors) throw refuse('it was reset, and its error is not read yet (the dump would take it from the running task; not supported with --leave-running)');
         ({ port: srcPort, words: src } = parseSockaddr(n.sockName(sock)));
         ({ port: dstPort, words: dst } = peer);
         state = TCP_CLOSE;

@@ -1,24 +1,29 @@
-// Established TCP connections (criu --tcp-established), both halves, in CRIU 4.2's layout: the
-// inet_sk_entry of the socket (state ESTABLISHED) plus tcp-stream-<ino>.img, one tcp_stream_entry
-// followed by the receive queue's bytes and the send queue's bytes.
+// TCP connections (criu --tcp-established), both halves, in CRIU 4.2's layout: the inet_sk_entry
+// of the socket plus tcp-stream-<ino in hex>.img, one tcp_stream_entry followed by the receive
+// queue's bytes and the send queue's bytes. Established, half-closed (FIN_WAIT1/2, CLOSE_WAIT,
+// LAST_ACK, CLOSING), closed and still connecting (SYN_SENT) connections, as libsoccr does them.
 //
-// Dump: the connection's packets are dropped by an nftables table of the engine's, then the
-// socket (the engine's pidfd_getfd duplicate: the same socket) is put in TCP repair mode, where it
-// sends nothing and its queues can be read without consuming them. Sequence numbers, queue
-// contents (the send queue's sent-but-unacknowledged and unsent parts told apart), MSS, window
+// Dump: the connection's packets are dropped by a lock of the engine's (an nftables table, or
+// iptables rules with --network-lock iptables), then the socket (the engine's pidfd_getfd
+// duplicate: the same socket) is put in TCP repair mode, where it sends nothing and its queues can
+// be read without consuming them. Sequence numbers, queue contents (the send queue's
+// sent-but-unacknowledged and unsent parts told apart, our FIN kept out of them), MSS, window
 // scale, SACK, timestamps and the window are read. The socket stays in repair mode: a killed tree
-// closes it silently; a tree that runs again gets it back out of repair mode first, with the
-// lock removed, as does a dump that fails. A peer outside the tree would answer the segments it
-// sends to the closed end with a reset: as CRIU does, the lock then stays after a dump that killed
-// the tree, until the restore has made the connections again (its table is named after the dump's
-// run id, as CRIU names it: inet CRIU-<first 21 characters>, network_lock_method NFTABLES in the
-// inventory; without one, SKIP).
+// closes it silently; a tree that runs again gets it back out of repair mode first, with the lock
+// removed, as does a dump that fails. A peer outside the tree would answer the segments it sends
+// to the closed end with a reset: as CRIU does, the lock then stays after a dump that killed the
+// tree, until the restore has made the connections again (the nft table is named after the dump's
+// run id, as CRIU names it: inet CRIU-<first 21 characters>; network_lock_method NFTABLES or
+// IPTABLES in the inventory; without a lock left, SKIP). A reset connection's pending error is
+// taken last, when only the images remain to be written, into tcp_stream_entry.so_error.
 //
 // Restore: the socket is bound in repair mode, its sequence numbers set, connected (no
-// handshake), its TCP options and timestamp offset set, the receive queue and the sent part of
-// the send queue written in repair mode, the window set. Once every socket of the set exists
-// (so no segment finds its peer missing) repair mode goes off, the unsent part is written as
-// ordinary data, and SO_REUSEADDR is set back (repair mode changes it).
+// handshake; a SYN_SENT one connects for real), its TCP options and timestamp offset set, the
+// receive queue and the sent part of the send queue written in repair mode, the window set, then
+// the FINs its state had: ours by shutdown in repair mode, the peer's FIN and ACK (and a reset)
+// as segments forged through a raw socket with the mark the locks let through. Once every socket
+// of the set exists (so no segment finds its peer missing) the locks go, repair mode goes off, the
+// unsent part is written as ordinary data, and SO_REUSEADDR is set back (repair mode changes it).
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { randomUUID } from 'crypto';
@@ -271,8 +276,9 @@ export class IptLock {
    * The rules a dump left are removed (those of the connections given that exist: a rule
    * removed already, by an earlier restore of the set, is no error).
    */
-  static forget(conns: Conn[], log?: Log): void {
+  static forget(conns: Conn[], log?: Log, oneByOne = false): void {
     try {
+      if (oneByOne) throw new Error('one by one');
       IptLock.apply('-D', conns);
     } catch {
       // one by one, those that are there
@@ -302,20 +308,24 @@ export function lockTable(runId: string): string {
   return `CRIU-${runId}`.slice(0, 31 - 'inet '.length);
 }
 
-/** The connections of a set restored through repair, as the lock names them. */
-function setConnections(set: ImageSet): { conns: Conn[]; sending: boolean } {
-  const conns: Conn[] = [];
+/**
+ * The connections of a set restored through repair, as the lock names them: the live ones (is any
+ * of them sending while it is made?), and the closed ones (this engine locks none of those; CRIU
+ * locks them too).
+ */
+function setConnections(set: ImageSet): { conns: Conn[]; closed: Conn[]; sending: boolean } {
+  const conns: Conn[] = [], closed: Conn[] = [];
   let sending = false;
   for (const f of set.files.values()) {
     if (num(f.type) !== 4 || !f.isk || !repairedEntry(f.isk)) continue;
     const e = f.isk;
     const w = (k: string) => ((e[k] ?? []) as unknown[]).map(num);
-    // a closed connection sends nothing and was not locked
-    if (num(e.state) === TCP_CLOSE) continue;
-    conns.push({ family: num(e.family), src: w('src_addr'), srcPort: num(e.src_port), dst: w('dst_addr'), dstPort: num(e.dst_port) });
-    if (num(e.state) !== TCP_ESTABLISHED) sending = true;
+    const c = { family: num(e.family), src: w('src_addr'), srcPort: num(e.src_port), dst: w('dst_addr'), dstPort: num(e.dst_port) };
+    if (num(e.state) === TCP_CLOSE) closed.push(c);
+    else conns.push(c);
+    if (num(e.state) !== TCP_ESTABLISHED && num(e.state) !== TCP_CLOSE) sending = true;
   }
-  return { conns, sending };
+  return { conns, closed, sending };
 }
 
 /**
@@ -325,8 +335,10 @@ function setConnections(set: ImageSet): { conns: Conn[]; sending: boolean } {
 export function unlockAfterRestore(inventory: Msg, set: ImageSet, log?: Log): void {
   const method = inventory.network_lock_method === undefined ? LOCK_IPTABLES : num(inventory.network_lock_method);
   if (method === LOCK_IPTABLES) {
-    const { conns } = setConnections(set);
+    const { conns, closed } = setConnections(set);
     if (conns.length) IptLock.forget(conns, log);
+    // rules for closed ones, where a CRIU dump left them
+    if (closed.length) IptLock.forget(closed, log, true);
     return;
   }
   const hasConnections = setConnections(set).conns.length > 0;
@@ -387,8 +399,6 @@ export class TcpDump {
   /** connections whose peer is outside the dumped tree: the lock outlives a dump that kills the tree */
   private outside: Held[] = [];
 
-  /** the lock is left for the restore to remove (the tree is dead) */
-  private left = false;
 
   constructor(private log?: Log, readonly runId = '', private method: 'nftables' | 'iptables' | 'skip' = 'nftables') {
     this.locking = method !== 'skip';
@@ -500,7 +510,11 @@ export class TcpDump {
   release(): void {
     for (const h of this.held.splice(0)) native().close(h.fd);
     // iptables: every rule stays, as CRIU leaves them (its restore removes them all)
-    if ((this.outside.length || this.method === 'iptables') && this.lock.locked) {
+    if (this.method === 'iptables' && this.lock.locked) {
+      this.log?.info(`network lock: ${this.lock.description} stay until the restore`);
+      return;
+    }
+    if (this.outside.length && this.lock.locked) {
       this.log?.info(`network lock: ${this.outside.length} connection(s) to peers outside the tree stay locked until the restore (${this.lock.description})`);
       return;
     }
