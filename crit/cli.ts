@@ -1,6 +1,7 @@
 // The crit command line: CRIT's subcommands (decode, encode, info, show, x) and ours.
 import { parseArgs, UsageError, OptSpec } from './args';
-import { abortAll } from './io';
+import { abortAll, printError } from './io';
+import { writeAll } from '../images/image';
 import { ImageError } from '../images/image';
 
 const VERSION = '0.1.0';
@@ -154,7 +155,7 @@ function run(argv: string[]): void {
       (code: number) => { process.exitCode = code; },
       (e: Error) => {
         const known = ['ImageError', 'ImageSetError', 'MemoryError'].includes(e?.constructor?.name);
-        process.stderr.write(`crit: ${known ? '' : 'internal error: '}${e?.message ?? String(e)}\n`);
+        printError(`${known ? '' : 'internal error: '}${e?.message ?? String(e)}`);
         if (process.env.CRIT_DEBUG) process.stderr.write(`${e?.stack}\n`);
         process.exitCode = 1;
       },
@@ -240,6 +241,21 @@ function isBrokenPipe(e: unknown): boolean {
   return !!e && typeof e === 'object' && (e as NodeJS.ErrnoException).code === 'EPIPE';
 }
 
+const KNOWN = ['CliError', 'JsonInputError', 'ExploreError', 'EditError', 'CheckError', 'PatchError', 'XrayError', 'VmaFilterError', 'CoredumpError', 'MemoryError', 'ImageSetError', 'PageSourceError'];
+
+/**
+ * What an error from a command is: 'usage' (exit 2), 'known' (bad input, told plainly, exit
+ * 1), 'pipe' (the reader went away) or 'internal' (a bug in crit). The fuzz harness uses
+ * the same verdicts.
+ */
+export function errorKind(e: unknown): 'usage' | 'known' | 'pipe' | 'internal' {
+  if (isBrokenPipe(e)) return 'pipe';
+  if (e instanceof UsageError) return 'usage';
+  if (e instanceof ImageError || (e instanceof Error && KNOWN.includes(e.constructor.name))) return 'known';
+  if (e instanceof Error && (e as NodeJS.ErrnoException).code && (e as NodeJS.ErrnoException).syscall) return 'known';
+  return 'internal';
+}
+
 export function main(argv: string[]): void {
   process.on('SIGINT', () => { abortAll(); process.exit(130); });
   process.on('SIGTERM', () => { abortAll(); process.exit(143); });
@@ -247,23 +263,26 @@ export function main(argv: string[]): void {
     run(argv);
   } catch (e) {
     abortAll();
-    if (isBrokenPipe(e)) process.exit(0);
-    if (e instanceof UsageError) {
-      process.stderr.write(`${e.usage.split('\n')[0]}\ncrit: error: ${e.message}\n`);
-      process.exit(2);
+    switch (errorKind(e)) {
+      case 'pipe':
+        process.exit(0);
+      // eslint-disable-next-line no-fallthrough
+      case 'usage': {
+        const u = e as UsageError;
+        writeAll(2, Buffer.from(`${u.usage.split('\n')[0]}\n`));
+        printError(`error: ${u.message}`);
+        process.exit(2);
+      }
+      // eslint-disable-next-line no-fallthrough
+      case 'known':
+        printError((e as Error).message);
+        process.exit(1);
+      // eslint-disable-next-line no-fallthrough
+      default:
+        // A bug in crit itself: say so plainly, with the stack only when asked for.
+        printError(`internal error: ${(e as Error)?.message ?? String(e)}`);
+        if (process.env.CRIT_DEBUG) writeAll(2, Buffer.from(`${(e as Error)?.stack}\n`));
+        process.exit(1);
     }
-    const known = e instanceof ImageError || (e instanceof Error && ['CliError', 'JsonInputError', 'ExploreError', 'EditError', 'CheckError', 'PatchError', 'XrayError', 'VmaFilterError', 'CoredumpError', 'MemoryError', 'ImageSetError', 'PageSourceError'].includes(e.constructor.name));
-    if (known) {
-      process.stderr.write(`crit: ${(e as Error).message}\n`);
-      process.exit(1);
-    }
-    if (e instanceof Error && (e as NodeJS.ErrnoException).code && (e as NodeJS.ErrnoException).syscall) {
-      process.stderr.write(`crit: ${e.message}\n`);
-      process.exit(1);
-    }
-    // A bug in crit itself: say so plainly, with the stack only when asked for.
-    process.stderr.write(`crit: internal error: ${(e as Error)?.message ?? String(e)}\n`);
-    if (process.env.CRIT_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
-    process.exit(1);
   }
 }

@@ -2,6 +2,8 @@
 // temporary name in the same directory, fsync, rename) so a failure never leaves a partial file.
 import * as fs from 'fs';
 import * as path from 'path';
+import { writeAll } from '../images/image';
+import { clipLine } from '../images/json/clip';
 
 export class AtomicFile {
   fd: number;
@@ -34,4 +36,29 @@ const activeTemps = new Set<AtomicFile>();
 /** Remove every unfinished temporary file (on error or signal). */
 export function abortAll(): void {
   for (const f of [...activeTemps]) f.abort();
+}
+
+// Where commands print. The CLI prints to fds 1 and 2; the fuzz harness runs the very same
+// command functions with their output sent elsewhere.
+let outFd = 1;
+let errSink: ((line: string) => void) | undefined;
+
+export function stdoutFd(): number {
+  return outFd;
+}
+
+/** Send command output to `fd`, and error lines to `onError` (undefined: fd 2). */
+export function redirectOutput(fd: number, onError?: (line: string) => void): void {
+  outFd = fd;
+  errSink = onError;
+}
+
+/**
+ * One complete error line on stderr, written synchronously (so process.exit cannot cut it
+ * off at a pipe's 64 KiB) and short (long values are clipped).
+ */
+export function printError(text: string): void {
+  const line = `crit: ${clipLine(text)}\n`;
+  if (errSink) return errSink(line);
+  writeAll(2, Buffer.from(line, 'utf8'));
 }

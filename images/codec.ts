@@ -1,7 +1,7 @@
 // Per-message protobuf codecs, generated as JavaScript from the schema the first time a message
 // type is used (the same technique protobufjs uses, but with proto2 presence kept exactly,
 // unknown fields and unknown enum numbers preserved, and 64-bit values never rounded).
-import { Reader, Writer, WireError } from './wire';
+import { Reader, Writer, WireError, MAX_NESTING } from './wire';
 import { messageType, enumType, FieldDesc, MessageDesc } from './schema';
 
 /** Unknown fields of a decoded message: raw tag+value bytes, kept for byte-exact re-encoding. */
@@ -71,7 +71,7 @@ function compileDecoder(m: MessageDesc): DecodeFn {
     if (f.kind === 'message') {
       const k = deps.length;
       deps.push(null as unknown as DecodeFn);
-      const sub = `{ const n = r.len(); const se = r.end; r.end = r.pos + n; const v = D[${k}](r); r.end = se;`;
+      const sub = `{ if (++r.depth > ${MAX_NESTING}) r.fail('sub-messages nested more than ${MAX_NESTING} deep'); const n = r.len(); const se = r.end; r.end = r.pos + n; const v = D[${k}](r); r.end = se; r.depth--;`;
       lines.push(`case ${tag}: ${sub} ${rep ? `(o[${key}] || (o[${key}] = [])).push(v);` : `o[${key}] = v;`} break; }`);
     } else if (f.kind === 'enum') {
       const k = enumSets.length;
@@ -148,6 +148,31 @@ function compileEncoder(m: MessageDesc): EncodeFn {
   let k = 0;
   for (const f of m.fields) if (f.kind === 'message') deps[k++] = encoderFor(f.type);
   return fn;
+}
+
+/**
+ * Path of the (sub-)message of `msg` that lacks a required field: '' for msg itself,
+ * 'tc' or 'vmas[3]' below it; undefined when none does (error path only).
+ */
+export function missingFieldPath(typeName: string, msg: Msg): string | undefined {
+  const m = messageType(typeName);
+  for (const f of m.fields) {
+    const v = msg[f.name];
+    if (v === undefined) {
+      if (f.label === 'required') return '';
+      continue;
+    }
+    if (f.kind !== 'message') continue;
+    const list: Msg[] = f.label === 'repeated' ? v : [v];
+    for (let i = 0; i < list.length; i++) {
+      const sub = missingFieldPath(f.type, list[i]);
+      if (sub !== undefined) {
+        const here = f.label === 'repeated' ? `${f.name}[${i}]` : f.name;
+        return sub ? `${here}.${sub}` : here;
+      }
+    }
+  }
+  return undefined;
 }
 
 export function decoderFor(typeName: string): DecodeFn {

@@ -42,13 +42,14 @@ function skipPad(src: ByteSource, n: number, what: string): void {
   src.pos += n;
 }
 
-function blobFromJson(v: JsonValue | undefined, path: string): Uint8Array {
+/** `at` is the JSON path of the value itself */
+function blobFromJson(v: JsonValue | undefined, at: string): Uint8Array {
   if (v === undefined) return new Uint8Array(0);
-  if (typeof v !== 'string') throw new JsonConvertError(path + '.extra', 'expected a base64 string');
+  if (typeof v !== 'string') throw new JsonConvertError(at, 'expected a base64 string');
   try {
     return decodeBytes(v);
   } catch (e) {
-    throw new JsonConvertError(path + '.extra', (e as Error).message);
+    throw new JsonConvertError(at, (e as Error).message);
   }
 }
 
@@ -66,7 +67,7 @@ function lengthField(field: string): ExtraHandler {
       w.raw(extra && extra.kind === 'blob' ? extra.data : new Uint8Array(0));
     },
     fromJson(v, msg, path) {
-      const data = blobFromJson(v, path);
+      const data = blobFromJson(v, path + '.extra');
       checkLen(path, field, Number(msg[field] ?? 0), data.length);
       return { kind: 'blob', data };
     },
@@ -163,21 +164,24 @@ const ipcMsg: ExtraHandler = {
       const p = encodeMessage('ipc_msg', it.msg);
       w.f32(p.length);
       w.raw(p);
-      const msize = Number(it.msg.msize ?? 0);
-      w.raw(it.data.subarray(0, msize));
-      // CRIU pads the data to 8 bytes; short data is zero-filled up to msize first
-      w.raw(new Uint8Array(Math.max(0, msize - it.data.length) + pad8(msize)));
+      // fromJson made sure the data is exactly msize bytes; CRIU pads it to 8
+      w.raw(it.data);
+      w.raw(new Uint8Array(pad8(it.data.length)));
     }
   },
   fromJson(v, msg, path) {
     if (v === undefined) v = [];
     if (!Array.isArray(v) || v.length % 2) throw new JsonConvertError(path + '.extra', 'expected [message, data, message, data, ...]');
     const items: { msg: Msg; data: Uint8Array }[] = [];
-    for (let i = 0; i < v.length; i += 2) {
-      items.push({ msg: jsonToMessage('ipc_msg', v[i], `${path}.extra[${i}]`), data: blobFromJson(v[i + 1], `${path}.extra[${i + 1}]`) });
-    }
     const q = Number(msg.qnum ?? 0);
-    if (items.length !== q) throw new JsonConvertError(path + '.extra', `holds ${items.length} messages but qnum says ${q}`);
+    if (v.length / 2 !== q) throw new JsonConvertError(path + '.extra', `holds ${v.length / 2} messages but qnum says ${q}`);
+    for (let i = 0; i < v.length; i += 2) {
+      const m = jsonToMessage('ipc_msg', v[i], `${path}.extra[${i}]`);
+      const data = blobFromJson(v[i + 1], `${path}.extra[${i + 1}]`);
+      // the size is checked against the data before anything is written (no zero-filling)
+      if (data.length !== Number(m.msize ?? 0)) throw new JsonConvertError(`${path}.extra[${i + 1}]`, `holds ${data.length} bytes but msize (${path}.extra[${i}].msize) says ${m.msize ?? 0}`);
+      items.push({ msg: m, data });
+    }
     return { kind: 'msgq', items };
   },
   size(_msg, extra) {
@@ -203,7 +207,7 @@ const ipcShm: ExtraHandler = {
     w.raw(new Uint8Array((4 - (data.length % 4)) % 4));
   },
   fromJson(v, msg, path) {
-    const data = blobFromJson(v, path);
+    const data = blobFromJson(v, path + '.extra');
     if (msg.in_pagemaps) {
       if (data.length) throw new JsonConvertError(path + '.extra', 'in_pagemaps is set, so the contents live in pagemap-shmem; extra must be empty');
     } else checkLen(path, 'size', Number(msg.size ?? 0), data.length);
@@ -223,7 +227,7 @@ const bpfmapData: ExtraHandler = {
     if (extra && extra.kind === 'blob') w.raw(extra.data);
   },
   fromJson(v, msg, path) {
-    const data = blobFromJson(v, path);
+    const data = blobFromJson(v, path + '.extra');
     checkLen(path, 'keys_bytes + values_bytes', Number(msg.keys_bytes ?? 0) + Number(msg.values_bytes ?? 0), data.length);
     return { kind: 'blob', data };
   },

@@ -45,6 +45,7 @@ export function writeImage(file: string, magic: string, entries: Iterable<NewEnt
     const sink = new BinSink(fd);
     const w = new ImageWriter(sink, kind);
     for (const e of entries) w.write({ type: e.type ?? w.nextType(), msg: e.msg, extra: e.extra });
+    w.finish();
     sink.flush();
     fs.fsyncSync(fd);
     fs.closeSync(fd);

@@ -218,7 +218,17 @@ function writeSized(w: Writer, width: 4 | 8, body: () => void): void {
   w.pos = end;
 }
 
-/** Writes entries of one kind in CRIU's framing. Throws plain errors; callers add context. */
+/** An entry sequence the layout cannot hold; `atEnd` when the document as a whole is short. */
+export class LayoutError extends Error {
+  constructor(message: string, public atEnd = false) {
+    super(message);
+  }
+}
+
+/**
+ * Writes entries of one kind in CRIU's framing. Refuses (LayoutError) whatever the reader
+ * would refuse, so an image written here always reads back; callers add the location.
+ */
 export class ImageWriter {
   private index = 0;
   private ghostChunks = false;
@@ -243,7 +253,7 @@ export class ImageWriter {
     const w = this.sink.w;
     const k = this.kind;
     if (k.layout === 'amdgpu' || k.layout === 'amdgpu-raw') {
-      if (this.index > 0) throw new Error('amdgpu plugin files hold exactly one entry');
+      if (this.index > 0) throw new LayoutError('amdgpu plugin files hold exactly one entry');
       if (k.layout === 'amdgpu-raw') {
         const data = e.extra && e.extra.kind === 'blob' ? e.extra.data : new Uint8Array(0);
         const [lo, hi] = split64((e.msg.header as U64) ?? data.length);
@@ -256,7 +266,15 @@ export class ImageWriter {
       this.index++;
       return;
     }
-    if (k.layout === 'ghost' && this.index > 0 && !this.ghostChunks) throw new Error('a ghost file without "chunks" holds exactly one entry (its contents are its extra)');
+    if (k.layout === 'ghost') {
+      const data = e.extra && e.extra.kind === 'blob' ? e.extra.data : undefined;
+      if (this.index > 0 && !this.ghostChunks) throw new LayoutError('a ghost file without "chunks" holds exactly one entry (its contents are its extra)');
+      if (this.index === 0 && e.msg.chunks && data) throw new LayoutError('a ghost file with "chunks" keeps its contents in the ghost_chunk_entry entries that follow, not in an "extra" of its ghost_file_entry');
+      if (this.index > 0) {
+        const len = Number(e.msg.len ?? 0);
+        if ((data?.length ?? 0) !== len) throw new LayoutError(`a ghost_chunk_entry of len ${e.msg.len ?? 0} needs an "extra" of exactly that many bytes (it has ${data ? data.length : 'none'})`);
+      }
+    }
     writeSized(w, 4, () => encoderFor(e.type)(e.msg, w));
     if (k.layout === 'ghost') {
       if (this.index === 0) this.ghostChunks = !!e.msg.chunks;
@@ -264,5 +282,13 @@ export class ImageWriter {
     } else if (k.extra) k.extra.write(w, e.msg, e.extra);
     this.index++;
     this.sink.flushIfBig();
+  }
+
+  /** After the last entry: layouts that cannot be empty. */
+  finish(): void {
+    const k = this.kind;
+    if (this.index > 0) return;
+    if (k.layout === 'ghost') throw new LayoutError('a GHOST_FILE image needs its ghost_file_entry: "entries" is empty', true);
+    if (k.layout === 'amdgpu' || k.layout === 'amdgpu-raw') throw new LayoutError(`an ${k.name} file holds exactly one entry: "entries" is empty`, true);
   }
 }

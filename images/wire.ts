@@ -12,9 +12,14 @@ export class WireError extends Error {
 
 const TWO32 = 4294967296;
 
+/** Sub-messages nest at most this deep (protobuf's own default limit), so a crafted image cannot exhaust the stack. */
+export const MAX_NESTING = 100;
+
 export class Reader {
   pos: number;
   end: number;
+  /** sub-messages currently open (the decoders count them against MAX_NESTING) */
+  depth = 0;
   constructor(public buf: Uint8Array, pos = 0, end = buf.length) {
     this.pos = pos;
     this.end = end;
@@ -156,12 +161,16 @@ export class Reader {
       case 2: { const n = this.len(); this.pos += n; return; }
       case 5: if (this.pos + 4 > this.end) this.fail('truncated fixed32'); this.pos += 4; return;
       case 3: {
-        // group: skip nested fields until the matching end-group tag
-        for (;;) {
+        // group: skip nested fields until the matching end-group tag (counted, not recursive:
+        // a run of start-group bytes must not exhaust the stack)
+        for (let open = 1; open > 0;) {
           const t = this.u32();
-          if ((t & 7) === 4) return;
-          this.skip(t & 7);
+          const wt = t & 7;
+          if (wt === 4) open--;
+          else if (wt === 3) open++;
+          else this.skip(wt);
         }
+        return;
       }
       default: this.fail(`invalid wire type ${wireType}`);
     }

@@ -3,13 +3,14 @@
 import { checkSet, problemLine, CheckError } from '../../images/query/check';
 import { pyJson } from '../../images/json/pytext';
 import { TextSink } from '../../images/json/document';
+import { stdoutFd } from '../io';
 
 export { CheckError };
 
 export function check(dir: string, opts: { json?: boolean; pageSize?: number }): number {
   const r = checkSet(dir, { pageSize: opts.pageSize });
   const errors = r.problems.filter((p) => p.severity === 'error').length;
-  const out = new TextSink(1);
+  const out = new TextSink(stdoutFd());
   if (opts.json) {
     out.write(pyJson({ dir: r.dir, ok: errors === 0, errors, files: r.files, problems: r.problems }, true) + '\n');
   } else {

@@ -2,14 +2,16 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ByteSource } from '../../images/source';
-import { readHeader, readEntries, ImageWriter, BinSink, ImageError } from '../../images/image';
+import { readHeader, readEntries, ImageWriter, BinSink, ImageError, LayoutError } from '../../images/image';
 import { writeDocument, TextSink, DocumentReader, jsonToEntry, readEntryFrom, Parsed, NewEntry, JsonInputError, JsonConvertError } from '../../images/json/document';
 import type { JsonParser, JsonValue } from '../../images/json/parse';
 import { kindFor } from '../../images/kinds';
 import { magicValue } from '../../images/magic';
-import { MissingFieldError } from '../../images/codec';
-import { AtomicFile } from '../io';
-import { Mode } from '../../images/json/tojson';
+import { MissingFieldError, missingFieldPath } from '../../images/codec';
+import { Base64Error } from '../../images/json/b64';
+import { clipText } from '../../images/json/clip';
+import { AtomicFile, stdoutFd, printError } from '../io';
+import { Mode, JsonOut } from '../../images/json/tojson';
 import { pyString } from '../../images/json/pytext';
 
 export class CliError extends Error {}
@@ -28,10 +30,9 @@ export function decode(inFile: string | undefined, outFile: string | undefined, 
   const src = openInput(inFile);
   const name = inFile && inFile !== '-' ? path.basename(inFile) : '';
   const atomic = outFile && outFile !== '-' ? new AtomicFile(outFile) : undefined;
-  const sink = new TextSink(atomic ? atomic.fd : 1);
+  const sink = new TextSink(atomic ? atomic.fd : stdoutFd());
   try {
-    const hdr = readHeader(src, name);
-    writeDocument(hdr, readEntries(src, hdr), sink, { mode, nopl });
+    decodeStream(src, name, sink, mode, nopl);
     if (!atomic) sink.write('\n');
     sink.flush();
     atomic?.commit();
@@ -39,6 +40,12 @@ export function decode(inFile: string | undefined, outFile: string | undefined, 
     atomic?.abort();
     src.close();
   }
+}
+
+/** decode's core: the image in `src` (file name `name` tells raw kinds) as JSON into `out`. */
+export function decodeStream(src: ByteSource, name: string, out: JsonOut, mode: Mode, nopl = false): void {
+  const hdr = readHeader(src, name);
+  writeDocument(hdr, readEntries(src, hdr), out, { mode, nopl, file: src.name });
 }
 
 /**
@@ -51,14 +58,14 @@ export function decodeSalvage(inFile: string | undefined, outFile: string | unde
   const src = openInput(inFile);
   const name = inFile && inFile !== '-' ? path.basename(inFile) : '';
   const atomic = outFile && outFile !== '-' ? new AtomicFile(outFile) : undefined;
-  const sink = new TextSink(atomic ? atomic.fd : 1);
+  const sink = new TextSink(atomic ? atomic.fd : stdoutFd());
   try {
     const s = salvageEntries(src, name);
-    writeDocument(s.header, s.entries, sink, { mode });
+    writeDocument(s.header, s.entries, sink, { mode, file: src.name });
     if (!atomic) sink.write('\n');
     sink.flush();
     atomic?.commit();
-    if (s.note) process.stderr.write(`crit: ${s.note}\n`);
+    if (s.note) printError(s.note);
     if (s.stopped) throw new CliError(`${s.stopped.message} (stopped there; ${s.count} entr${s.count === 1 ? 'y' : 'ies'} recovered)`);
   } finally {
     atomic?.abort();
@@ -78,42 +85,67 @@ export function encode(inFile: string | undefined, outFile: string | undefined):
     }
     srcName = inFile;
   }
-  const reader = new DocumentReader(fd, srcName);
   const atomic = outFile && outFile !== '-' ? new AtomicFile(outFile) : undefined;
-  const sink = new BinSink(atomic ? atomic.fd : 1);
-  let index = 0;
+  const sink = new BinSink(atomic ? atomic.fd : stdoutFd());
   try {
-    let v = reader.next();
+    encodeStream(fd, srcName, sink);
+    sink.flush();
+    atomic?.commit();
+  } finally {
+    atomic?.abort();
+    if (fd !== 0) fs.closeSync(fd);
+  }
+}
+
+/**
+ * encode's core: the JSON document read from `fd` becomes image bytes in `sink`. Every
+ * refusal is an ImageError naming the JSON file, the byte offset of the bad value, the entry
+ * and the field path.
+ */
+export function encodeStream(fd: number, srcName: string, sink: BinSink): void {
+  const reader = new DocumentReader(fd, srcName);
+  let index = 0;
+  let current: NewEntry | undefined;
+  try {
+    const v = reader.next();
     const magic = reader.magic!;
     const kind = kindFor(magic);
     if (!kind || (magicValue(magic) === undefined && kind.layout !== 'amdgpu' && kind.layout !== 'amdgpu-raw')) {
-      throw new CliError(`${srcName}: unknown "magic" ${pyString(magic)}: not an image kind this tool can write`);
+      throw new ImageError(srcName, reader.magicOffset, undefined, `unknown "magic" ${pyString(clipText(magic))}: not an image kind this tool can write`);
     }
     const w = new ImageWriter(sink, kind);
     // after the first entry, entries are read straight from the text into messages
     const typed = (p: JsonParser) => readEntryFrom(p, kind, w.nextType(), `entries[${index}]`);
     let item: JsonValue | Parsed<NewEntry> | undefined = v as JsonValue | undefined;
     while (item !== undefined) {
-      try {
-        w.write(item instanceof Parsed ? item.value : jsonToEntry(kind, w.nextType(), item, `entries[${index}]`));
-        index++;
-        item = reader.next(typed);
-      } catch (e) {
-        if (e instanceof MissingFieldError) throw new CliError(`${srcName}: entries[${index}]: ${e.typeName} is missing required field ${e.field}`);
-        if (e instanceof JsonConvertError) throw new CliError(`${srcName}: ${e.message}`);
-        if (e instanceof Error && !(e instanceof CliError) && /holds exactly one entry/.test(e.message)) throw new CliError(`${srcName}: entries[${index}]: ${e.message}`);
-        throw e;
-      }
+      current = undefined;
+      current = item instanceof Parsed ? item.value : jsonToEntry(kind, w.nextType(), item, `entries[${index}]`);
+      w.write(current);
+      index++;
+      current = undefined;
+      item = reader.next(typed);
     }
-    sink.flush();
-    atomic?.commit();
+    w.finish();
   } catch (e) {
-    if (e instanceof JsonInputError) throw new CliError(`${srcName}: ${e.message}`);
-    throw e;
-  } finally {
-    atomic?.abort();
-    if (fd !== 0) fs.closeSync(fd);
+    throw encodeError(reader, srcName, e, index, current);
   }
+}
+
+function encodeError(reader: DocumentReader, srcName: string, e: unknown, index: number, current: NewEntry | undefined): unknown {
+  if (e instanceof ImageError) return e;
+  if (e instanceof JsonInputError) return new ImageError(srcName, reader.byteOffset(e.offset), e.entry, e.message);
+  if (e instanceof JsonConvertError) return new ImageError(srcName, reader.locate(index, e.path) ?? reader.here, index, e.message);
+  if (e instanceof MissingFieldError) {
+    const sub = current ? missingFieldPath(current.type, current.msg) : undefined;
+    const where = `entries[${index}]${sub ? '.' + sub : ''}`;
+    return new ImageError(srcName, reader.locate(index, where) ?? reader.here, index, `${where}: ${e.typeName} is missing required field ${e.field}`);
+  }
+  if (e instanceof LayoutError) {
+    if (e.atEnd) return new ImageError(srcName, reader.here, undefined, e.message);
+    return new ImageError(srcName, reader.entryOffset(index) ?? reader.here, index, `entries[${index}]: ${e.message}`);
+  }
+  if (e instanceof Base64Error) return new ImageError(srcName, reader.entryOffset(index) ?? reader.here, index, `entries[${index}]: ${e.message}`);
+  return e;
 }
 
 /** info: {"magic": NAME, "count": N}; entries are really decoded, so extras are counted right. */
@@ -132,7 +164,7 @@ export function imageInfo(file: string): { magic: string; count: number } {
 
 export function info(file: string): void {
   const { magic, count } = imageInfo(file);
-  const out = new TextSink(1);
+  const out = new TextSink(stdoutFd());
   out.write(`{\n    "magic": ${pyString(magic)},\n    "count": ${count}\n}\n`);
   out.flush();
 }

@@ -5,6 +5,7 @@ import type { PagePair } from '../../images/query/memdiff';
 import { pyJson } from '../../images/json/pytext';
 import { TextSink } from '../../images/json/document';
 import { ImageError } from '../../images/image';
+import { stdoutFd, printError } from '../io';
 
 export interface DiffCliOptions {
   json?: boolean;
@@ -131,16 +132,16 @@ export function diff(a: string, b: string, opts: DiffCliOptions): number {
     d = diffSets(a, b, { keepPages: opts.memory ? opts.maxPages ?? 64 : 0, pageSize: opts.pageSize });
   } catch (e) {
     if (e instanceof Error && (e instanceof ImageError || ['ImageSetError', 'PageSourceError', 'MemoryError'].includes(e.constructor.name) || (e as NodeJS.ErrnoException).syscall)) {
-      process.stderr.write(`crit: ${e.message}\n`);
+      printError(e.message);
       return 2;
     }
     if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') throw e;
     // diff(1): any trouble is status 2, even a bug of ours
-    process.stderr.write(`crit: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+    printError(`internal error: ${(e as Error)?.message ?? String(e)}`);
     if (process.env.CRIT_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
     return 2;
   }
-  const out = new TextSink(1);
+  const out = new TextSink(stdoutFd());
   const color = opts.color ?? (!!process.stdout.isTTY && !process.env.NO_COLOR);
   if (opts.json) out.write(pyJson(diffJson(d, !!opts.memory), true) + '\n');
   else out.write(renderDiff(d, { color, memory: !!opts.memory }));

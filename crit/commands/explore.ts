@@ -5,6 +5,7 @@ import { socketRows, treeRows, gpuRows } from '../../images/query/explore-more';
 import { pyJson } from '../../images/json/pytext';
 import { TextSink } from '../../images/json/document';
 import { padL, padR, hex08 } from '../render/text';
+import { stdoutFd } from '../io';
 
 export class ExploreError extends Error {}
 
@@ -18,7 +19,7 @@ export function explore(dir: string, what: string, opts: { json: boolean }): voi
   } catch (e) {
     throw new ExploreError((e as Error).message);
   }
-  const out = new TextSink(1, 'utf8');
+  const out = new TextSink(stdoutFd(), 'utf8');
   const line = (s: string) => out.write(s + '\n');
   try {
     switch (what) {

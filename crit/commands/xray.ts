@@ -12,6 +12,7 @@ import { pyJson } from '../../images/json/pytext';
 import { TextSink } from '../../images/json/document';
 import { writeAll } from '../../images/image';
 import { renderRows, useColor } from '../render/hexdump';
+import { stdoutFd } from '../io';
 
 export class XrayError extends Error {}
 export { VmaFilterError };
@@ -75,7 +76,7 @@ export function xray(dir: string, o: XrayOpts): void {
   } catch (e) {
     throw new XrayError((e as Error).message);
   }
-  const out = new TextSink(1, 'utf8');
+  const out = new TextSink(stdoutFd(), 'utf8');
   const line = (s: string) => out.write(s + '\n');
   const color = useColor(o.color);
   try {
@@ -158,7 +159,7 @@ export function xray(dir: string, o: XrayOpts): void {
       } catch (e) {
         throw new XrayError(`${(e as Error).message} (use --zero-fill to write zeros for bytes the image does not hold)`);
       }
-      writeAll(1, bytes);
+      writeAll(stdoutFd(), bytes);
       return;
     }
 
@@ -216,7 +217,7 @@ function gpuXray(set: ImageSet, o: XrayOpts, line: (s: string) => void, color: b
       const len = o.len !== undefined ? Math.min(size, Number(parseAddr(o.len, '--len'))) : Math.min(size, 4096);
       const buf = Buffer.alloc(len);
       const got = fs.readSync(fd, buf, 0, len, b.contentOffset ?? 8);
-      if (o.raw) { writeAll(1, buf.subarray(0, got)); continue; }
+      if (o.raw) { writeAll(stdoutFd(), buf.subarray(0, got)); continue; }
       for (const r of renderRows(hexRows([{ addr: 0n, len: got, data: buf.subarray(0, got) }]), color)) line(r);
       if (got < len) line(`   (file ends after ${got} of ${len} bytes)`);
     } finally {

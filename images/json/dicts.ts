@@ -1,6 +1,10 @@
 // The value dictionaries behind CRIT's pretty mode: bit-flag names ((criu).flags), value labels
 // ((criu).dict), device numbers ((criu).dev/odev) and IP addresses ((criu).ipadd).
 import { U64 } from '../wire';
+import { clipText } from './clip';
+
+/** A value pretty mode cannot print (e.g. an address of 2 or 3 words). */
+export class FormatError extends Error {}
 
 export const FLAG_DICTS: Record<string, [string, number][]> = {
   'mmap.prot': [['PROT_READ', 0x1], ['PROT_WRITE', 0x2], ['PROT_EXEC', 0x4]],
@@ -106,7 +110,7 @@ export function parseDev(s: string, odev: boolean): bigint {
 }
 
 function parsePyInt10(s: string | undefined): bigint {
-  if (s === undefined || !/^\s*[+-]?\d(_?\d)*\s*$/.test(s)) throw new Error(`invalid literal for int() with base 10: '${s ?? ''}'`);
+  if (s === undefined || !/^\s*[+-]?\d(_?\d)*\s*$/.test(s)) throw new Error(`invalid literal for int() with base 10: '${clipText(s ?? '')}'`);
   return BigInt(s.trim().replace(/_/g, ''));
 }
 
@@ -125,7 +129,7 @@ export function parseFlags(s: string, dict: [string, number][]): bigint {
 export function parsePyInt(text: string): bigint {
   const t = text.trim();
   const m = /^([+-]?)(0[xX](?:_?[0-9a-fA-F])+|0[oO](?:_?[0-7])+|0[bB](?:_?[01])+|0+(?:_?0)*|[1-9](?:_?\d)*)$/.exec(t);
-  if (!m) throw new Error(`invalid literal for int() with base 0: '${text}'`);
+  if (!m) throw new Error(`invalid literal for int() with base 0: '${clipText(text)}'`);
   const body = m[2].replace(/_/g, '');
   let v: bigint;
   if (/^0[oO]/.test(body)) v = BigInt('0o' + body.slice(2));
@@ -139,7 +143,7 @@ export function ipString(words: U64[]): string {
     const w = Number(words[0]) >>> 0;
     return `${w & 0xff}.${(w >>> 8) & 0xff}.${(w >>> 16) & 0xff}.${w >>> 24}`;
   }
-  if (words.length < 4) throw new Error(`cannot format ${words.length} words as an IP address`);
+  if (words.length < 4) throw new FormatError(`an address (ipadd) of ${words.length} words: only 1 (IPv4) or 4 (IPv6) can be printed`);
   const bytes: number[] = [];
   for (let i = 0; i < 4; i++) {
     const w = Number(words[i]) >>> 0;
@@ -166,10 +170,10 @@ export function ipString(words: U64[]): string {
 export function parseIp(s: string): number[] {
   if (!s.includes(':')) {
     const parts = s.split('.').map((p) => {
-      if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`invalid IPv4 address '${s}'`);
+      if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`invalid IPv4 address '${clipText(s)}'`);
       return Number(p);
     });
-    if (parts.length !== 4) throw new Error(`invalid IPv4 address '${s}'`);
+    if (parts.length !== 4) throw new Error(`invalid IPv4 address '${clipText(s)}'`);
     return [(parts[0] | (parts[1] << 8) | (parts[2] << 16) | (parts[3] << 24)) >>> 0];
   }
   let text = s;
@@ -182,17 +186,18 @@ export function parseIp(s: string): number[] {
     text = text.slice(0, -v4[1].length) + '0:0';
   }
   const halves = text.split('::');
-  if (halves.length > 2) throw new Error(`invalid IPv6 address '${s}'`);
+  if (halves.length > 2) throw new Error(`invalid IPv6 address '${clipText(s)}'`);
   const parse = (h: string) => (h === '' ? [] : h.split(':').map((g) => {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw new Error(`invalid IPv6 address '${s}'`);
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw new Error(`invalid IPv6 address '${clipText(s)}'`);
     return parseInt(g, 16);
   }));
   let groups: number[];
   if (halves.length === 2) {
     const a = parse(halves[0]), b = parse(halves[1]);
+    if (a.length + b.length > 7) throw new Error(`invalid IPv6 address '${clipText(s)}'`);
     groups = [...a, ...new Array(8 - a.length - b.length).fill(0), ...b];
   } else groups = parse(halves[0]);
-  if (groups.length !== 8) throw new Error(`invalid IPv6 address '${s}'`);
+  if (groups.length !== 8) throw new Error(`invalid IPv6 address '${clipText(s)}'`);
   if (tail.length) { groups[6] = tail[0]; groups[7] = tail[1]; }
   const words: number[] = [];
   for (let i = 0; i < 8; i += 2) {

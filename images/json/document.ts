@@ -1,9 +1,9 @@
 // Whole JSON documents, {"magic": NAME, "entries": [...]}, written and read one entry at a
 // time so memory stays bounded however many entries an image has.
-import { Entry, ImageHeader } from '../image';
+import { Entry, ImageHeader, ImageError } from '../image';
 import { Kind } from '../kinds';
 import { Extra, extraToJson, nicePayloadSize } from '../extras';
-import { writeMessageJson, Mode, JsonOut } from './tojson';
+import { writeMessageJson, Mode, JsonOut, locateFormatError, FormatError } from './tojson';
 import { jsonToMessage, JsonConvertError } from './fromjson';
 import { JsonParser, JsonSyntaxError, JsonValue } from './parse';
 import { readerFor } from './readmsg';
@@ -16,6 +16,8 @@ export interface DocOptions {
   mode: Mode;
   /** show --nopl: payloads replaced by their size */
   nopl?: boolean;
+  /** the image's name, for errors */
+  file?: string;
 }
 
 /** Text output in large blocks; EPIPE surfaces as an error with code EPIPE so the CLI can exit quietly. */
@@ -63,12 +65,19 @@ export function writeDocument(hdr: ImageHeader, entries: Iterable<Entry>, out: J
   else out.s += `{"magic": ${pyString(hdr.magic)}, "entries": [`;
   let n = 0;
   for (const e of entries) {
-    if (pretty) {
-      out.s += (n ? ',\n' : '\n') + '        ';
-      writeEntryJson(hdr.kind, e, opts, '        ', out);
-    } else {
-      if (n) out.s += ', ';
-      writeEntryJson(hdr.kind, e, opts, '', out);
+    try {
+      if (pretty) {
+        out.s += (n ? ',\n' : '\n') + '        ';
+        writeEntryJson(hdr.kind, e, opts, '        ', out);
+      } else {
+        if (n) out.s += ', ';
+        writeEntryJson(hdr.kind, e, opts, '', out);
+      }
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err;
+      const at = e.type ? locateFormatError(e.type, e.msg, opts.mode) : undefined;
+      const where = at ? `entries[${n}].${at.path}` : `entries[${n}]`;
+      throw new ImageError(opts.file ?? '<image>', e.offset, n, `${e.type || 'entry'} cannot be written as ${opts.mode} JSON: ${where}: ${at?.message ?? err.message}${opts.mode === 'pretty' ? ' (plain decode prints the raw numbers)' : ''}`);
     }
     if (out.s.length >= 1 << 16) out.flush();
     n++;
@@ -78,7 +87,12 @@ export function writeDocument(hdr: ImageHeader, entries: Iterable<Entry>, out: J
 
 // ---- reading JSON documents ------------------------------------------------------------
 
-export class JsonInputError extends Error {}
+/** Bad JSON text; `offset` is the absolute character offset, `entry` the entry it was in. */
+export class JsonInputError extends Error {
+  constructor(message: string, public offset?: number, public entry?: number) {
+    super(message);
+  }
+}
 
 /**
  * Streaming reader of {"magic": ..., "entries": [...]}: yields each entry's parsed value as
@@ -89,6 +103,8 @@ export class DocumentReader {
   private text = '';
   private pos = 0;
   private consumed = 0; // characters dropped from the front of `text`
+  private consumedBytes = 0; // the UTF-8 bytes they were
+  private ascii = true; // every byte so far was ASCII, so character offsets are byte offsets
   private eof = false;
   private decoder = new TextDecoder('utf-8', { fatal: true });
   private chunk = new Uint8Array(1 << 20);
@@ -112,24 +128,141 @@ export class DocumentReader {
     }
     if (n === 0) this.eof = true;
     if (this.pos > 1 << 20) {
+      this.consumedBytes += this.ascii ? this.pos : Buffer.byteLength(this.text.slice(0, this.pos));
       this.consumed += this.pos;
       this.text = this.text.slice(this.pos);
       this.pos = 0;
     }
+    if (this.ascii && s.length !== n) this.ascii = false;
     this.text += s;
     return n > 0 || s.length > 0;
   }
 
   private syntax(msg: string, at = this.pos): never {
-    const p = new JsonParser(this.text, this.consumed);
-    p.pos = at;
-    try {
-      p.error(msg, at);
-    } catch (e) {
-      const se = e as JsonSyntaxError;
-      throw new JsonInputError(`invalid JSON at character ${se.offset}: ${msg}`);
+    throw new JsonInputError(`invalid JSON: ${msg}`, this.consumed + at, this.state === 'entries' ? this.returned : undefined);
+  }
+
+  /** Byte offset in the input of absolute character offset `abs` (undefined if no longer known). */
+  byteOffset(abs: number | undefined): number | undefined {
+    if (abs === undefined) return undefined;
+    if (this.ascii) return abs;
+    const rel = abs - this.consumed;
+    if (rel < 0 || rel > this.text.length) return undefined;
+    return this.consumedBytes + Buffer.byteLength(this.text.slice(0, rel));
+  }
+
+  /** Character offset where entry `i` starts, while its text is still buffered. */
+  private startOf(i: number): number | undefined {
+    if (i === this.lastIndex) return this.lastStart;
+    const k = this.pendingStarts.get(i);
+    if (k !== undefined) return k;
+    if (i >= this.batchFirst && i < this.batchFirst + this.batched.length) {
+      // batched entries: find the k-th from the batch start (error path only)
+      const p = new JsonParser(this.text, this.consumed);
+      p.pos = this.batchStart - this.consumed;
+      if (p.pos < 0) return undefined;
+      try {
+        for (let j = this.batchFirst; j < i; j++) {
+          p.value();
+          p.ws();
+          p.pos++; // the ',' between entries
+          p.ws();
+        }
+      } catch {
+        return undefined;
+      }
+      return this.consumed + p.pos;
     }
-    throw new JsonInputError(msg);
+    return undefined;
+  }
+
+  /**
+   * Byte offset of the value at `path` ("entries[3].vmas[2].start") inside entry `i`, or of
+   * the deepest part of it that exists; undefined when the entry's text is no longer buffered.
+   */
+  locate(i: number, path?: string): number | undefined {
+    const start = this.startOf(i);
+    if (start === undefined) return undefined;
+    const p = new JsonParser(this.text, this.consumed);
+    p.pos = start - this.consumed;
+    if (p.pos < 0) return undefined;
+    let at = p.pos;
+    const rest = (path ?? '').replace(/^entries\[\d+\]/, '');
+    try {
+      for (const seg of rest.match(/\.[^.[]+|\[\d+\]/g) || []) {
+        p.ws();
+        at = p.pos;
+        const c = this.text.charCodeAt(p.pos);
+        if (seg[0] === '.') {
+          if (c !== 123) break;
+          const key = seg.slice(1);
+          p.pos++;
+          let found = false;
+          for (;;) {
+            p.ws();
+            if (this.text.charCodeAt(p.pos) !== 34) break;
+            const k = p.string();
+            p.ws();
+            p.pos++; // ':'
+            p.ws();
+            if (k === key) { found = true; break; }
+            p.value();
+            p.ws();
+            if (this.text.charCodeAt(p.pos) !== 44) break;
+            p.pos++;
+          }
+          if (!found) break;
+        } else {
+          if (c !== 91) break;
+          const n = Number(seg.slice(1, -1));
+          p.pos++;
+          let ok = true;
+          for (let j = 0; j < n && ok; j++) {
+            p.value();
+            p.ws();
+            if (this.text.charCodeAt(p.pos) !== 44) ok = false;
+            else p.pos++;
+          }
+          if (!ok) break;
+        }
+        p.ws();
+        at = p.pos;
+      }
+    } catch {
+      /* unparsable further on: report the deepest position reached */
+    }
+    return this.byteOffset(this.consumed + at);
+  }
+
+  /** Byte offset of entry `i`, of the "magic" value, or of the end of what was read. */
+  entryOffset(i: number): number | undefined {
+    return this.byteOffset(this.startOf(i));
+  }
+
+  get magicOffset(): number | undefined {
+    return this.byteOffset(this.magicAt);
+  }
+
+  get here(): number | undefined {
+    return this.byteOffset(this.consumed + this.pos);
+  }
+
+  /** entries handed out so far */
+  returned = 0;
+  private lastIndex = -1;
+  private lastStart = 0;
+  private batchFirst = 0;
+  private batchStart = 0;
+  private pendingStarts = new Map<number, number>();
+  private magicAt: number | undefined;
+
+  private give<T>(v: T, start?: number): T {
+    if (start !== undefined) {
+      this.lastIndex = this.returned;
+      this.lastStart = start;
+    }
+    this.returned++;
+    return v;
   }
 
   private ws(): void {
@@ -167,7 +300,7 @@ export class DocumentReader {
       } catch (e) {
         if (e instanceof JsonSyntaxError) {
           if (e.truncated && !this.eof) { this.grow(); continue; }
-          throw new JsonInputError(`invalid JSON at character ${e.offset}: ${e.message.replace(/ at line.*/, '')}`);
+          throw new JsonInputError(`invalid JSON: ${e.message.replace(/ at line.*/, '')}`, e.offset, this.state === 'entries' ? this.returned : undefined);
         }
         throw e;
       }
@@ -214,12 +347,15 @@ export class DocumentReader {
     }
     this.batched = entries;
     this.batchIndex = 0;
+    this.batchFirst = this.returned;
+    this.batchStart = this.consumed + this.pos;
     this.pos = cut + 1;
     return entries.length > 0;
   }
 
   private state: 'start' | 'keys' | 'entries' | 'done' = 'start';
   private first = true;
+  private sawEntries = false;
 
   /**
    * Next entry, or undefined when the document is finished. Once "magic" is known, `parse`
@@ -227,8 +363,8 @@ export class DocumentReader {
    * otherwise the entry comes back as a plain JSON value.
    */
   next<T>(parse?: (p: JsonParser) => T): JsonValue | Parsed<T> | undefined {
-    if (this.batchIndex < this.batched.length) return this.batched[this.batchIndex++];
-    if (this.magic !== undefined && this.pending.length) return this.pending.shift();
+    if (this.batchIndex < this.batched.length) return this.give(this.batched[this.batchIndex++]);
+    if (this.magic !== undefined && this.pending.length) return this.give(this.pending.shift());
     for (;;) {
       if (this.state === 'start') {
         this.expect(123, "'{' (a JSON object with \"magic\" and \"entries\")");
@@ -238,8 +374,8 @@ export class DocumentReader {
       }
       if (this.state === 'done') {
         if (this.peek() !== -1) this.syntax('extra data after the document');
-        if (this.magic === undefined) throw new JsonInputError('the document has no "magic" key');
-        return this.pending.shift();
+        if (this.magic === undefined) throw new JsonInputError('the document has no "magic" key', this.consumed + this.pos);
+        return this.pending.length ? this.give(this.pending.shift()) : undefined;
       }
       if (this.state === 'keys') {
         if (!this.first) {
@@ -252,13 +388,18 @@ export class DocumentReader {
         const key = this.parseValue() as string;
         this.expect(58, "':'");
         if (key === 'magic') {
+          this.ws();
+          this.magicAt = this.consumed + this.pos;
           const v = this.parseValue();
-          if (typeof v !== 'string') throw new JsonInputError('"magic" must be a string such as "CORE"');
+          if (typeof v !== 'string') throw new JsonInputError('"magic" must be a string such as "CORE"', this.magicAt);
+          if (this.magic !== undefined) throw new JsonInputError('"magic" appears twice', this.magicAt);
           this.magic = v;
-          if (this.pending.length) return this.pending.shift();
+          if (this.pending.length) return this.give(this.pending.shift());
           continue;
         }
+        if (key === 'entries' && this.sawEntries) this.syntax('"entries" appears twice');
         if (key === 'entries') {
+          this.sawEntries = true;
           this.expect(91, "'[' to start the entries array");
           this.state = 'entries';
           this.first = true;
@@ -272,12 +413,19 @@ export class DocumentReader {
       if (c === 93) { this.pos++; this.state = 'keys'; this.first = false; continue; }
       if (!this.first) this.expect(44, "',' or ']' in the entries array");
       this.first = false;
+      this.ws();
+      const start = this.consumed + this.pos;
       if (parse && this.magic !== undefined) {
-        if (this.batch()) return this.batched[this.batchIndex++];
-        return new Parsed(this.parseWith(parse));
+        if (this.batch()) return this.give(this.batched[this.batchIndex++]);
+        this.lastIndex = this.returned;
+        this.lastStart = start;
+        return this.give(new Parsed(this.parseWith(parse)), start);
       }
+      this.lastIndex = this.returned + this.pending.length;
+      this.lastStart = start;
       const v = this.parseValue();
-      if (this.magic !== undefined) return v;
+      if (this.magic !== undefined) return this.give(v, start);
+      this.pendingStarts.set(this.returned + this.pending.length, start);
       this.pending.push(v);
     }
   }

@@ -9,6 +9,8 @@ import { qpDecode } from './quopri';
 import { FLAG_DICTS, VALUE_DICTS, parseDev, parseFlags, parsePyInt, parseIp } from './dicts';
 import { UNKNOWN_KEY } from './tojson';
 import type { JsonValue } from './parse';
+import { clipText } from './clip';
+import { MAX_NESTING } from '../wire';
 
 export class JsonConvertError extends Error {
   constructor(public path: string, message: string) {
@@ -35,6 +37,9 @@ const RANGES: Record<string, [bigint, bigint]> = {
 };
 
 const cache = new Map<string, MsgConv>();
+
+/** message levels open in the converters (both this one and readmsg.ts count here) */
+export const nesting = { depth: 0 };
 
 export function typeName(v: JsonValue): string {
   if (v === null) return 'null';
@@ -75,10 +80,14 @@ function intConv(f: FieldDesc): Conv {
     const path = keyPath(parent, key);
     let b: bigint;
     if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw new JsonConvertError(path, `${v} is not an integer`);
-      b = BigInt(Math.trunc(v));
+      // a fraction or an exponent: never truncated into a different (maybe huge) value
+      if (!Number.isInteger(v)) throw new JsonConvertError(path, `${v} is not an integer (${f.type})`);
+      if (!Number.isSafeInteger(v)) throw new JsonConvertError(path, `${v} is not exact as written (an exponent or a fraction); write the integer out in full`);
+      b = BigInt(v);
     } else if (typeof v === 'bigint') b = v;
     else if (typeof v === 'string') {
+      // no integer of 64 bits (or flag list) is this long; bounds the parsing work
+      if (v.length > 1000) throw new JsonConvertError(path, `a string of ${v.length} characters is not an integer (${f.type})`);
       try {
         if (o.dev && v.includes(':')) b = parseDev(v, !!o.odev);
         else if (flagDict) {
@@ -92,10 +101,15 @@ function intConv(f: FieldDesc): Conv {
       }
     } else if (typeof v === 'boolean') b = v ? 1n : 0n;
     else throw new JsonConvertError(path, `expected an integer, got ${typeName(v)}`);
-    if (b < range[0] || b > range[1]) throw new JsonConvertError(path, `value ${b} out of range for ${f.type}`);
+    if (b < range[0] || b > range[1]) throw new JsonConvertError(path, `value ${clipText(String(b))} out of range for ${f.type}`);
     if (!wide) return Number(b);
     return b >= -9007199254740991n && b <= 9007199254740991n ? Number(b) : b;
   };
+}
+
+/** An address (ipadd) is 1 word (IPv4) or 4 (IPv6); 2 or 3 could not be decoded --pretty. */
+export function checkAddressWords(n: number, path: string): void {
+  if (n === 2 || n === 3) throw new JsonConvertError(path, `an address of ${n} words: an IPv4 address is 1 word, an IPv6 address 4`);
 }
 
 export function scalarConv(f: FieldDesc): Conv {
@@ -104,7 +118,7 @@ export function scalarConv(f: FieldDesc): Conv {
     return (v, parent, key) => {
       if (typeof v !== 'string') throw new JsonConvertError(keyPath(parent, key), `expected an enum name of ${f.type}, got ${typeName(v)}`);
       const n = e.byName.get(v);
-      if (n === undefined) throw new JsonConvertError(keyPath(parent, key), `'${v}' is not a value of enum ${f.type}`);
+      if (n === undefined) throw new JsonConvertError(keyPath(parent, key), `'${clipText(v)}' is not a value of enum ${f.type}`);
       return n;
     };
   }
@@ -149,8 +163,16 @@ function compile(name: string): MsgConv {
   const m = messageType(name);
   const plan: { name: string; rep: boolean; conv: Conv; ipadd: boolean }[] = [];
   const fn: MsgConv = (v, parent, key) => {
-    const path = keyPath(parent, key);
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new JsonConvertError(path, `expected an object for ${name}, got ${typeName(v)}`);
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new JsonConvertError(keyPath(parent, key), `expected an object for ${name}, got ${typeName(v)}`);
+    if (nesting.depth > MAX_NESTING) throw new JsonConvertError(keyPath(parent, key), `messages nested more than ${MAX_NESTING} deep (the reader refuses deeper ones)`);
+    nesting.depth++;
+    try {
+      return convert(v, keyPath(parent, key));
+    } finally {
+      nesting.depth--;
+    }
+  };
+  const convert = (v: Record<string, JsonValue>, path: string): Msg => {
     const o: Msg = {};
     for (let i = 0; i < plan.length; i++) {
       const p = plan[i];
@@ -169,6 +191,7 @@ function compile(name: string): MsgConv {
         const a = new Array(x.length);
         const fp = x.length ? keyPath(path, p.name) : '';
         for (let j = 0; j < x.length; j++) a[j] = p.conv(x[j], fp, j);
+        if (p.ipadd) checkAddressWords(a.length, keyPath(path, p.name));
         if (a.length) o[p.name] = a;
       } else {
         o[p.name] = p.conv(x, path, p.name);

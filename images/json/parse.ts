@@ -13,8 +13,12 @@ export type JsonValue = null | boolean | number | bigint | string | JsonValue[] 
 
 const NUM = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
 
+/** Arrays and objects nest at most this deep: far beyond any image, far below the stack. */
+export const MAX_JSON_DEPTH = 1000;
+
 export class JsonParser {
   pos = 0;
+  private depth = 0;
   /** Offset of text[0] in the whole input, for error messages when parsing a window. */
   constructor(public text: string, public base = 0, public baseLine = 1, public baseCol = 1) {}
 
@@ -60,7 +64,25 @@ export class JsonParser {
     this.error('Expecting value');
   }
 
+  private enter(): void {
+    if (++this.depth > MAX_JSON_DEPTH) this.error(`arrays and objects nested more than ${MAX_JSON_DEPTH} deep`);
+  }
+
   object(): { [k: string]: JsonValue } {
+    this.enter();
+    const o = this.objectBody();
+    this.depth--;
+    return o;
+  }
+
+  array(): JsonValue[] {
+    this.enter();
+    const a = this.arrayBody();
+    this.depth--;
+    return a;
+  }
+
+  private objectBody(): { [k: string]: JsonValue } {
     // plain literal objects keep V8's fast properties; '__proto__' is stored as data below
     const o: { [k: string]: JsonValue } = {};
     this.pos++;
@@ -83,7 +105,7 @@ export class JsonParser {
     }
   }
 
-  array(): JsonValue[] {
+  private arrayBody(): JsonValue[] {
     const a: JsonValue[] = [];
     this.pos++;
     this.ws();
@@ -168,6 +190,9 @@ export class JsonParser {
     const s = m[0];
     if (m[1] === undefined && m[2] === undefined) {
       if (s.length < 16) return Number(s);
+      // no field holds more than 20 digits; a longer run is kept as a (rounded) double, which
+      // every integer field refuses, instead of a costly huge BigInt
+      if (s.length > 100) return Number(s);
       const b = BigInt(s);
       return b >= -9007199254740991n && b <= 9007199254740991n ? Number(b) : b;
     }

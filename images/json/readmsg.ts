@@ -7,7 +7,8 @@ import { JsonParser, JsonValue } from './parse';
 import { decodeBytes } from './b64';
 import { parseIp } from './dicts';
 import { UNKNOWN_KEY } from './tojson';
-import { JsonConvertError, Conv, keyPath, typeName, scalarConv, splitUnknown, msgConverterFor } from './fromjson';
+import { JsonConvertError, Conv, keyPath, typeName, scalarConv, splitUnknown, msgConverterFor, nesting, checkAddressWords } from './fromjson';
+import { MAX_NESTING } from '../wire';
 
 /** Reads one message at p.pos; keys that are not fields land in `rest` when given. */
 export type MsgReader = (p: JsonParser, parent: string, key: string | number, rest?: Record<string, JsonValue>) => Msg;
@@ -36,6 +37,15 @@ function compile(name: string): MsgReader {
     p.ws();
     if (p.text.charCodeAt(p.pos) !== 123) return slow(p.value(), parent, key); // not an object: let fromjson say why
     const path = keyPath(parent, key);
+    if (nesting.depth > MAX_NESTING) throw new JsonConvertError(path, `messages nested more than ${MAX_NESTING} deep (the reader refuses deeper ones)`);
+    nesting.depth++;
+    try {
+      return body(p, path, rest);
+    } finally {
+      nesting.depth--;
+    }
+  };
+  const body = (p: JsonParser, path: string, rest?: Record<string, JsonValue>): Msg => {
     p.pos++;
     const o: Msg = {};
     p.ws();
@@ -94,6 +104,7 @@ function compile(name: string): MsgReader {
             p.error("Expecting ',' delimiter");
           }
         }
+        if (f.ipadd) checkAddressWords(a.length, keyPath(path, k));
         if (a.length) o[k] = a;
       }
       p.ws();

@@ -6,7 +6,7 @@ import { BadUtf8 } from '../wire';
 import { pyString, pyBytesRepr } from './pytext';
 import { encodeBytes } from './b64';
 import { qpEncode } from './quopri';
-import { FLAG_DICTS, VALUE_DICTS, hexString, flagsString, devString, ipString } from './dicts';
+import { FLAG_DICTS, VALUE_DICTS, hexString, flagsString, devString, ipString, FormatError } from './dicts';
 import { UNKNOWN, Msg, UnknownField } from '../codec';
 
 /** JSON key that carries fields this schema does not know, so newer images still round-trip. */
@@ -175,3 +175,35 @@ export function messageToJson(typeName: string, msg: Msg, mode: Mode, ind = '', 
 export function writeMessageJson(typeName: string, msg: Msg, mode: Mode, ind: string, out: JsonOut, tail?: string): void {
   jsonWriterFor(typeName, mode)(msg, ind, out, tail);
 }
+
+/**
+ * Where a message cannot be written as JSON (error path only): the field path below the
+ * message, e.g. "isk.src_addr", and why. Each field is written alone by the same generated
+ * writers, so this finds exactly what made the whole message fail.
+ */
+export function locateFormatError(typeName: string, msg: Msg, mode: Mode, hexCtx = false): { path: string; message: string } | undefined {
+  const m = messageType(typeName);
+  const probe: JsonOut = { s: '', flush() { this.s = ''; } };
+  for (const f of m.fields) {
+    const v = msg[f.name];
+    if (v === undefined) continue;
+    if (f.kind === 'message') {
+      const childHex = hexCtx || (mode === 'pretty' && !!f.opts?.hex);
+      const list: Msg[] = f.label === 'repeated' ? v : [v];
+      for (let i = 0; i < list.length; i++) {
+        const hit = locateFormatError(f.type, list[i], mode, childHex);
+        if (hit) return { path: `${f.name}${f.label === 'repeated' ? `[${i}]` : ''}.${hit.path}`, message: hit.message };
+      }
+      continue;
+    }
+    try {
+      probe.s = '';
+      jsonWriterFor(typeName, mode, hexCtx)({ [f.name]: v }, '', probe);
+    } catch (e) {
+      return { path: f.name, message: (e as Error).message };
+    }
+  }
+  return undefined;
+}
+
+export { FormatError };

@@ -13,6 +13,7 @@ import { entryPages, entryFlags, PE_PARENT, PE_PRESENT } from '../imageset';
 import { enumType } from '../schema';
 import type { Msg } from '../codec';
 import { kindByName, SINGLE_ENTRY } from './names';
+import { clipText } from '../json/clip';
 
 export interface Problem {
   /** file name inside the directory ('' for the directory itself) */
@@ -190,6 +191,10 @@ class Checker {
   private tasks(): void {
     const ps = this.img('pstree.img');
     if (!ps) return;
+    if (!ps.entries.length) {
+      const hdrLen = this.size('pstree.img') ?? 0;
+      this.err('pstree.img', 'holds no process (nothing after its magic): there is no task to restore', Math.min(hdrLen, 8));
+    }
     const pids = new Map<number, number>();
     ps.entries.forEach((e, k) => {
       const pid = Number(e.msg.pid);
@@ -388,7 +393,7 @@ class Checker {
       if (!this.has(n)) this.err(file, `${what}: its contents (${n}) are missing`, offset, entry);
     };
     const memfd = this.img('memfd.img');
-    memfd?.entries.forEach((e, k) => { if (Number(e.msg.size) > 0) need(Number(e.msg.shmid), 'memfd.img', `memfd ${JSON.stringify(e.msg.name)} (inode ${e.msg.inode_id})`, e.offset, k); });
+    memfd?.entries.forEach((e, k) => { if (Number(e.msg.size) > 0) need(Number(e.msg.shmid), 'memfd.img', `memfd ${clipText(JSON.stringify(e.msg.name) ?? "")} (inode ${e.msg.inode_id})`, e.offset, k); });
     const files = this.fileMap();
     for (const [name, img] of this.images) {
       if (img.magic === 'IPCNS_SHM') img.entries.forEach((e, k) => { if (e.msg.in_pagemaps) need(Number(e.msg.desc?.id), name, `SysV segment ${e.msg.desc?.id}`, e.offset, k); });

@@ -244,6 +244,7 @@ class Differ {
     }
 
     const names = [...new Set([...imageNames(A), ...imageNames(B)])].sort(byNumber);
+    const pagesFiles: string[] = [];
     for (const name of names) {
       const { cls, id } = classify(name);
       const quietPresence = quiet.has(name);
@@ -292,7 +293,8 @@ class Differ {
           this.image(name, { section: 'memory', pid: id, quietPresence, label: (e) => (e.type === 'pagemap_head' ? 'pagemap head' : `pages at 0x${BigInt(e.msg.vaddr).toString(16)}`) });
           break;
         case 'pages':
-          break; // compared page by page through the memory reader, below
+          pagesFiles.push(name); // compared page by page through the memory reader, below
+          break;
         case 'gpu-meta':
           this.image(name, { section: 'gpu' });
           break;
@@ -310,8 +312,32 @@ class Differ {
       }
     }
     this.parentLink();
-    if (this.opts.memory !== false) this.memory(tasksA, tasksB);
+    const reached = new Set<number>();
+    if (this.opts.memory !== false) this.memory(tasksA, tasksB, reached);
+    for (const n of pagesFiles) this.pagesFile(n, reached);
     this.gpuContents();
+  }
+
+  /**
+   * A pages file present on one side only is a difference even when no task maps its pages
+   * (a memfd or SysV segment nobody has mapped); one no compared task reaches is compared
+   * byte for byte.
+   */
+  private pagesFile(name: string, reached: Set<number>): void {
+    const inA = this.A.has(name), inB = this.B.has(name);
+    const id = Number(/^pages-(\d+)\.img$/.exec(name)![1]);
+    const users = (s: ImageSet) => pagemapsUsing(s, id);
+    if (inA !== inB) {
+      const u = users(inA ? this.A : this.B);
+      this.push({ section: 'memory', op: inA ? 'removed' : 'added', path: name, label: `page data${u.length ? ` of ${u.join(', ')}` : ''}`, [inA ? 'oldText' : 'newText']: `${fs.statSync((inA ? this.A : this.B).path(name)).size} bytes` } as Change);
+      return;
+    }
+    if (this.opts.memory === false || reached.has(id)) return;
+    const sa = fs.statSync(this.A.path(name)).size, sb = fs.statSync(this.B.path(name)).size;
+    const d = compareRanges(this.A.path(name), 0, this.B.path(name), 0, Math.min(sa, sb));
+    if (!d && sa === sb) return;
+    const u = users(this.A);
+    this.push({ section: 'memory', op: 'changed', path: name, label: `page data${u.length ? ` of ${u.join(', ')}` : ''}, mapped by no compared task`, oldText: `${sa} bytes`, newText: `${sb} bytes${d ? `, ${d.bytes} differ from byte ${d.first}` : ''}`, old: { size: sa }, new: { size: sb, bytes_differ: d?.bytes ?? 0, first: d?.first } });
   }
 
   /** VMAs matched by start address, then by overlap: added, removed, resized, changed. */
@@ -357,11 +383,21 @@ class Differ {
     });
   }
 
-  private memory(tasksA: Map<number, unknown>, tasksB: Map<number, unknown>): void {
+  private memory(tasksA: Map<number, unknown>, tasksB: Map<number, unknown>, reached: Set<number>): void {
     for (const pid of tasksA.keys()) {
       if (!tasksB.has(pid)) continue;
       const ok = (s: ImageSet) => s.has(`mm-${pid}.img`) && s.has(`pagemap-${pid}.img`);
       if (!ok(this.A) || !ok(this.B)) continue;
+      // the pages files this comparison reads (through VMAs), on both sides
+      for (const s of [this.A, this.B]) {
+        const r = s.memory(pid);
+        const used = [`pagemap-${pid}.img`, ...r.vmas.map((v) => r.shmemName(v)).filter((n): n is string => !!n)];
+        for (const n of used) {
+          try {
+            if (s.has(n)) reached.add(s.pagemapFile(n).pagesId);
+          } catch { /* a damaged pagemap is reported through the memory reader */ }
+        }
+      }
       const keep = Math.max(0, (this.opts.keepPages ?? 0) - this.pages.length);
       const d = diffMemory(pid, this.A.memory(pid), this.B.memory(pid), { keepPages: keep });
       this.pages.push(...d.pages);
@@ -419,6 +455,18 @@ class Differ {
     if (la === lb) return;
     this.push({ section: 'images', op: la === undefined ? 'added' : lb === undefined ? 'removed' : 'changed', path: 'parent', label: 'parent link (incremental dump)', old: la, new: lb, oldText: la, newText: lb });
   }
+}
+
+/** pagemap images of a set whose pages live in pages-<id>.img */
+function pagemapsUsing(set: ImageSet, id: number): string[] {
+  return set.names().filter((n) => {
+    if (!/^pagemap-(shmem-)?\d+\.img$/.test(n)) return false;
+    try {
+      return set.pagemapFile(n).pagesId === id;
+    } catch {
+      return false;
+    }
+  });
 }
 
 function byNumber(a: string, b: string): number {

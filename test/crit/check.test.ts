@@ -214,3 +214,15 @@ describe.skipIf(!counter)('crit check: amdgpu plugin files', () => {
     expect(errors(d).map((p) => p.file)).toContain('amdgpu-drm-pages-5-128-0000.img');
   });
 });
+
+describe('crit check: a set with no process', () => {
+  it('a pstree.img that holds only its magic is a finding, not "no problems"', () => {
+    const d = copySet(path.join(__dirname, '..', '..', 'fixtures', 'sets', 'counter'), 'checkempty');
+    const ps = path.join(d, 'pstree.img');
+    fs.truncateSync(ps, 8);
+    expect(errors(d).map((p) => [p.file, p.offset, p.what])).toEqual([['pstree.img', 8, 'holds no process (nothing after its magic): there is no task to restore']]);
+    const r = crit(['check', d]);
+    expect(r.status).toBe(1);
+    expect(r.stdout.toString()).not.toContain('no problems');
+  });
+});

@@ -169,3 +169,37 @@ describe.skipIf(!counter)('crit diff: GPU buffer objects', () => {
     expect(d.changes.map((c) => [c.section, c.path])).toContainEqual(['gpu', 'amdgpu-renderD-5.img[0].bo_entries[1].size']);
   });
 });
+
+describe('crit diff: pages files no task maps', () => {
+  afterAll(cleanScratch);
+  it('a deleted or changed pages file of an unmapped shmem pagemap is a difference', () => {
+    const fixture = path.join(__dirname, '..', '..', 'fixtures', 'sets', 'counter');
+    const A = copySet(fixture, 'pgA');
+    // a shared-memory pagemap (e.g. a memfd nobody maps) with one page in pages-9.img
+    for (const d of [A]) {
+      writeImage(path.join(d, 'pagemap-shmem-77.img'), 'PAGEMAP', [{ msg: { pages_id: 9 } }, { msg: { vaddr: 0, compat_nr_pages: 0, nr_pages: 1, flags: PE_PRESENT } }]);
+      fs.writeFileSync(path.join(d, 'pages-9.img'), Buffer.alloc(4096, 0x5a));
+    }
+    const B = copySet(A, 'pgB');
+    expect(diffSets(A, B).changes).toEqual([]);
+    fs.unlinkSync(path.join(B, 'pages-9.img'));
+    let d = diffSets(A, B);
+    expect(d.changes.map((c) => [c.section, c.op, c.path, c.label])).toEqual([['memory', 'removed', 'pages-9.img', 'page data of pagemap-shmem-77.img']]);
+    const r = crit(['diff', '--memory', A, B]);
+    expect(r.status).toBe(1);
+    expect(r.stdout.toString()).toContain('pages-9.img');
+    const page = Buffer.alloc(4096, 0x5a);
+    page[100] = 1;
+    fs.writeFileSync(path.join(B, 'pages-9.img'), page);
+    d = diffSets(A, B);
+    expect(d.changes.map((c) => [c.section, c.op, c.path, c.newText])).toEqual([['memory', 'changed', 'pages-9.img', '4096 bytes, 1 differ from byte 100']]);
+    // a task's own pages file deleted is reported too (as a removed file, and per page)
+    const C = copySet(A, 'pgC');
+    const pid = new ImageSet(C).tasks()[0].pid;
+    const own = `pages-${new ImageSet(C).pagemap(pid).pagesId}.img`;
+    fs.unlinkSync(path.join(C, own));
+    d = diffSets(A, C);
+    expect(d.changes.filter((c) => c.path === own).map((c) => c.op)).toEqual(['removed']);
+    expect(d.changes.some((c) => c.run?.kind === 'only-a')).toBe(true);
+  });
+});

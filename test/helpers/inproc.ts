@@ -3,9 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ByteSource } from '../../images/source';
-import { readHeader, readEntries } from '../../images/image';
-import { writeDocument } from '../../images/json/document';
-import { encode } from '../../crit/commands/codec';
+import { encode, decodeStream } from '../../crit/commands/codec';
 import type { Mode } from '../../images/json/tojson';
 
 class StringSink {
@@ -17,9 +15,8 @@ class StringSink {
 export function decodeToString(file: string, mode: Mode, nopl = false): string {
   const src = ByteSource.open(file);
   try {
-    const hdr = readHeader(src, path.basename(file));
     const sink = new StringSink();
-    writeDocument(hdr, readEntries(src, hdr), sink, { mode, nopl });
+    decodeStream(src, path.basename(file), sink, mode, nopl);
     sink.flush();
     return sink.parts.join('');
   } finally {
