@@ -62,3 +62,10 @@ export function printError(text: string): void {
   if (errSink) return errSink(line);
   writeAll(2, Buffer.from(line, 'utf8'));
 }
+
+/** The stack of an internal error: with CRIT_DEBUG on stderr, and always to a redirected sink. */
+export function printStack(e: unknown): void {
+  const stack = `${(e as Error)?.stack ?? e}\n`;
+  if (errSink) return errSink(stack);
+  if (process.env.CRIT_DEBUG) writeAll(2, Buffer.from(stack, 'utf8'));
+}

@@ -175,6 +175,35 @@ export function missingFieldPath(typeName: string, msg: Msg): string | undefined
   return undefined;
 }
 
+/**
+ * The field an unknown-field record would be read back as (its number and wire type are a
+ * known field's, and an enum's value is one of its names), or undefined when the reader keeps
+ * it as unknown. Encode refuses the former: written, it would come back as a different message.
+ */
+export function unknownIsKnown(typeName: string, u: UnknownField): string | undefined {
+  const m = messageType(typeName);
+  const f = m.fields.find((x) => x.no === u.no);
+  if (!f) return undefined;
+  const r = new Reader(u.bytes);
+  const wt = r.u32() & 7;
+  const rep = f.label === 'repeated';
+  if (f.kind === 'message') return wt === 2 ? f.name : undefined;
+  const own = wireTypeOf(f);
+  if (f.kind === 'enum') {
+    const names = enumType(f.type).byValue;
+    if (wt === 0) return names.has(r.i32()) ? f.name : undefined;
+    if (wt === 2 && rep) {
+      const n = r.len();
+      const end = r.pos + n;
+      r.end = end;
+      while (r.pos < end) if (names.has(r.i32())) return f.name;
+    }
+    return undefined;
+  }
+  if (wt === own || (rep && own !== 2 && wt === 2)) return f.name;
+  return undefined;
+}
+
 export function decoderFor(typeName: string): DecodeFn {
   return decoders.get(typeName) || compileDecoder(messageType(typeName));
 }

@@ -7,6 +7,8 @@ import { loadImage, LoadedImage } from './files';
 import type { Msg } from './codec';
 import { MemoryReader } from './memory/reader';
 import { PE } from './flags';
+import { ImageError } from './image';
+import { kindByName } from './query/names';
 
 export class ImageSetError extends Error {}
 
@@ -86,6 +88,10 @@ export class ImageSet {
     }
     try {
       const img = loadImage(this.path(name));
+      // the views trust a file to be the kind its name says (a pagemap's entries are pagemap
+      // entries): one whose magic says otherwise is damaged, as crit check reports it
+      const want = kindByName(name);
+      if (want && img.magic !== want) throw new ImageError(this.path(name), want === 'INVENTORY' || want.startsWith('AMDGPU') ? 0 : 4, undefined, `the file name says ${want} but the magic is ${img.magic}: damaged magic, or a misnamed file`);
       this.cache.set(name, img);
       return img;
     } catch (e) {

@@ -33,15 +33,17 @@ export class ByteSource {
   eof = false;
   private filePos: number | null;
 
-  constructor(public fd: number, public name: string, public ownsFd = false, seekable = true) {
-    this.buf = new Uint8Array(BLOCK);
+  constructor(public fd: number, public name: string, public ownsFd = false, seekable = true, capacity = BLOCK) {
+    this.buf = new Uint8Array(capacity);
     this.filePos = seekable ? 0 : null;
   }
 
   static open(path: string): ByteSource {
     const fd = fs.openSync(path, 'r');
     const st = fs.fstatSync(fd);
-    return new ByteSource(fd, path, true, st.isFile());
+    // a small file gets a small window (sets are mostly images of a few hundred bytes)
+    const cap = st.isFile() ? Math.min(BLOCK, Math.max(4096, st.size + 1)) : BLOCK;
+    return new ByteSource(fd, path, true, st.isFile(), cap);
   }
 
   static stdin(): ByteSource {
@@ -70,7 +72,7 @@ export class ByteSource {
     while (this.len < n && !this.eof) {
       if (this.len === this.buf.length) {
         // grow only as data actually arrives, so a bogus size word cannot make us allocate it
-        const nb = new Uint8Array(Math.min(Math.max(n, BLOCK), this.buf.length * 2));
+        const nb = new Uint8Array(Math.min(Math.max(n, this.buf.length < BLOCK ? this.buf.length * 2 : BLOCK), this.buf.length * 2));
         nb.set(this.buf.subarray(0, this.len));
         this.buf = nb;
       }

@@ -5,7 +5,7 @@ import type { PagePair } from '../../images/query/memdiff';
 import { pyJson } from '../../images/json/pytext';
 import { TextSink } from '../../images/json/document';
 import { ImageError } from '../../images/image';
-import { stdoutFd, printError } from '../io';
+import { stdoutFd, printError, printStack } from '../io';
 
 export interface DiffCliOptions {
   json?: boolean;
@@ -138,7 +138,7 @@ export function diff(a: string, b: string, opts: DiffCliOptions): number {
     if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') throw e;
     // diff(1): any trouble is status 2, even a bug of ours
     printError(`internal error: ${(e as Error)?.message ?? String(e)}`);
-    if (process.env.CRIT_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
+    printStack(e);
     return 2;
   }
   const out = new TextSink(stdoutFd());

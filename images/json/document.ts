@@ -8,6 +8,7 @@ import { jsonToMessage, JsonConvertError } from './fromjson';
 import { JsonParser, JsonSyntaxError, JsonValue } from './parse';
 import { readerFor } from './readmsg';
 import { pyString } from './pytext';
+import { clipText } from './clip';
 import { decodeBytes } from './b64';
 import { readFd } from '../source';
 import { writeAll } from '../image';
@@ -99,6 +100,8 @@ export class JsonInputError extends Error {
  * soon as its text is complete. Keys may come in any order; entries seen before "magic" are
  * held until it arrives.
  */
+let sharedChunk: Uint8Array | undefined;
+
 export class DocumentReader {
   private text = '';
   private pos = 0;
@@ -107,7 +110,8 @@ export class DocumentReader {
   private ascii = true; // every byte so far was ASCII, so character offsets are byte offsets
   private eof = false;
   private decoder = new TextDecoder('utf-8', { fatal: true });
-  private chunk = new Uint8Array(1 << 20);
+  // one read buffer for every reader: more() turns it into text before anything else reads
+  private chunk = sharedChunk || (sharedChunk = new Uint8Array(1 << 20));
   magic: string | undefined;
   private pending: JsonValue[] = [];
   /** entries parsed ahead by V8's JSON.parse (see batch) */
@@ -451,9 +455,17 @@ export function jsonToEntry(kind: Kind, type: string, v: JsonValue, path: string
   if (kind.layout === 'amdgpu-raw') {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new JsonConvertError(path, 'expected {"header": N, "extra": base64}');
     const o = v as Record<string, JsonValue>;
-    const data = typeof o.extra === 'string' ? decodeBytes(o.extra) : new Uint8Array(0);
+    if (o.extra !== undefined && typeof o.extra !== 'string') throw new JsonConvertError(path + '.extra', 'expected a base64 string');
+    let data: Uint8Array;
+    try {
+      data = typeof o.extra === 'string' ? decodeBytes(o.extra) : new Uint8Array(0);
+    } catch (e) {
+      throw new JsonConvertError(path + '.extra', (e as Error).message);
+    }
     const header = o.header === undefined ? data.length : o.header;
-    if (typeof header !== 'number' && typeof header !== 'bigint') throw new JsonConvertError(path + '.header', 'expected an integer');
+    // the 8-byte header is kept as dumped (it need not match the data), but it is a u64
+    const ok = (typeof header === 'number' && Number.isSafeInteger(header) && header >= 0) || (typeof header === 'bigint' && header >= 0n && header < 1n << 64n);
+    if (!ok) throw new JsonConvertError(path + '.header', `expected an integer 0..2^64-1, got ${typeof header === 'string' ? `'${clipText(header)}'` : clipText(String(header))}`);
     return { type, msg: { header }, extra: { kind: 'blob', data } };
   }
   return finishEntry(kind, type, jsonToMessage(type, v, path), v as Record<string, JsonValue>, path);

@@ -2,7 +2,7 @@
 // "maj:min", flag names, dictionary labels, IP addresses) for integers, base64 or
 // quoted-printable for bytes, enum names. Unlike CRIT, bad values get an error with a JSON path.
 import { messageType, enumType, FieldDesc, is64 } from '../schema';
-import { UNKNOWN, Msg, UnknownField } from '../codec';
+import { UNKNOWN, Msg, UnknownField, unknownIsKnown } from '../codec';
 import { Reader } from '../wire';
 import { decodeBytes } from './b64';
 import { qpDecode } from './quopri';
@@ -145,6 +145,24 @@ export function scalarConv(f: FieldDesc): Conv {
   return intConv(f);
 }
 
+/**
+ * The records of an "_unknown_fields" value, refused when one would read back as a known
+ * field (the message would come back different from what was written).
+ */
+export function unknownFields(typeName: string, b64: string, path: string): UnknownField[] {
+  let list: UnknownField[];
+  try {
+    list = splitUnknown(decodeBytes(b64));
+  } catch (e) {
+    throw new JsonConvertError(path, (e as Error).message);
+  }
+  for (const u of list) {
+    const known = unknownIsKnown(typeName, u);
+    if (known) throw new JsonConvertError(path, `holds field ${u.no}, which is ${typeName}.${known}: give it as "${known}"`);
+  }
+  return list;
+}
+
 /** Split raw wire bytes into per-field unknown-field records. */
 export function splitUnknown(bytes: Uint8Array): UnknownField[] {
   const r = new Reader(bytes);
@@ -198,13 +216,7 @@ function compile(name: string): MsgConv {
       }
     }
     const u = v[UNKNOWN_KEY];
-    if (typeof u === 'string' && u.length) {
-      try {
-        o[UNKNOWN] = splitUnknown(decodeBytes(u));
-      } catch (e) {
-        throw new JsonConvertError(path + '.' + UNKNOWN_KEY, (e as Error).message);
-      }
-    }
+    if (typeof u === 'string' && u.length) o[UNKNOWN] = unknownFields(name, u, keyPath(path, UNKNOWN_KEY));
     return o;
   };
   cache.set(name, fn);

@@ -4,10 +4,9 @@
 import { messageType } from '../schema';
 import { UNKNOWN, Msg } from '../codec';
 import { JsonParser, JsonValue } from './parse';
-import { decodeBytes } from './b64';
 import { parseIp } from './dicts';
 import { UNKNOWN_KEY } from './tojson';
-import { JsonConvertError, Conv, keyPath, typeName, scalarConv, splitUnknown, msgConverterFor, nesting, checkAddressWords } from './fromjson';
+import { JsonConvertError, Conv, keyPath, typeName, scalarConv, unknownFields, msgConverterFor, nesting, checkAddressWords } from './fromjson';
 import { MAX_NESTING } from '../wire';
 
 /** Reads one message at p.pos; keys that are not fields land in `rest` when given. */
@@ -59,13 +58,7 @@ function compile(name: string): MsgReader {
       if (!f) {
         const v = p.value();
         if (k === UNKNOWN_KEY) {
-          if (typeof v === 'string' && v.length) {
-            try {
-              o[UNKNOWN] = splitUnknown(decodeBytes(v));
-            } catch (e) {
-              throw new JsonConvertError(keyPath(path, UNKNOWN_KEY), (e as Error).message);
-            }
-          }
+          if (typeof v === 'string' && v.length) o[UNKNOWN] = unknownFields(name, v, keyPath(path, UNKNOWN_KEY));
         } else if (rest) rest[k] = v; // other keys are ignored, as CRIT does
       } else if (!f.rep) {
         o[k] = f.sub ? f.sub(p, path, k) : f.conv!(p.value(), path, k);
