@@ -195,3 +195,38 @@ describe('error lines', () => {
     expect(encodeErr(doc).message).toContain(`at byte ${doc.indexOf(' "root_id": 2}]') + 1}, entry 1: invalid JSON: Expecting ',' delimiter`);
   });
 });
+
+describe('found by the harness (bench/fuzz)', () => {
+  it('_unknown_fields holding a field the schema knows is refused (it would read back as that field)', () => {
+    const doc = '{"magic": "FS", "entries": [{"cwd_id": 1, "root_id": 2, "_unknown_fields": "CAM=\\n"}]}';
+    const e = encodeErr(doc);
+    expect(e.message).toContain(`at byte ${doc.indexOf('"CAM=')}, entry 0: entries[0]._unknown_fields: holds field 1, which is fs_entry.cwd_id: give it as "cwd_id"`);
+    // a field number the schema does not know, or a known one with another wire type, is kept
+    for (const u of ['yAYB', 'CgA=']) {
+      const json = `{"magic": "FS", "entries": [{"cwd_id": 1, "root_id": 2, "_unknown_fields": "${u}\\n"}]}`;
+      expect(decodeBuffer(encodeFromString(json), 'fs-1.img')).toBe(json);
+    }
+  });
+  it('an amdgpu contents header that is no 64-bit integer is refused', () => {
+    for (const h of ['1.5', '-1', '18446744073709551616', '"x"']) {
+      const e = encodeErr(`{"magic": "AMDGPU_DRM_PAGES", "entries": [{"header": ${h}, "extra": ""}]}`);
+      expect(e.message).toMatch(LOCATED);
+      expect(e.message).toContain('entries[0].header: expected an integer 0..2^64-1');
+    }
+  });
+  it('a set file whose magic disagrees with its name: a clean error in x and diff, not an internal one', () => {
+    const fixture = path.join(__dirname, '..', '..', 'fixtures', 'sets', 'counter');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crit-ff-set-'));
+    for (const n of fs.readdirSync(fixture)) fs.copyFileSync(path.join(fixture, n), path.join(dir, n));
+    const pm = fs.readdirSync(dir).find((n) => /^pagemap-\d+\.img$/.test(n))!;
+    fs.copyFileSync(path.join(dir, 'seccomp.img'), path.join(dir, pm));
+    const x = crit(['x', dir, 'rss']);
+    const d = crit(['diff', fixture, dir]);
+    fs.rmSync(dir, { recursive: true });
+    expect(x.status).toBe(1);
+    expect(x.stderr.toString()).toMatch(new RegExp(`^crit: \\S*${pm}: at byte 4: the file name says PAGEMAP but the magic is SECCOMP`));
+    expect(d.status).toBe(2);
+    expect(d.stderr.toString()).toContain('the file name says PAGEMAP but the magic is SECCOMP');
+    expect(d.stderr.toString()).not.toContain('internal error');
+  });
+});
