@@ -89,7 +89,10 @@ SUB_USAGE.check = `usage: crit check [-h] [--json] [--page-size N] dir
 
   dir              images directory to validate: framing of every file (file, byte offset,
                    entry), required fields, and cross-references (tasks, fds, files,
-                   pagemaps and pages files, VMAs, shmem/memfd, parent chain, plugin files)
+                   pagemaps and pages files, VMAs, shmem/memfd, parent chain, plugin files);
+                   then sense: every thread's ip/sp/TLS against its mappings, signal
+                   handlers in executable memory, the tree's threads, sessions and
+                   groups, inventory plugins against the plugin files present
   --json           the problems as JSON
   Exit status: 0 clean, 1 problems found.`;
 SUB_USAGE.edit = `usage: crit edit [-h] image --set PATH=VALUE [--set PATH=VALUE ...] [-o OUT]

@@ -107,9 +107,12 @@ function intConv(f: FieldDesc): Conv {
   };
 }
 
-/** An address (ipadd) is 1 word (IPv4) or 4 (IPv6); 2 or 3 could not be decoded --pretty. */
+/**
+ * An address (ipadd) is 1 word (IPv4) or 4 (IPv6): 2 or 3 could not be decoded --pretty, and
+ * --pretty prints only the first 4 of more (as CRIT does), so such an image would not read back.
+ */
 export function checkAddressWords(n: number, path: string): void {
-  if (n === 2 || n === 3) throw new JsonConvertError(path, `an address of ${n} words: an IPv4 address is 1 word, an IPv6 address 4`);
+  if (n > 1 && n !== 4) throw new JsonConvertError(path, `an address of ${n} words: an IPv4 address is 1 word, an IPv6 address 4`);
 }
 
 export function scalarConv(f: FieldDesc): Conv {

@@ -3,6 +3,7 @@
 // are the reader's), then the cross-references CRIU relies on at restore. Also the salvage
 // reader behind `crit decode --salvage`. Data only; crit/commands/check.ts prints it.
 import { VMA, VMA_FILE } from '../flags';
+import { protString } from './vma';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ByteSource } from '../source';
@@ -157,6 +158,10 @@ class Checker {
     for (const n of this.names) this.readFile(n);
     for (const must of ['inventory.img', 'pstree.img']) if (!this.has(must)) this.err(must, 'missing: every images directory has one');
     this.tasks();
+    this.treeIds();
+    this.registers();
+    this.sigactions();
+    this.plugins();
     this.filesImage();
     this.pagemaps();
     this.shmem();
@@ -259,6 +264,147 @@ class Checker {
       const known = m[1] === 'core' ? ps.entries.some((e) => Number(e.msg.pid) === id || (e.msg.threads || []).map(Number).includes(id)) : pids.has(id);
       if (!known) this.note(n, `not used: pstree.img lists no task ${m[1] === 'core' ? 'or thread ' : ''}${id}`);
     }
+  }
+
+  /** Tasks of the tree that have memory (not zombies), with their pstree entries. */
+  private liveTasks(): { pid: number; e: Entry; k: number }[] {
+    const ps = this.img('pstree.img');
+    if (!ps) return [];
+    return ps.entries.map((e, k) => ({ pid: Number(e.msg.pid), e, k })).filter(({ pid }) => {
+      const st = Number(this.first(`core-${pid}.img`)?.tc?.task_state);
+      return st !== 2 && st !== 6;
+    });
+  }
+
+  /**
+   * The tree's identities: a thread belongs to one task and its leader is among its threads;
+   * one root; no task its own ancestor; a session named by a task of the tree is led by it;
+   * a process group lies within one session. Groups and sessions led from outside the tree
+   * (inherited from the root, or whose leader exited) are only notes: CRIU restores them.
+   */
+  private treeIds(): void {
+    const ps = this.img('pstree.img');
+    if (!ps || !ps.entries.length) return;
+    const byPid = new Map<number, { e: Entry; k: number }>();
+    ps.entries.forEach((e, k) => { if (!byPid.has(Number(e.msg.pid))) byPid.set(Number(e.msg.pid), { e, k }); });
+    const owner = new Map<number, number>();
+    const roots: number[] = [];
+    ps.entries.forEach((e, k) => {
+      const pid = Number(e.msg.pid);
+      const threads: number[] = (e.msg.threads || []).map(Number);
+      if (pid <= 0) this.err('pstree.img', `pid ${pid} is not a process id`, e.offset, k);
+      // a zombie's thread list is [0]
+      if (threads.length && !threads.includes(pid) && !threads.every((t) => t === 0)) this.err('pstree.img', `task ${pid} is not among its own threads (${threads.join(', ')})`, e.offset, k);
+      if (new Set(threads).size !== threads.length) this.err('pstree.img', `task ${pid} lists a thread twice (${threads.join(', ')})`, e.offset, k);
+      for (const t of threads) {
+        if (t === 0) continue;
+        const o = owner.get(t);
+        if (o !== undefined && o !== pid) this.err('pstree.img', `thread ${t} of task ${pid} is also a thread of task ${o}`, e.offset, k);
+        owner.set(t, pid);
+      }
+      if (Number(e.msg.ppid) === 0) roots.push(k);
+      for (const [what, v] of [['pgid', Number(e.msg.pgid)], ['sid', Number(e.msg.sid)]] as const) if (v <= 0) this.err('pstree.img', `task ${pid} has ${what} ${v}`, e.offset, k);
+    });
+    if (roots.length > 1) this.err('pstree.img', `${roots.length} tasks have ppid 0 (entries ${roots.join(', ')}): a tree has one root`, ps.entries[roots[1]].offset, roots[1]);
+    // ancestry: walking up from any task must end at the root
+    ps.entries.forEach((e, k) => {
+      const seen = new Set<number>([Number(e.msg.pid)]);
+      for (let p = Number(e.msg.ppid); p !== 0 && byPid.has(p); p = Number(byPid.get(p)!.e.msg.ppid)) {
+        if (seen.has(p)) {
+          this.err('pstree.img', `task ${e.msg.pid} is its own ancestor (ppid chain ${[...seen].join(' -> ')} -> ${p})`, e.offset, k);
+          break;
+        }
+        seen.add(p);
+      }
+    });
+    const root = roots.length ? ps.entries[roots[0]].msg : ps.entries[0].msg;
+    const groupSid = new Map<number, { sid: number; pid: number }>();
+    ps.entries.forEach((e, k) => {
+      const pid = Number(e.msg.pid), pgid = Number(e.msg.pgid), sid = Number(e.msg.sid);
+      if (pgid <= 0 || sid <= 0) return;
+      const leader = byPid.get(sid);
+      if (leader && Number(leader.e.msg.sid) !== sid) this.err('pstree.img', `task ${pid} is in session ${sid}, but task ${sid} of the tree is in session ${leader.e.msg.sid} (a session leader never leaves its session)`, e.offset, k);
+      else if (!leader && sid !== Number(root.sid)) this.note('pstree.img', `task ${pid} is in session ${sid}, which no task of the tree leads (its leader exited; CRIU restores the session with a helper task)`, e.offset, k);
+      const g = groupSid.get(pgid);
+      if (g && g.sid !== sid) this.err('pstree.img', `task ${pid} is in process group ${pgid} and session ${sid}, but task ${g.pid} of the same group is in session ${g.sid} (a process group lies within one session)`, e.offset, k);
+      else if (!g) groupSid.set(pgid, { sid, pid });
+      if (!byPid.has(pgid) && pgid !== Number(root.pgid)) this.note('pstree.img', `task ${pid} is in process group ${pgid}, which no task of the tree leads (its leader exited or left it)`, e.offset, k);
+    });
+  }
+
+  /** VMAs of a task, sorted for lookups (undefined when its mm image is not readable). */
+  private vmasOf(pid: number): { start: bigint; end: bigint; prot: number }[] | undefined {
+    const mm = this.img(`mm-${pid}.img`)?.entries[0];
+    if (!mm) return undefined;
+    return (mm.msg.vmas || []).map((v: Msg) => ({ start: BigInt(v.start), end: BigInt(v.end), prot: Number(v.prot) })).sort((a: { start: bigint }, b: { start: bigint }) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  }
+
+  private where(vmas: { start: bigint; end: bigint; prot: number }[], a: bigint): { start: bigint; end: bigint; prot: number } | undefined {
+    return vmas.find((v) => v.start <= a && a < v.end);
+  }
+
+  private describe(vmas: { start: bigint; end: bigint; prot: number }[], a: bigint): string {
+    const v = this.where(vmas, a);
+    return v ? `it is in ${hex(v.start)}-${hex(v.end)} ${protString(v.prot)}` : 'no VMA maps it';
+  }
+
+  /**
+   * Every thread's registers against its task's mappings: the instruction pointer in an
+   * executable VMA, the stack pointer in a writable one, the TLS base mapped. A restored
+   * thread resumes exactly there.
+   */
+  private registers(): void {
+    const ps = this.img('pstree.img');
+    for (const { pid, e } of this.liveTasks()) {
+      const vmas = this.vmasOf(pid);
+      if (!vmas) continue;
+      for (const tid of (e.msg.threads || [pid]).map(Number)) {
+        const name = `core-${tid}.img`;
+        const ce = this.img(name)?.entries[0];
+        if (!ce) continue;
+        const regs = threadRegs(ce.msg);
+        if (!regs) continue;
+        const who = `${tid === pid ? 'task' : `thread ${tid} of task`} ${pid}`;
+        const exec = (a: bigint) => { const v = this.where(vmas, a); return !!v && (v.prot & 0x4) !== 0; };
+        // an empty stack's pointer is the VMA's end: the byte below it counts
+        const writable = (a: bigint) => [a, a - 1n].some((x) => { const v = this.where(vmas, x); return !!v && (v.prot & 0x2) !== 0; });
+        if (!exec(regs.ip)) this.err(name, `${who}: ${regs.ipName} ${hex(regs.ip)} is not in an executable VMA of mm-${pid}.img (${this.describe(vmas, regs.ip)}): the thread would resume there`, ce.offset, 0);
+        if (!writable(regs.sp)) this.err(name, `${who}: sp ${hex(regs.sp)} is not in a writable VMA of mm-${pid}.img (${this.describe(vmas, regs.sp)})`, ce.offset, 0);
+        if (regs.tls !== undefined && regs.tls !== 0n && !this.where(vmas, regs.tls)) this.err(name, `${who}: ${regs.tlsName} ${hex(regs.tls)} (the thread's TLS) is not mapped in mm-${pid}.img`, ce.offset, 0);
+      }
+    }
+    void ps;
+  }
+
+  /** Signal handlers (other than SIG_DFL and SIG_IGN) and their restorers point into executable memory. */
+  private sigactions(): void {
+    for (const { pid } of this.liveTasks()) {
+      const vmas = this.vmasOf(pid);
+      const name = `core-${pid}.img`;
+      const ce = this.img(name)?.entries[0];
+      if (!vmas || !ce) continue;
+      const sas: Msg[] = ce.msg.tc?.sigactions || [];
+      const exec = (a: bigint) => { const v = this.where(vmas, a); return !!v && (v.prot & 0x4) !== 0; };
+      sas.forEach((sa, i) => {
+        const sig = signalOfIndex(i);
+        const h = BigInt(sa.sigaction ?? 0);
+        if (h > 1n && !exec(h)) this.err(name, `task ${pid}: the handler of signal ${sig} (tc.sigactions[${i}]) is at ${hex(h)}, not in an executable VMA (${this.describe(vmas, h)})`, ce.offset, 0);
+        const SA_RESTORER = 0x04000000n;
+        const r = BigInt(sa.restorer ?? 0);
+        if (h > 1n && BigInt(sa.flags ?? 0) & SA_RESTORER && !exec(r)) this.err(name, `task ${pid}: the restorer of signal ${sig} (tc.sigactions[${i}]) is at ${hex(r)}, not in an executable VMA (${this.describe(vmas, r)})`, ce.offset, 0);
+      });
+    }
+  }
+
+  /** inventory.img's plugins (CRIU >= 4.1 lists those that took part) against the plugin files present. */
+  private plugins(): void {
+    const inv = this.img('inventory.img')?.entries[0];
+    if (!inv || inv.msg.plugins_entry === undefined) return; // an older CRIU: every plugin enabled
+    const listed: string[] = inv.msg.plugins_entry.plugins || [];
+    const amd = this.names.filter((n) => /^amdgpu-/.test(n));
+    const lists = listed.some((p) => /^amdgpu/.test(p));
+    if (amd.length && !lists) this.err('inventory.img', `the set has ${amd.length} amdgpu plugin files (${amd[0]}${amd.length > 1 ? ', ...' : ''}) but plugins_entry does not list amdgpu_plugin: restore would not require the plugin that reads them`, inv.offset, 0);
+    if (lists && !amd.length) this.err('inventory.img', 'plugins_entry lists amdgpu_plugin, but the set has no amdgpu plugin files (amdgpu-kfd-*, amdgpu-renderD-*)', inv.offset, 0);
   }
 
   private mm(pid: number): void {
@@ -482,6 +628,28 @@ class Checker {
       return undefined;
     }
   }
+}
+
+/** The registers a restored thread resumes with: x86-64 and aarch64 (others are not checked). */
+function threadRegs(core: Msg): { ip: bigint; sp: bigint; tls?: bigint; ipName: string; tlsName: string } | undefined {
+  const x86 = core.thread_info?.gpregs;
+  if (x86 && x86.ip !== undefined && x86.sp !== undefined) {
+    const compat = x86.mode === 2; // a 32-bit task's TLS is a segment, not fs_base
+    return { ip: BigInt(x86.ip), sp: BigInt(x86.sp), tls: compat || x86.fs_base === undefined ? undefined : BigInt(x86.fs_base), ipName: 'ip', tlsName: 'fs_base' };
+  }
+  const a64 = core.ti_aarch64;
+  if (a64?.gpregs && a64.gpregs.pc !== undefined) return { ip: BigInt(a64.gpregs.pc), sp: BigInt(a64.gpregs.sp), tls: a64.tls !== undefined ? BigInt(a64.tls) : undefined, ipName: 'pc', tlsName: 'tls' };
+  return undefined;
+}
+
+/** CRIU dumps the actions of signals 1..64 except SIGKILL (9) and SIGSTOP (19), in order. */
+function signalOfIndex(i: number): number {
+  let sig = 0;
+  for (let k = -1; k < i; ) {
+    sig++;
+    if (sig !== 9 && sig !== 19) k++;
+  }
+  return sig;
 }
 
 export class CheckError extends Error {}

@@ -207,6 +207,8 @@ describe.skipIf(!counter)('crit check: amdgpu plugin files', () => {
   it('contents files referenced by a render node exist and match its buffer sizes', () => {
     const d = copySet(counter!.dir, 'checkgpu');
     writeRenderNode(d, [Buffer.alloc(4096, 1), Buffer.alloc(8192, 2)]);
+    // CRIU 4.2 lists the plugins that took part in the dump
+    expect(crit(['edit', path.join(d, 'inventory.img'), '--set', 'entries[0].plugins_entry.plugins=["amdgpu_plugin"]']).status).toBe(0);
     expect(errors(d)).toEqual([]);
     fs.truncateSync(path.join(d, 'amdgpu-drm-pages-5-128-0001.img'), 8 + 4096);
     expect(errors(d).map((p) => [p.file, p.offset])).toEqual([['amdgpu-drm-pages-5-128-0001.img', 8 + 4096]]);
@@ -224,5 +226,94 @@ describe('crit check: a set with no process', () => {
     const r = crit(['check', d]);
     expect(r.status).toBe(1);
     expect(r.stdout.toString()).not.toContain('no problems');
+  });
+});
+
+describe('crit check: registers, signal handlers, the tree, plugins (sets edited with crit edit)', () => {
+  const fixture = path.join(__dirname, '..', '..', 'fixtures', 'sets', 'counter');
+  const pid = 15629;
+  const edit = (file: string, ...sets: string[]) => {
+    const r = crit(['edit', file, ...sets.flatMap((s) => ['--set', s])]);
+    expect(r.status, r.stderr.toString()).toBe(0);
+  };
+  const found = (d: string) => errors(d).map((p) => `${p.file}: ${p.what}`);
+
+  it('the unedited fixture is clean', () => {
+    expect(found(copySet(fixture, 'sem'))).toEqual([]);
+  });
+
+  it('ip, sp and fs_base outside the mappings they need', () => {
+    const d = copySet(fixture, 'sem');
+    const core = path.join(d, `core-${pid}.img`);
+    edit(core, 'entries[0].thread_info.gpregs.ip=0x1234');
+    expect(found(d)).toEqual([`core-${pid}.img: task ${pid}: ip 0x1234 is not in an executable VMA of mm-${pid}.img (no VMA maps it): the thread would resume there`]);
+    const p = errors(d)[0];
+    expect([p.offset, p.entry]).toEqual([8, 0]);
+    // a data mapping: mapped, but not executable
+    const stack = new ImageSet(d).vmas(pid).find((v) => Number(v.prot) === 3)!;
+    edit(core, `entries[0].thread_info.gpregs.ip=${BigInt(stack.start) + 16n}`, 'entries[0].thread_info.gpregs.sp=0x10', 'entries[0].thread_info.gpregs.fs_base=0x20');
+    const f = found(d);
+    expect(f).toHaveLength(3);
+    expect(f[0]).toMatch(new RegExp(`ip 0x${(BigInt(stack.start) + 16n).toString(16)} is not in an executable VMA .*\\(it is in 0x${BigInt(stack.start).toString(16)}-0x${BigInt(stack.end).toString(16)} rw-`));
+    expect(f[1]).toContain('sp 0x10 is not in a writable VMA');
+    expect(f[2]).toContain('fs_base 0x20 (the thread\'s TLS) is not mapped');
+    const r = crit(['check', d]);
+    expect(r.status).toBe(1);
+    expect(r.stdout.toString()).toContain(`core-${pid}.img: at byte 8, entry 0: task ${pid}: ip 0x`);
+  });
+
+  it('a signal handler outside executable memory; SIG_DFL and SIG_IGN are not addresses', () => {
+    const d = copySet(fixture, 'sem');
+    const core = path.join(d, `core-${pid}.img`);
+    edit(core, 'entries[0].tc.sigactions[1].sigaction=0x4242', 'entries[0].tc.sigactions[2].sigaction=1', 'entries[0].tc.sigactions[3].sigaction=0');
+    expect(found(d)).toEqual([`core-${pid}.img: task ${pid}: the handler of signal 2 (tc.sigactions[1]) is at 0x4242, not in an executable VMA (no VMA maps it)`]);
+    // index 8 is signal 10: SIGKILL (9) has no entry
+    edit(core, 'entries[0].tc.sigactions[1].sigaction=0', 'entries[0].tc.sigactions[8].sigaction=0x4242');
+    expect(found(d)[0]).toContain('the handler of signal 10 (tc.sigactions[8])');
+  });
+
+  it('the tree: threads, one root, no cycles, sessions and groups', () => {
+    const d = copySet(fixture, 'sem');
+    const ps = path.join(d, 'pstree.img');
+    edit(ps, `entries[0].threads=[${pid}, ${pid}]`);
+    expect(found(d)).toEqual([`pstree.img: task ${pid} lists a thread twice (${pid}, ${pid})`]);
+    edit(ps, 'entries[0].threads=[4242]');
+    expect(found(d)).toContain(`pstree.img: task ${pid} is not among its own threads (4242)`);
+    // a second task, made of the first one's images
+    const child = 99999;
+    edit(ps, `entries[0].threads=[${pid}]`);
+    const img = loadImage(ps);
+    const root = img.entries[0].msg;
+    writeImage(ps, 'PSTREE', [{ msg: root }, { msg: { pid: child, ppid: pid, pgid: root.pgid, sid: root.sid, threads: [child] } }]);
+    for (const k of ['core', 'mm', 'ids', 'fs']) fs.copyFileSync(path.join(d, `${k}-${pid}.img`), path.join(d, `${k}-${child}.img`));
+    writeImage(path.join(d, `pagemap-${child}.img`), 'PAGEMAP', [{ msg: { pages_id: 2 } }]);
+    expect(found(d)).toEqual([]);
+    // the child leads its own session but stays in the root's process group
+    writeImage(ps, 'PSTREE', [{ msg: root }, { msg: { pid: child, ppid: pid, pgid: root.pgid, sid: child, threads: [child] } }]);
+    expect(found(d)).toEqual([`pstree.img: task ${child} is in process group ${root.pgid} and session ${child}, but task ${pid} of the same group is in session ${root.sid} (a process group lies within one session)`]);
+    // a session no task leads is a note (CRIU restores it with a helper), not an error
+    writeImage(ps, 'PSTREE', [{ msg: root }, { msg: { pid: child, ppid: pid, pgid: child, sid: 4242, threads: [child] } }]);
+    expect(found(d)).toEqual([]);
+    expect(checkSet(d).problems.map((p) => p.what)).toContain(`task ${child} is in session 4242, which no task of the tree leads (its leader exited; CRIU restores the session with a helper task)`);
+    // a session named after a task of the tree that is in another session
+    expect(Number(root.sid)).toBe(pid); // the root leads its session
+    writeImage(ps, 'PSTREE', [{ msg: { ...root, sid: child } }, { msg: { pid: child, ppid: pid, pgid: child, sid: pid, threads: [child] } }]);
+    expect(found(d)).toContain(`pstree.img: task ${pid} is in session ${child}, but task ${child} of the tree is in session ${pid} (a session leader never leaves its session)`);
+    // two roots; a cycle
+    writeImage(ps, 'PSTREE', [{ msg: root }, { msg: { pid: child, ppid: 0, pgid: root.pgid, sid: root.sid, threads: [child] } }]);
+    expect(found(d)).toEqual(['pstree.img: 2 tasks have ppid 0 (entries 0, 1): a tree has one root']);
+    writeImage(ps, 'PSTREE', [{ msg: { ...root, ppid: child } }, { msg: { pid: child, ppid: pid, pgid: root.pgid, sid: root.sid, threads: [child] } }]);
+    expect(found(d).filter((f) => /own ancestor/.test(f))).toHaveLength(2);
+  });
+
+  it('inventory plugins against the plugin files present', () => {
+    const d = copySet(fixture, 'sem');
+    edit(path.join(d, 'inventory.img'), 'entries[0].plugins_entry.plugins=["amdgpu_plugin"]');
+    expect(found(d)).toEqual(['inventory.img: plugins_entry lists amdgpu_plugin, but the set has no amdgpu plugin files (amdgpu-kfd-*, amdgpu-renderD-*)']);
+    edit(path.join(d, 'inventory.img'), 'entries[0].plugins_entry=null');
+    writeRenderNode(d, [Buffer.alloc(4096, 1)]);
+    expect(found(d)).toEqual([]); // no plugins_entry at all: an older CRIU, which enables every plugin
+    edit(path.join(d, 'inventory.img'), 'entries[0].plugins_entry={}');
+    expect(found(d)[0]).toMatch(/^inventory\.img: the set has 2 amdgpu plugin files \(amdgpu-drm-pages-5-128-0000\.img, \.\.\.\) but plugins_entry does not list amdgpu_plugin/);
   });
 });

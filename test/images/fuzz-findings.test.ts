@@ -68,6 +68,9 @@ describe('decode --pretty of an address of 2 or 3 words', () => {
     expect(e).toBeInstanceOf(ImageError);
     expect(e.message).toMatch(LOCATED);
     expect(e.message).toContain('entries[0].isk.src_addr: an address of 2 words');
+    // 5 words: --pretty would print only the first 4 (CRIT's way), so it would not read back
+    const e5 = encodeErr(`{"magic": "FILES", "entries": [${JSON.stringify({ id: 7, type: 'INETSK', isk: { ...isk([0, 0, 0, 4294901760, 16777343]), family: 10 } })}]}`);
+    expect(e5.message).toContain('entries[0].isk.src_addr: an address of 5 words');
     // 1 and 4 words still round-trip
     for (const w of [[16777343], [0, 0, 4294901760, 16777343]]) {
       const bytes = image('FILES', 'file_entry', [{ id: 7, type: 2, isk: isk(w) }]);
