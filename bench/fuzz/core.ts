@@ -11,8 +11,10 @@ import { ByteSource } from '../../images/source';
 import { readHeader, readEntries, BinSink, ImageWriter } from '../../images/image';
 import { TextSink } from '../../images/json/document';
 import { kindFor } from '../../images/kinds';
+import { messageType, enumType } from '../../images/schema';
+import { MAGICS } from '../../images/magic';
 import type { JsonOut } from '../../images/json/tojson';
-import { decodeStream, encodeStream } from '../../crit/commands/codec';
+import { decodeStream, encodeStream, decodeSalvage, imageInfo } from '../../crit/commands/codec';
 import { check } from '../../crit/commands/check';
 import { explore } from '../../crit/commands/explore';
 import { xray, XrayOpts } from '../../crit/commands/xray';
@@ -170,9 +172,54 @@ function synthetic(): { name: string; magic: string; entries: { type?: string; m
   ];
 }
 
+/** A random message of `type` (required fields always, others often), for kinds no real image has. */
+function randomMessage(r: Rng, type: string, depth = 0): Record<string, unknown> {
+  const m = messageType(type);
+  const o: Record<string, unknown> = {};
+  for (const f of m.fields) {
+    if (f.label === 'optional' && !r.chance(0.6)) continue;
+    if (f.kind === 'message' && depth > 3 && f.label !== 'required') continue;
+    const one = (): unknown => {
+      if (f.kind === 'message') return randomMessage(r, f.type, depth + 1);
+      if (f.kind === 'enum') return r.pick([...enumType(f.type).byValue.keys()]);
+      switch (f.type) {
+        case 'bool': return r.chance(0.5);
+        case 'string': return r.pick(['', 'x', '/tmp/a b', 'caf\u00e9', 'n'.repeat(40)]);
+        case 'bytes': { const b = new Uint8Array(r.int(24)); for (let i = 0; i < b.length; i++) b[i] = r.int(256); return b; }
+      }
+      const wide = /64/.test(f.type);
+      const signed = /^(s?int|sfixed)/.test(f.type);
+      const v = r.pick(wide ? [0, 1, 4096, 0x7fffffff, 0x100000000, 0x1fffffffffffff] : [0, 1, 2, 255, 4096, 0x7fffffff]);
+      return signed && r.chance(0.2) ? -v : wide && r.chance(0.1) ? 0xffffffffffffffffn : v;
+    };
+    if (f.label === 'repeated') {
+      const n = f.opts?.ipadd ? r.pick([1, 4]) : r.int(depth > 1 ? 2 : 4);
+      if (n) o[f.name] = Array.from({ length: n }, one);
+    } else o[f.name] = one();
+  }
+  return o;
+}
+
+/** Two random entries of every kind with plain entries (and one per amdgpu metadata kind). */
+function randomImages(): { name: string; magic: string; entries: { type?: string; msg: any; extra?: any }[] }[] {
+  const out: { name: string; magic: string; entries: { type?: string; msg: any; extra?: any }[] }[] = [];
+  const r = new Rng(0x5eed, 0);
+  const kinds = [...Object.keys(MAGICS), 'AMDGPU_KFD', 'AMDGPU_RENDER_NODE', 'AMDGPU_DMABUF'];
+  for (const magic of kinds) {
+    const k = kindFor(magic);
+    if (!k || k.extra || k.layout === 'ghost' || k.layout === 'amdgpu-raw' || !k.message) continue;
+    const amd: Record<string, string> = { AMDGPU_KFD: 'amdgpu-kfd-7.img', AMDGPU_RENDER_NODE: 'amdgpu-renderD-7.img', AMDGPU_DMABUF: 'amdgpu-dmabuf_7.img' };
+    const name = amd[magic] ?? `random-${magic.toLowerCase()}.img`;
+    const n = k.layout === 'amdgpu' ? 1 : 2;
+    const entries = Array.from({ length: n }, (_, i) => ({ type: k.layout === 'pagemap' ? (i === 0 ? 'pagemap_head' : 'pagemap_entry') : undefined, msg: randomMessage(r, k.layout === 'pagemap' ? (i === 0 ? 'pagemap_head' : 'pagemap_entry') : k.message) }));
+    out.push({ name, magic, entries });
+  }
+  return out;
+}
+
 function writeSynthetic(dir: string): string[] {
   const out: string[] = [];
-  for (const s of synthetic()) {
+  for (const s of [...synthetic(), ...randomImages()]) {
     const kind = kindFor(s.magic)!;
     const sink = new MemBinSink();
     const w = new ImageWriter(sink, kind);
@@ -500,6 +547,17 @@ function decodeOp(c: Ctx, it: number, r: Rng): void {
   const p = tryDecode(c, it, f, inp.name, 'plain', input);
   const q = tryDecode(c, it, f, inp.name, 'pretty', input);
   if (p.ok) c.counts.decodedOk++;
+  if (r.chance(0.15)) {
+    // crit info and decode --salvage, as the CLI runs them (output to the redirected fd)
+    const salvage = r.chance(0.5);
+    c.counts.decodeRuns++;
+    try {
+      timed(c, salvage ? 'decode --salvage' : 'info', () => (salvage ? decodeSalvage(f, undefined, r.chance(0.5) ? 'pretty' : 'plain') : imageInfo(f)));
+      if (!p.ok && !salvage) fail(c, it, 'info', 'inconsistent', 'crit info reads an image decode refuses', undefined, input);
+    } catch (e) {
+      judge(c, it, salvage ? 'decode-salvage' : 'info', e, true, input);
+    }
+  }
   if (p.ok !== q.ok && p.ok === false) fail(c, it, 'decode', 'inconsistent', 'pretty decode succeeds where plain decode fails', undefined, input);
   if (p.ok && q.ok && r.chance(0.25)) {
     // what decode printed must encode, and read back as the same text
@@ -586,12 +644,14 @@ function runSetCommand(c: Ctx, it: number, r: Rng, s: PoolSet, file: string, how
     run = () => explore(s.dir, what, { json });
   } else if (which === 2) {
     const o: XrayOpts = { pid: s.pid !== undefined ? String(s.pid) : '1', json };
-    const sub = r.int(6);
+    const sub = r.int(8);
     if (sub === 1 && s.vmaStarts.length) o.vma = String(r.int(Math.min(s.vmaStarts.length, 40)));
     if (sub === 2 && s.vmaStarts.length) { o.addr = '0x' + r.pick(s.vmaStarts).toString(16); o.len = String(r.pick([1, 16, 4096, 70000])); }
     if (sub === 3) o.search = r.pick(['a', 'counter', 'PATH=', 'x'.repeat(20)]);
     if (sub === 4) { o.strings = true; o.min = '8'; }
     if (sub === 5 && s.vmaStarts.length) { o.addr = '0x' + r.pick(s.vmaStarts).toString(16); o.len = '4096'; o.raw = true; o.zeroFill = r.chance(0.5); }
+    if (sub === 6) { o.hex = r.pick(['00 00 00 00', 'de ad', '7f454c46']); o.context = '4'; }
+    if (sub === 7) { o.gpu = true; o.raw = r.chance(0.3); if (r.chance(0.5)) o.bo = String(r.int(3)); }
     cmd = `xray ${JSON.stringify(o)}`;
     run = () => xray(s.dir, o);
   } else {

@@ -143,7 +143,8 @@ export function ipString(words: U64[]): string {
     const w = Number(words[0]) >>> 0;
     return `${w & 0xff}.${(w >>> 8) & 0xff}.${(w >>> 16) & 0xff}.${w >>> 24}`;
   }
-  if (words.length < 4) throw new FormatError(`an address (ipadd) of ${words.length} words: only 1 (IPv4) or 4 (IPv6) can be printed`);
+  // CRIT crashes on 2 or 3 words and silently prints the first 4 of more: both are damage
+  if (words.length !== 4) throw new FormatError(`an address (ipadd) of ${words.length} words: only 1 (IPv4) or 4 (IPv6) can be printed`);
   const bytes: number[] = [];
   for (let i = 0; i < 4; i++) {
     const w = Number(words[i]) >>> 0;

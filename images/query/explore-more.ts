@@ -46,8 +46,8 @@ export function socketQueues(set: ImageSet): Map<number, { packets: number; byte
 
 function addr(words: (number | bigint)[] | undefined, port: number | undefined): string {
   if (!words || !words.length) return `*:${port ?? 0}`;
-  // 2 or 3 words are no address (a damaged image): show the numbers rather than fail the listing
-  if (words.length === 2 || words.length === 3) return `?[${words.join(',')}]:${port}`;
+  // other than 1 or 4 words is no address (a damaged image): show the numbers rather than fail the listing
+  if (words.length !== 1 && words.length !== 4) return `?[${words.join(',')}]:${port}`;
   const a = ipString(words);
   return words.length === 1 ? `${a}:${port}` : `[${a}]:${port}`;
 }

@@ -41,8 +41,8 @@ function encodeErr(json: string): Error {
 /** The one-line error shape: file, byte offset, entry. */
 const LOCATED = /^\S+: at byte \d+, entry \d+: /;
 
-describe('decode --pretty of an address of 2 or 3 words', () => {
-  for (const n of [2, 3]) {
+describe('decode --pretty of an address of 2, 3 or 5 words', () => {
+  for (const n of [2, 3, 5]) {
     it(`${n} words: an ImageError with file, offset, entry and field path`, () => {
       const bytes = image('FILES', 'file_entry', [{ id: 1, type: 1, reg: { id: 1, flags: 0, pos: 0, fown, name: '/x' } }, { id: 7, type: 2, isk: isk(new Array(n).fill(16777343)) }]);
       expect(decodeBuffer(bytes, 'files.img', 'plain')).toContain(`"src_addr": [${new Array(n).fill(16777343).join(', ')}]`);
