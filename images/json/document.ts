@@ -102,6 +102,9 @@ export class JsonInputError extends Error {
  */
 let sharedChunk: Uint8Array | undefined;
 
+/** text the batch fast path hands to JSON.parse at once */
+const BATCH_TEXT = 4 << 20;
+
 export class DocumentReader {
   private text = '';
   private pos = 0;
@@ -337,7 +340,10 @@ export class DocumentReader {
     this.ws();
     const t = this.text;
     if (t.charCodeAt(this.pos) !== 123) return false;
-    const cut = Math.max(t.lastIndexOf('}, {'), t.lastIndexOf('},\n        {'));
+    // at most a few MB of entries at once: a buffer that grew around one huge entry must not
+    // turn every entry after it into objects together
+    const lim = this.pos + BATCH_TEXT;
+    const cut = Math.max(t.lastIndexOf('}, {', lim), t.lastIndexOf('},\n        {', lim));
     if (cut <= this.pos) return false;
     const body = t.slice(this.pos, cut + 1);
     // a digit run of 16 or more (found from its first digit only, so the scan stays linear)
