@@ -647,10 +647,11 @@ function runSetCommand(c: Ctx, it: number, r: Rng, s: PoolSet, file: string, how
     const sub = r.int(8);
     if (sub === 1 && s.vmaStarts.length) o.vma = String(r.int(Math.min(s.vmaStarts.length, 40)));
     if (sub === 2 && s.vmaStarts.length) { o.addr = '0x' + r.pick(s.vmaStarts).toString(16); o.len = String(r.pick([1, 16, 4096, 70000])); }
-    if (sub === 3) o.search = r.pick(['a', 'counter', 'PATH=', 'x'.repeat(20)]);
+    if (sub === 3) o.search = r.pick(['ab', 'counter', 'PATH=', 'x'.repeat(20)]);
     if (sub === 4) { o.strings = true; o.min = '8'; }
     if (sub === 5 && s.vmaStarts.length) { o.addr = '0x' + r.pick(s.vmaStarts).toString(16); o.len = '4096'; o.raw = true; o.zeroFill = r.chance(0.5); }
-    if (sub === 6) { o.hex = r.pick(['00 00 00 00', 'de ad', '7f454c46']); o.context = '4'; }
+    // patterns that are rare in memory: a search prints every match (4 zero bytes match a million times)
+    if (sub === 6) { o.hex = r.pick(['de ad be ef', '7f454c46', 'ff fe fd']); o.context = '4'; }
     if (sub === 7) { o.gpu = true; o.raw = r.chance(0.3); if (r.chance(0.5)) o.bo = String(r.int(3)); }
     cmd = `xray ${JSON.stringify(o)}`;
     run = () => xray(s.dir, o);
