@@ -118,7 +118,6 @@ export function encodeStream(fd: number, srcName: string, sink: BinSink): void {
     const typed = (p: JsonParser) => readEntryFrom(p, kind, w.nextType(), `entries[${index}]`);
     let item: JsonValue | Parsed<NewEntry> | undefined = v as JsonValue | undefined;
     while (item !== undefined) {
-      current = undefined;
       current = item instanceof Parsed ? item.value : jsonToEntry(kind, w.nextType(), item, `entries[${index}]`);
       w.write(current);
       index++;

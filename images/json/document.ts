@@ -95,16 +95,16 @@ export class JsonInputError extends Error {
   }
 }
 
-/**
- * Streaming reader of {"magic": ..., "entries": [...]}: yields each entry's parsed value as
- * soon as its text is complete. Keys may come in any order; entries seen before "magic" are
- * held until it arrives.
- */
 let sharedChunk: Uint8Array | undefined;
 
 /** text the batch fast path hands to JSON.parse at once */
 const BATCH_TEXT = 4 << 20;
 
+/**
+ * Streaming reader of {"magic": ..., "entries": [...]}: yields each entry's parsed value as
+ * soon as its text is complete. Keys may come in any order; entries seen before "magic" are
+ * held until it arrives.
+ */
 export class DocumentReader {
   private text = '';
   private pos = 0;
