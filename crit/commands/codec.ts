@@ -12,6 +12,7 @@ import { Base64Error } from '../../images/json/b64';
 import { clipText } from '../../images/json/clip';
 import { AtomicFile, stdoutFd, printError } from '../io';
 import { Mode, JsonOut } from '../../images/json/tojson';
+import { salvageEntries } from '../../images/query/salvage';
 import { pyString } from '../../images/json/pytext';
 
 export class CliError extends Error {}
@@ -54,7 +55,6 @@ export function decodeStream(src: ByteSource, name: string, out: JsonOut, mode: 
  * magic falls back to the kind the file name says.
  */
 export function decodeSalvage(inFile: string | undefined, outFile: string | undefined, mode: Mode): void {
-  const { salvageEntries } = require('../../images/query/check') as typeof import('../../images/query/check');
   const src = openInput(inFile);
   const name = inFile && inFile !== '-' ? path.basename(inFile) : '';
   const atomic = outFile && outFile !== '-' ? new AtomicFile(outFile) : undefined;

@@ -8,7 +8,6 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ByteSource } from '../source';
 import { readHeader, readEntries, Entry, ImageError, ImageHeader } from '../image';
-import { kindFor } from '../kinds';
 import { magicValue, rawImageKind } from '../magic';
 import { entryPages, entryFlags, PE_PARENT, PE_PRESENT } from '../imageset';
 import { enumType } from '../schema';
@@ -662,46 +661,4 @@ export function checkSet(dir: string, opts: CheckOptions = {}): CheckReport {
   return { dir, problems: c.problems, files: c.files };
 }
 
-// ---- salvage ------------------------------------------------------------------------------
-
-export interface Salvage {
-  header: ImageHeader;
-  /** entries until the first damage; consume before reading `stopped` and `count` */
-  entries: Iterable<Entry>;
-  count: number;
-  stopped?: ImageError;
-  /** e.g. that the magic was damaged and the kind came from the file name */
-  note?: string;
-}
-
-/** Reads what can be read of a damaged image: entries up to the first error, and the error. */
-export function salvageEntries(src: ByteSource, fileName: string): Salvage {
-  let header: ImageHeader;
-  let note: string | undefined;
-  try {
-    header = readHeader(src, fileName);
-  } catch (e) {
-    const byName = fileName ? kindByName(fileName) : undefined;
-    const kind = byName ? kindFor(byName) : undefined;
-    if (!(e instanceof ImageError) || !byName || !kind) throw e;
-    // trust the name: skip the magic words CRIU would have written
-    const skip = byName === 'INVENTORY' ? 4 : kind.layout.startsWith('amdgpu') ? 0 : 8;
-    src.ensure(skip);
-    src.pos = Math.max(0, Math.min(skip - src.base, src.len));
-    header = { magic: byName, kind };
-    note = `${e.message}; decoding as ${byName}, the kind its name says`;
-  }
-  const s: Salvage = { header, count: 0, note, entries: [] };
-  s.entries = (function* () {
-    try {
-      for (const e of readEntries(src, header)) {
-        s.count++;
-        yield e;
-      }
-    } catch (e) {
-      if (!(e instanceof ImageError)) throw e;
-      s.stopped = e;
-    }
-  })();
-  return s;
-}
+export { salvageEntries, Salvage } from './salvage';
