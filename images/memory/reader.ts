@@ -193,6 +193,9 @@ export class MemoryReader {
         continue;
       }
       const entryEnd = idx.ends[i] - delta;
+      // a damaged pagemap's entries may overlap or be out of order: one that ends before `a`
+      // has nothing left to give here
+      if (entryEnd <= a) { i++; continue; }
       const stop = entryEnd < limit ? entryEnd : limit;
       const n = Number(stop - a);
       const f = idx.flags[i];

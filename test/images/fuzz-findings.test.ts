@@ -12,6 +12,7 @@ import { encodeMessage } from '../../images/codec';
 import { magicValue, headMagicFor } from '../../images/magic';
 import { ImageError } from '../../images/image';
 import { parseJson } from '../../images/json/parse';
+import { loadImage, writeImage } from '../../images/files';
 
 const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(v >>> 0); return b; };
 
@@ -231,5 +232,30 @@ describe('found by the harness (bench/fuzz)', () => {
     expect(d.status).toBe(2);
     expect(d.stderr.toString()).toContain('the file name says PAGEMAP but the magic is SECCOMP');
     expect(d.stderr.toString()).not.toContain('internal error');
+  });
+});
+
+describe('found by the campaign', () => {
+  it('a pagemap whose entries go back (damage): diff --memory and xray read on, no internal error', () => {
+    const fixture = path.join(__dirname, '..', '..', 'fixtures', 'sets', 'counter');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crit-ff-pm-'));
+    for (const n of fs.readdirSync(fixture)) fs.copyFileSync(path.join(fixture, n), path.join(dir, n));
+    const pm = path.join(dir, fs.readdirSync(dir).find((n) => /^pagemap-\d+\.img$/.test(n))!);
+    const img = loadImage(pm);
+    const es = img.entries.map((e) => ({ type: e.type, msg: e.msg }));
+    const k = es.findIndex((e, i) => i > 0 && Number(e.msg.nr_pages) >= 10);
+    const h = es[k].msg;
+    // a 10-page entry, then one back at its start: the reader walked backwards into a negative length
+    es.splice(k, 1, { type: 'pagemap_entry', msg: { ...h, nr_pages: 10 } }, { type: 'pagemap_entry', msg: { ...h, nr_pages: 5 } });
+    writeImage(pm, 'PAGEMAP', es);
+    const d = crit(['diff', '--memory', fixture, dir]);
+    const x = crit(['xray', dir, '--pid', '15629', '--search', 'counter']);
+    const c = crit(['check', dir]);
+    fs.rmSync(dir, { recursive: true });
+    expect(d.stderr.toString()).toBe('');
+    expect(d.status).toBe(1);
+    expect(x.status, x.stderr.toString()).toBe(0);
+    expect(x.stdout.toString()).toContain('counter.txt');
+    expect(c.stdout.toString()).toMatch(/overlap the entry before or are out of order/);
   });
 });
