@@ -594,7 +594,7 @@ function encodeOp(c: Ctx, it: number, r: Rng): void {
   const e = tryEncode(c, it, json, 'encode', input);
   if (e.ok) {
     c.counts.encodedOk++;
-    checkReadBack(c, it, e, nameFor(text.slice(0, 200), inp.name), 'encode', input);
+    checkReadBack(c, it, e, nameFor(text, inp.name), 'encode', input); // "magic" may come last
   }
 }
 
