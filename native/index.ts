@@ -197,6 +197,14 @@ export interface NativeAddon {
   ioctlPointers(fd: number, request: number | bigint, buf: Uint8Array, pointers: { at: number; target: Uint8Array }[]): number;
   /** mmap(MAP_SHARED) of [offset, offset + length) of fd, copy out to buf (write false) or in from it, munmap */
   mmapCopy(fd: number, offset: bigint | number, length: number, buf: Uint8Array, write: boolean): void;
+  /** LZ4_decompress_safe of one raw LZ4 block: bytes decoded into dst, negative when src is no valid block fitting dst */
+  lz4Decompress(src: Uint8Array, dst: Uint8Array): number;
+  /** LZ4_compress_fast: bytes written to dst, 0 when the block does not fit dst */
+  lz4Compress(src: Uint8Array, dst: Uint8Array, acceleration: number): number;
+  /** LZ4_compressBound: the largest block src.length bytes can compress to */
+  lz4CompressBound(size: number): number;
+  /** liblz4's version, e.g. "1.9.4" */
+  lz4Version(): string;
 }
 
 export const NT_PRSTATUS = 1;

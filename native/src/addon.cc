@@ -72,6 +72,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   engine_native::InitSys(env, exports);
   engine_native::InitRestore(env, exports);
   engine_native::InitGpu(env, exports);
+  engine_native::InitLz4(env, exports);
   return exports;
 }
 

@@ -45,5 +45,6 @@ void InitTracer(Napi::Env env, Napi::Object exports);
 void InitSys(Napi::Env env, Napi::Object exports);
 void InitRestore(Napi::Env env, Napi::Object exports);
 void InitGpu(Napi::Env env, Napi::Object exports);
+void InitLz4(Napi::Env env, Napi::Object exports);
 
 }  // namespace engine_native
