@@ -13,5 +13,5 @@ export const VMA = {
 /** any file-backed mapping */
 export const VMA_FILE = VMA.FILE_PRIVATE | VMA.FILE_SHARED;
 
-/** pagemap_entry.flags */
-export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4 } as const;
+/** pagemap_entry.flags; PAYLOAD_ALIGNED (CRIU 2026, compressed sets): payload starts at a page boundary of the pages file */
+export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4, PAYLOAD_ALIGNED: 8 } as const;

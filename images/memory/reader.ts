@@ -1,10 +1,12 @@
 // The bytes at any virtual address of a dumped task: private pages from pagemap-<pid> and
 // pages-<id>, shared anonymous, memfd and SysV memory from pagemap-shmem-<id>, pages kept in
 // a parent image (PE.PARENT) from the `parent` set at any depth. Every absent range says why.
+import * as fs from 'fs';
 import type { ImageSet } from '../imageset';
 import type { Msg } from '../codec';
 import { PagemapIndex } from './pagemap-index';
-import { PageSource, openPageSource } from './pagesource';
+import { PageSource, openPageSource, LayoutPageSource } from './pagesource';
+import { analysePagemap, isCompressedPagemap, SCHEMA_LABEL } from './compressed';
 import { VMA, VMA_FILE, PE } from '../flags';
 
 
@@ -50,7 +52,14 @@ interface Store {
   index: PagemapIndex;
   source?: PageSource;
   sourceName: string;
+  /** why the pages file cannot be read (damaged compression metadata) */
+  broken?: string;
+  /** the compression schema its pagemap uses */
+  schema?: string;
 }
+
+/** Where readInto finds a present span's bytes (kept off the spans callers see and compare). */
+const located = new WeakMap<Span, { source: PageSource; offset: number }>();
 
 export class MemoryReader {
   readonly vmas: Vma[];
@@ -201,16 +210,21 @@ export class MemoryReader {
       const f = idx.flags[i];
       if (f & PE.PRESENT) {
         const off = idx.offsets[i] + Number(o - idx.starts[i]);
-        if (!st.source) {
-          out.push({ addr: a, len: n, absent: `${st.sourceName} is missing` });
+        const src = st.source;
+        if (!src) {
+          out.push({ addr: a, len: n, absent: st.broken ?? `${st.sourceName} is missing` });
         } else if (!fetch) {
-          if (off + n > st.source.size) out.push({ addr: a, len: n, absent: `${st.sourceName} is too short (needs bytes up to ${off + n}, has ${st.source.size})` });
-          else out.push({ addr: a, len: n, present: true, origin: `${st.sourceName}+0x${off.toString(16)}` });
+          if (off + n > src.size) out.push({ addr: a, len: n, absent: `${st.sourceName} is too short (needs bytes up to ${off + n}, has ${src.size})` });
+          else {
+            const sp: Span = { addr: a, len: n, present: true, origin: src.describe ? src.describe(off) : `${st.sourceName}+0x${off.toString(16)}` };
+            located.set(sp, { source: src, offset: off });
+            out.push(sp);
+          }
         } else {
           const data = new Uint8Array(n);
           try {
-            st.source.read(off, data, 0, n);
-            out.push({ addr: a, len: n, data, present: true, origin: `${st.sourceName}+0x${off.toString(16)}` });
+            src.read(off, data, 0, n);
+            out.push({ addr: a, len: n, data, present: true, origin: src.describe ? src.describe(off) : `${st.sourceName}+0x${off.toString(16)}` });
           } catch (e) {
             out.push({ addr: a, len: n, absent: (e as Error).message });
           }
@@ -218,7 +232,12 @@ export class MemoryReader {
       } else if (f & PE.PARENT && parentOk) {
         const p = this.parent();
         if (!p) out.push({ addr: a, len: n, absent: 'in the parent image, but the set has no parent link' });
-        else for (const s of p.walk(a, n, fetch)) out.push({ ...s, origin: s.origin ? `parent/${s.origin}` : undefined });
+        else for (const s of p.walk(a, n, fetch)) {
+          const sp = { ...s, origin: s.origin ? `parent/${s.origin}` : undefined };
+          const at = located.get(s);
+          if (at) located.set(sp, at);
+          out.push(sp);
+        }
       } else if (f & PE.LAZY) {
         out.push({ addr: a, len: n, absent: 'lazy page: not in this image (served by the lazy-pages daemon at restore)' });
       } else {
@@ -248,19 +267,23 @@ export class MemoryReader {
     for (const s of this.layout(addr, len)) {
       if (!s.present) throw new MemoryError(`0x${s.addr.toString(16)}: ${s.absent}`, s.addr);
       const dst = at + Number(s.addr - addr);
-      if (s.origin && !s.origin.startsWith('parent/')) {
-        const st = this.sourceOf(s.origin);
-        if (st) { st.read(Number(s.origin.slice(s.origin.indexOf('+') + 1)), buf, dst, s.len); continue; }
-      }
-      buf.set(this.readBytes(s.addr, s.len), dst);
+      const loc = located.get(s);
+      if (loc) loc.source.read(loc.offset, buf, dst, s.len);
+      else buf.set(this.readBytes(s.addr, s.len), dst);
     }
   }
 
-  private sourceOf(origin: string): PageSource | undefined {
-    const name = origin.slice(0, origin.indexOf('+'));
-    if (this.privateStore && this.privateStore.sourceName === name) return this.privateStore.source;
-    for (const st of this.shmemStores.values()) if (st && st.sourceName === name) return st.source;
-    return undefined;
+  /** How each pages file of this task (private and shmem pagemaps loaded so far) is stored. */
+  storage(): { pagemap: string; pages: string; compressed: boolean; schema?: string }[] {
+    this.store();
+    const out: { pagemap: string; pages: string; compressed: boolean; schema?: string }[] = [];
+    const add = (pm: string, st: Store | null | undefined) => {
+      if (!st) return;
+      out.push({ pagemap: pm, pages: st.sourceName, compressed: st.source instanceof LayoutPageSource || !!st.broken, schema: st.schema });
+    };
+    add(`pagemap-${this.pid}.img`, this.privateStore);
+    for (const [n, st] of this.shmemStores) add(n, st);
+    return out;
   }
 
   /** Pagemap-backed ranges (address runs the image holds bytes for), for search and stats. */
@@ -291,8 +314,22 @@ function loadStore(set: ImageSet, pagemapName: string): Store | null {
   const pm = set.pagemapFile(pagemapName);
   const index = new PagemapIndex(pm.entries, set.pageSize, pm.pagesId);
   const sourceName = `pages-${pm.pagesId}.img`;
-  const source = set.has(sourceName) ? openPageSource(set.path(sourceName)) : undefined;
-  return { index, source, sourceName };
+  if (!set.has(sourceName)) return { index, sourceName };
+  const file = set.path(sourceName);
+  if (!isCompressedPagemap(pm.entries)) return { index, source: openPageSource(file), sourceName };
+  // CRIU's compressed layout: which schema, and where each block is
+  let pagesSize: number | undefined;
+  try { pagesSize = fs.statSync(file).size; } catch { /* read errors say it */ }
+  const inv = set.tryImage('inventory.img')?.entries[0]?.msg;
+  const a = analysePagemap(pm.entries, set.pageSize, { pagesSize, inventoryCompress: inv?.compress !== undefined ? Number(inv.compress) : undefined });
+  const schema = a.schema ? SCHEMA_LABEL[a.schema] : undefined;
+  if (!a.layout) {
+    const p = a.problems[0];
+    const offsets = set.image(pagemapName).entries;
+    const at = offsets[p.entry] ? `at byte ${offsets[p.entry].offset}, ` : '';
+    return { index, sourceName, schema, broken: `${set.path(pagemapName)}: ${at}entry ${p.entry}: ${p.what}${a.schema ? ` (read as the ${SCHEMA_LABEL[a.schema]})` : ''}` };
+  }
+  return { index, source: new LayoutPageSource(file, a.layout, pagemapName), sourceName, schema };
 }
 
 function fileOfVma(set: ImageSet, v: Msg): string | undefined {
