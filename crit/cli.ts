@@ -6,7 +6,7 @@ import { ImageError } from '../images/image';
 
 const VERSION = '0.1.0';
 
-const USAGE = `usage: crit [-h] [--version] {decode,encode,info,show,x,xray,diff,check,edit,coredump,tui} ...
+const USAGE = `usage: crit [-h] [--version] {decode,encode,info,show,x,xray,diff,check,edit,coredump,compress,decompress,tui} ...
 
 CRIU image tool: decode, encode and explore checkpoint images (a faster,
 exact successor of CRIU's CRIT, with the same JSON).
@@ -22,6 +22,8 @@ commands:
   check    validate an images directory and locate damage (exit 0 clean, 1 problems)
   edit     change fields of an image; the rest of the file stays byte-identical
   coredump an ELF core file per task (core.PID) for gdb, from an images directory
+  compress   a copy of an images directory with its memory pages LZ4-compressed (CRIU 2026)
+  decompress a copy of an images directory with its compressed pages stored plainly
   tui      interactive explorer: processes, memory x-ray, GPU buffers, images, diff
 
 Run 'crit COMMAND -h' for a command's options.`;
@@ -115,6 +117,28 @@ SUB_USAGE.coredump = `usage: crit coredump [-h] dir [-p PID] -o OUTDIR [--page-s
   clean pages of mapped files read from this host, zeros elsewhere (a warning says what could
   not be filled). Load it with: gdb EXE core.PID`;
 
+SUB_USAGE.compress = `usage: crit compress [-h] dir -o OUT [--region SIZE] [--schema g1|g2] [--padded]
+                     [--acceleration N] [--page-size N]
+
+  dir              images directory whose memory pages to compress (left unchanged)
+  -o OUT, --out OUT  the new images directory (must not exist, or be empty; written
+                   completely or not at all)
+  --region SIZE    LZ4 blocks of SIZE bytes (e.g. 256K; a multiple of the page size, at most
+                   4M) instead of one block per page; G1 marks the inventory compress = 2
+  --schema g1|g2   pagemap schema: g1 (compressed_size fields, as CRIU's CRIT writes; the
+                   default) or g2 (pagemap_blocks)
+  --padded         G2 only: every stored block padded to a page boundary (CRIU's O_DIRECT layout)
+  --acceleration N LZ4 acceleration (1=default, higher=faster), 1..65537
+  --page-size N    page size of the dumped machine (default 4096)
+  Zero pages take no bytes, pages LZ4 cannot shrink by an eighth stay raw, hugetlb and device-
+  plugin VMAs stay raw (as CRIU's CRIT). An already compressed set is copied as it is.`;
+SUB_USAGE.decompress = `usage: crit decompress [-h] dir -o OUT [--page-size N]
+
+  dir              images directory with compressed pages (either schema; left unchanged)
+  -o OUT, --out OUT  the new images directory, with plain pages files (must not exist, or be
+                   empty; written completely or not at all)
+  --page-size N    page size of the dumped machine (default 4096)`;
+
 SUB_USAGE.tui = `usage: crit tui [-h] dir [dir2]
 
   dir      images directory to explore (needs a terminal)
@@ -135,7 +159,7 @@ function run(argv: string[]): void {
   }
   const [cmd, ...rest] = argv;
   const usage = SUB_USAGE[cmd];
-  if (!usage) throw new UsageError(`argument command: invalid choice: '${cmd}' (choose from 'decode', 'encode', 'info', 'show', 'x', 'xray', 'diff', 'check', 'edit', 'coredump', 'tui')`, USAGE);
+  if (!usage) throw new UsageError(`argument command: invalid choice: '${cmd}' (choose from 'decode', 'encode', 'info', 'show', 'x', 'xray', 'diff', 'check', 'edit', 'coredump', 'compress', 'decompress', 'tui')`, USAGE);
   const help = () => { process.stdout.write(usage + '\n'); };
   if (cmd === 'xray') {
     const v = (names: string[], key: string): OptSpec => ({ names, key, value: true });
@@ -149,7 +173,7 @@ function run(argv: string[]): void {
     require('./commands/xray').xray(p.pos[0], p.opts);
     return;
   }
-  if (cmd === 'diff' || cmd === 'check' || cmd === 'edit' || cmd === 'coredump') return runInspect(cmd, rest, usage, help);
+  if (cmd === 'diff' || cmd === 'check' || cmd === 'edit' || cmd === 'coredump' || cmd === 'compress' || cmd === 'decompress') return runInspect(cmd, rest, usage, help);
   if (cmd === 'tui') {
     const p = parseArgs(rest, [HELP], usage, 2);
     if (p.opts.help) return void process.stdout.write(require('../tui/main').TUI_USAGE + '\n');
@@ -233,6 +257,18 @@ function runInspect(cmd: string, rest: string[], usage: string, help: () => void
     require('./commands/coredump').coredump(p.pos[0], { pid: p.opts.pid as string | undefined, out: p.opts.out as string, pageSize: num(p.opts.pageSize, '--page-size') });
     return;
   }
+  if (cmd === 'compress' || cmd === 'decompress') {
+    const v = (names: string[], key: string): OptSpec => ({ names, key, value: true });
+    const specs = [HELP, v(['-o', '--out'], 'out'), v(['--page-size'], 'pageSize')];
+    if (cmd === 'compress') specs.push(v(['--region'], 'region'), v(['--schema'], 'schema'), { names: ['--padded'], key: 'padded' }, v(['--acceleration'], 'acceleration'));
+    const p = parseArgs(rest, specs, usage, 1);
+    if (p.opts.help) return help();
+    if (p.pos.length !== 1) throw new UsageError('the following arguments are required: dir', usage);
+    if (!p.opts.out) throw new UsageError('the following arguments are required: -o/--out OUT', usage);
+    const o = { ...p.opts, out: p.opts.out as string, pageSize: num(p.opts.pageSize, '--page-size') } as Record<string, unknown>;
+    require('./commands/compress')[cmd](p.pos[0], o);
+    return;
+  }
   const p = parseArgs(rest, [HELP, { names: ['--set'], key: 'set', value: true, repeat: true }, { names: ['-o', '--out'], key: 'out', value: true }], usage, 1);
   if (p.opts.help) return help();
   if (p.pos.length !== 1) throw new UsageError('the following arguments are required: image', usage);
@@ -244,7 +280,7 @@ function isBrokenPipe(e: unknown): boolean {
   return !!e && typeof e === 'object' && (e as NodeJS.ErrnoException).code === 'EPIPE';
 }
 
-const KNOWN = ['CliError', 'JsonInputError', 'ExploreError', 'EditError', 'CheckError', 'PatchError', 'XrayError', 'VmaFilterError', 'CoredumpError', 'MemoryError', 'ImageSetError', 'PageSourceError'];
+const KNOWN = ['CliError', 'JsonInputError', 'ExploreError', 'EditError', 'CheckError', 'PatchError', 'XrayError', 'VmaFilterError', 'CoredumpError', 'ConvertError', 'Lz4Error', 'MemoryError', 'ImageSetError', 'PageSourceError'];
 
 /**
  * What an error from a command is: 'usage' (exit 2), 'known' (bad input, told plainly, exit

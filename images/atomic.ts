@@ -56,3 +56,58 @@ export class AtomicOutput {
     pending.delete(this);
   }
 }
+
+const pendingDirs = new Set<AtomicDir>();
+let dirsHooked = false;
+
+/**
+ * A new directory built under a temporary name next to `target` and renamed to it once every
+ * file in it is fsynced: readers see no directory or the complete one. The target must not
+ * exist or be an empty directory (rename replaces only those).
+ */
+export class AtomicDir {
+  readonly tmp: string;
+  private done = false;
+
+  constructor(readonly target: string) {
+    const abs = path.resolve(target);
+    this.tmp = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.${pendingDirs.size}.tmp`);
+    fs.mkdirSync(this.tmp, { mode: 0o755 });
+    pendingDirs.add(this);
+    if (!dirsHooked) {
+      dirsHooked = true;
+      process.once('exit', () => { for (const d of [...pendingDirs]) d.abort(); });
+    }
+  }
+
+  path(name: string): string {
+    return path.join(this.tmp, name);
+  }
+
+  /** fsync the files (written and closed by the caller) and the directory, then rename it into place. */
+  commit(): void {
+    for (const n of fs.readdirSync(this.tmp)) {
+      const p = this.path(n);
+      if (!fs.lstatSync(p).isFile()) continue;
+      const fd = fs.openSync(p, 'r');
+      try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+    }
+    fsyncDir(this.tmp);
+    fs.renameSync(this.tmp, this.target);
+    this.done = true;
+    pendingDirs.delete(this);
+    fsyncDir(path.dirname(path.resolve(this.target)));
+  }
+
+  abort(): void {
+    if (this.done) return;
+    try { fs.rmSync(this.tmp, { recursive: true, force: true }); } catch { /* gone */ }
+    this.done = true;
+    pendingDirs.delete(this);
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try { fs.fsyncSync(fd); } catch { /* some filesystems refuse a directory fsync */ } finally { fs.closeSync(fd); }
+}
