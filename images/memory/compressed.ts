@@ -80,6 +80,12 @@ export function hasMeta(e: Msg): boolean {
   return !!u && u.some((f) => META_FIELDS.has(f.no));
 }
 
+/** The entry has pagemap_entry field `no` (6, 7 or 8) as an unknown field. */
+export function hasMetaField(e: Msg, no: number): boolean {
+  const u: UnknownField[] | undefined = e[UNKNOWN];
+  return !!u && u.some((f) => f.no === no);
+}
+
 /** Metadata only G1 can have: field 7 or 8, or a field 6 that is not length-delimited. */
 function g1Only(e: Msg): boolean {
   return rawFields(e).some((f) => f.no !== 6 || f.wt !== 2);

@@ -48,6 +48,7 @@ export function patchMemory(set: ImageSet, pid: number, addr: bigint, data: Uint
     const at = `0x${s.addr.toString(16)}`;
     if (!s.present || !s.origin) throw new PatchError(`task ${pid} ${at} (+${s.len} bytes): ${s.absent ?? 'not in the image'}; only bytes stored in a pages file can be patched`);
     const m = ORIGIN.exec(s.origin);
+    if (!m && / block/.test(s.origin)) throw new PatchError(`task ${pid} ${at}: stored compressed (${s.origin}); compressed pages cannot be patched in place: crit decompress the set first`);
     if (!m) throw new PatchError(`task ${pid} ${at}: stored in ${s.origin}, which is not a pages file this tool can patch`);
     if (m[1]) throw new PatchError(`task ${pid} ${at}: these bytes live in a parent image (${s.origin}); patch that set instead (${set.path(m[1] + m[2])})`);
     writes.push({ file: m[2], offset: parseInt(m[3], 16), addr: s.addr, len: s.len });

@@ -14,6 +14,8 @@ import { enumType } from '../schema';
 import type { Msg } from '../codec';
 import { kindByName, SINGLE_ENTRY } from './names';
 import { clipText } from '../json/clip';
+import { analysePagemap, isCompressedPagemap, parseMeta, hasMetaField, SCHEMA_LABEL, KIND_LZ4 } from '../memory/compressed';
+import { LayoutPageSource } from '../memory/pagesource';
 
 export interface Problem {
   /** file name inside the directory ('' for the directory itself) */
@@ -499,6 +501,10 @@ class Checker {
       }
       const pages = `pages-${id}.img`;
       const size = this.size(pages);
+      if (isCompressedPagemap(img.entries.slice(1).map((e) => e.msg))) {
+        this.compressedPages(name, img, pages, size, omitted.get(pages));
+        continue;
+      }
       if (size === undefined) {
         if (!total) continue;
         const o = omitted.get(pages);
@@ -519,6 +525,88 @@ class Checker {
       const m = /^pages-(\d+)\.img$/.exec(n);
       if (m && !users.has(Number(m[1])) && ![...this.broken].some((b) => b.startsWith('pagemap-'))) this.note(n, 'not used: no pagemap has this pages_id');
     }
+  }
+
+  /** inventory.img's compress mode (0 off, 1 per-page/block, 2 region), checked once. */
+  private invCompress?: { mode: number; region?: number };
+  private compressMode(): { mode: number; region?: number } {
+    if (this.invCompress) return this.invCompress;
+    const inv = this.img('inventory.img')?.entries[0];
+    const mode = Number(inv?.msg.compress ?? 0);
+    const region = inv?.msg.compress_region_size !== undefined ? Number(inv.msg.compress_region_size) : undefined;
+    if (inv && mode > 2) this.err('inventory.img', `compress ${mode} is not a known mode (0 off, 1 per-page or block, 2 region)`, inv.offset, 0);
+    if (inv && mode && Number(inv.msg.img_version) !== 3) this.err('inventory.img', `compress ${mode} needs img_version 3 (CRIU's fence against readers that do not know compressed pages), but it is ${inv.msg.img_version}`, inv.offset, 0);
+    if (inv && mode === 2 && (!region || region % this.ps || region > 4 << 20)) this.err('inventory.img', `region mode with compress_region_size ${region ?? 'absent'} (needs a multiple of ${this.ps}, at most 4 MiB)`, inv.offset, 0);
+    return (this.invCompress = { mode, region });
+  }
+
+  /**
+   * A pagemap in CRIU's compressed layout: which schema it uses, every entry's metadata, the
+   * block sizes against the pages file (it must end exactly where the last block does), the
+   * inventory's mode, and every LZ4 block decoded to its exact size.
+   */
+  private compressedPages(name: string, img: Loaded, pages: string, size: number | undefined, omitted: number | undefined): void {
+    const inv = this.compressMode();
+    const msgs = img.entries.slice(1).map((e) => e.msg);
+    const a = analysePagemap(msgs, this.ps, { pagesSize: size ?? omitted, inventoryCompress: inv.mode });
+    const at = (k: number) => img.entries[k]?.offset;
+    const as = a.schema ? ` (read as the ${SCHEMA_LABEL[a.schema]}${a.rejected ? `; as the ${SCHEMA_LABEL[a.rejected.schema]}, entry ${a.rejected.problem.entry}: ${a.rejected.problem.what}` : ''})` : '';
+    for (const p of a.problems) this.err(name, p.what + as, at(p.entry), p.entry);
+    if (a.ambiguous) this.note(name, `its compression metadata reads validly in both schemas and the pages file's size does not tell them apart; read as the ${SCHEMA_LABEL[a.schema!]}`);
+    if (inv.mode === 0) {
+      const k = msgs.findIndex((e) => parseMeta(e, a.schema ?? 'g1') !== undefined || (Number(e.flags ?? 0) & 8));
+      if (k >= 0) this.err(name, 'compressed layout (compression metadata or PE_PAYLOAD_ALIGNED), but inventory.img says compress is off', at(k + 1), k + 1);
+    } else if (a.schema === 'g1' && a.layout) {
+      // G1's two modes: per-page entries carry no region_pages, region entries the inventory's size
+      msgs.forEach((e, i) => {
+        const m = parseMeta(e, 'g1');
+        if (!m || typeof m === 'string') return;
+        const rp = hasMetaField(e, 8);
+        if (inv.mode === 1 && rp && m.ppb !== 1) this.err(name, `region_pages ${m.ppb} in per-page mode (inventory.img compress = 1)`, at(i + 1), i + 1);
+        if (inv.mode === 2 && inv.region && m.ppb * this.ps !== inv.region) this.err(name, `region_pages ${m.ppb} (${m.ppb * this.ps} bytes) but inventory.img's compress_region_size is ${inv.region}`, at(i + 1), i + 1);
+      });
+    }
+    const l = a.layout;
+    if (!l) return;
+    if (size === undefined) {
+      if (!l.physSize) return;
+      if (omitted !== undefined) {
+        this.note(pages, `left out of this set on purpose (PAGES-OMITTED.txt: ${omitted} bytes); ${name} accounts for ${l.physSize}`);
+        if (omitted !== l.physSize) this.err(pages, `PAGES-OMITTED.txt says it had ${omitted} bytes but ${name} accounts for ${l.physSize}`);
+      } else this.err(pages, `missing: ${name} has ${l.logicalSize / this.ps} pages of data in it (${l.physSize} bytes stored)`);
+      return;
+    }
+    const block = (i: number) => `${name} entry ${l.entry[i]}${l.block[i] >= 0 ? `, block ${l.block[i]}` : ''}`;
+    if (size < l.physSize) {
+      let i = 0;
+      while (i < l.count && l.phys[i] + l.stored[i] <= size) i++;
+      this.err(pages, `file ends after ${size} bytes but ${name} accounts for ${l.physSize}: ${block(i)} needs bytes ${l.phys[i]}..${l.phys[i] + l.stored[i]}`, size);
+    } else if (size > l.physSize) {
+      this.err(pages, `${size - l.physSize} bytes after the last block ${name} accounts for (it accounts for ${l.physSize} of ${size})`, l.physSize);
+    }
+    // every LZ4 block must decode to exactly its size: the only way to find a damaged one
+    let src: LayoutPageSource;
+    try {
+      src = new LayoutPageSource(path.join(this.dir, pages), l, name);
+    } catch (e) {
+      this.err(pages, `cannot be read: ${(e as Error).message}`);
+      return;
+    }
+    let bad = 0;
+    const buf = new Uint8Array(4 << 20);
+    try {
+      for (let i = 0; i < l.count; i++) {
+        if (l.kind[i] !== KIND_LZ4 || l.phys[i] + l.stored[i] > size) continue;
+        try {
+          src.read(l.logical[i], buf, 0, l.decoded[i]);
+        } catch (e) {
+          if (++bad <= 20) this.err(pages, `${block(i)}: damaged ${l.stored[i]}-byte block: ${(e as Error).message.replace(/^.*\): /, '')}`, l.phys[i]);
+        }
+      }
+    } finally {
+      src.close();
+    }
+    if (bad > 20) this.err(pages, `${bad - 20} more damaged LZ4 blocks`);
   }
 
   /** PAGES-OMITTED.txt (our corpus convention): "pages-1.img   268554240 bytes". */

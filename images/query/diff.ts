@@ -16,6 +16,28 @@ import { diffMemory, PagePair, PageRun } from './memdiff';
 import { fileDescription } from './explore';
 import { gpuRows } from './explore-more';
 import { readFd } from '../source';
+import { withoutMeta } from '../memory/compressed';
+
+/**
+ * Compressed or not is how the pages are stored, not what was checkpointed: when either side is
+ * compressed, its compress fields and the version bump to 3 that compression brings are not
+ * differences (the pages themselves are compared through the memory reader).
+ */
+function storageNeutralInventory(a: Msg, b: Msg): [Msg, Msg] {
+  if (!Number(a.compress ?? 0) && !Number(b.compress ?? 0)) return [a, b];
+  const strip = (m: Msg): Msg => {
+    const o = { ...m };
+    delete o.compress;
+    delete o.compress_region_size;
+    return o;
+  };
+  const na = strip(a);
+  const nb = strip(b);
+  const va = Number(a.img_version);
+  const vb = Number(b.img_version);
+  if (va !== vb && (va === 2 || va === 3) && (vb === 2 || vb === 3)) nb.img_version = a.img_version;
+  return [na, nb];
+}
 
 export const SECTIONS = ['processes', 'core', 'fds', 'files', 'sockets', 'vmas', 'memory', 'gpu', 'images'] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -137,6 +159,8 @@ interface ImageOpts {
   skip?: Set<string>;
   /** per matched pair, after the field diff (e.g. VMAs) */
   extra?: (a: Entry, b: Entry, path: string) => void;
+  /** the messages to compare instead (how pages are stored is not what was checkpointed) */
+  normalize?: (a: Msg, b: Msg) => [Msg, Msg];
   /** do not report the image itself as added/removed (its task is) */
   quietPresence?: boolean;
   /** only entries present on both sides (the others are reported elsewhere) */
@@ -184,7 +208,8 @@ class Differ {
         if (!ea.type || ea.type !== eb.type) continue; // raw amdgpu contents: compared per BO
         const p = `${name}[${i}]`;
         const list: FieldChange[] = [];
-        diffMessages(ea.type, ea.msg, eb.msg, p, list, { skip: o.skip });
+        const [ma, mb] = o.normalize ? o.normalize(ea.msg, eb.msg) : [ea.msg, eb.msg];
+        diffMessages(ea.type, ma, mb, p, list, { skip: o.skip });
         diffExtras(ea.extra, eb.extra, p, list);
         const label = o.label?.(ea, this.A);
         const labelB = o.label?.(eb, this.B);
@@ -290,7 +315,7 @@ class Differ {
           this.image(name, { section: 'sockets' });
           break;
         case 'pagemap':
-          this.image(name, { section: 'memory', pid: id, quietPresence, label: (e) => (e.type === 'pagemap_head' ? 'pagemap head' : `pages at 0x${BigInt(e.msg.vaddr).toString(16)}`) });
+          this.image(name, { section: 'memory', pid: id, quietPresence, label: (e) => (e.type === 'pagemap_head' ? 'pagemap head' : `pages at 0x${BigInt(e.msg.vaddr).toString(16)}`), normalize: (a, b) => [withoutMeta(a), withoutMeta(b)] });
           break;
         case 'pages':
           pagesFiles.push(name); // compared page by page through the memory reader, below
@@ -308,7 +333,7 @@ class Differ {
           this.image(name, { section: 'images', pid: id, quietPresence, label: () => `task ${id}` });
           break;
         default:
-          this.image(name, { section: 'images' });
+          this.image(name, { section: 'images', normalize: name === 'inventory.img' ? storageNeutralInventory : undefined });
       }
     }
     this.parentLink();
