@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import type { ImageSet } from '../imageset';
 import type { Msg } from '../codec';
 import { PagemapIndex } from './pagemap-index';
-import { PageSource, openPageSource, LayoutPageSource } from './pagesource';
+import { PageSource, PageSourceError, openPageSource, LayoutPageSource } from './pagesource';
 import { analysePagemap, isCompressedPagemap, SCHEMA_LABEL } from './compressed';
 import { VMA, VMA_FILE, PE } from '../flags';
 
@@ -307,6 +307,13 @@ export class MemoryReader {
     this.privateStore?.source?.close();
     for (const s of this.shmemStores.values()) s?.source?.close();
   }
+}
+
+/** The page data a pagemap's pages file serves (decoded when it is compressed), or undefined. */
+export function openPagesOf(set: ImageSet, pagemapName: string): PageSource | undefined {
+  const st = loadStore(set, pagemapName);
+  if (st?.broken) throw new PageSourceError(st.broken);
+  return st?.source;
 }
 
 function loadStore(set: ImageSet, pagemapName: string): Store | null {

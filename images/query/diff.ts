@@ -16,7 +16,9 @@ import { diffMemory, PagePair, PageRun } from './memdiff';
 import { fileDescription } from './explore';
 import { gpuRows } from './explore-more';
 import { readFd } from '../source';
-import { withoutMeta } from '../memory/compressed';
+import { withoutMeta, isCompressedPagemap } from '../memory/compressed';
+import { openPagesOf } from '../memory/reader';
+import type { PageSource } from '../memory/pagesource';
 
 /**
  * Compressed or not is how the pages are stored, not what was checkpointed: when either side is
@@ -358,11 +360,29 @@ class Differ {
       return;
     }
     if (this.opts.memory === false || reached.has(id)) return;
+    // compressed on either side: the page data compared, not its storage
+    const pa = users(this.A)[0], pb = users(this.B)[0];
+    const compressed = (s: ImageSet, pm: string | undefined) => !!pm && isCompressedPagemap(s.pagemapFile(pm).entries);
+    if (pa && pb && (compressed(this.A, pa) || compressed(this.B, pb))) return this.pageDataFile(name, pa, pb);
     const sa = fs.statSync(this.A.path(name)).size, sb = fs.statSync(this.B.path(name)).size;
     const d = compareRanges(this.A.path(name), 0, this.B.path(name), 0, Math.min(sa, sb));
     if (!d && sa === sb) return;
     const u = users(this.A);
     this.push({ section: 'memory', op: 'changed', path: name, label: `page data${u.length ? ` of ${u.join(', ')}` : ''}, mapped by no compared task`, oldText: `${sa} bytes`, newText: `${sb} bytes${d ? `, ${d.bytes} differ from byte ${d.first}` : ''}`, old: { size: sa }, new: { size: sb, bytes_differ: d?.bytes ?? 0, first: d?.first } });
+  }
+
+  /** An unmapped pages file stored compressed on either side: its page data compared. */
+  private pageDataFile(name: string, pa: string, pb: string): void {
+    const a = openPagesOf(this.A, pa), b = openPagesOf(this.B, pb);
+    if (!a || !b) return;
+    try {
+      const d = comparePageData(a, b, Math.min(a.size, b.size));
+      if (!d && a.size === b.size) return;
+      this.push({ section: 'memory', op: 'changed', path: name, label: `page data of ${pa}, mapped by no compared task`, oldText: `${a.size} bytes of page data`, newText: `${b.size} bytes of page data${d ? `, ${d.bytes} differ from byte ${d.first}` : ''}`, old: { size: a.size }, new: { size: b.size, bytes_differ: d?.bytes ?? 0, first: d?.first } });
+    } finally {
+      a.close();
+      b.close();
+    }
   }
 
   /** VMAs matched by start address, then by overlap: added, removed, resized, changed. */
@@ -483,6 +503,23 @@ class Differ {
 }
 
 /** pagemap images of a set whose pages live in pages-<id>.img */
+/** The first differing byte and the number of differing bytes of two page sources, up to n. */
+function comparePageData(a: PageSource, b: PageSource, n: number): { first: number; bytes: number } | undefined {
+  const CHUNK = 1 << 20;
+  const ba = Buffer.alloc(Math.min(CHUNK, n)), bb = Buffer.alloc(Math.min(CHUNK, n));
+  let first = -1, bytes = 0;
+  for (let off = 0; off < n; off += CHUNK) {
+    const len = Math.min(CHUNK, n - off);
+    a.read(off, ba, 0, len);
+    b.read(off, bb, 0, len);
+    for (let i = 0; i < len; i++) if (ba[i] !== bb[i]) {
+      if (first < 0) first = off + i;
+      bytes++;
+    }
+  }
+  return first < 0 ? undefined : { first, bytes };
+}
+
 function pagemapsUsing(set: ImageSet, id: number): string[] {
   return set.names().filter((n) => {
     if (!/^pagemap-(shmem-)?\d+\.img$/.test(n)) return false;
