@@ -112,6 +112,7 @@ function main(): void {
       row('  decode', size, ours, theirs);
     }
     memoryBench(dir);
+    require('./lz4').runLz4Bench(SCALE);
     explorerBench();
     require('./dump').runDumpBench();
     require('./engine').runEngineBench();

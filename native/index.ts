@@ -199,6 +199,8 @@ export interface NativeAddon {
   mmapCopy(fd: number, offset: bigint | number, length: number, buf: Uint8Array, write: boolean): void;
   /** LZ4_decompress_safe of one raw LZ4 block: bytes decoded into dst, negative when src is no valid block fitting dst */
   lz4Decompress(src: Uint8Array, dst: Uint8Array): number;
+  /** LZ4_decompress_safe per block of plan ([srcOff, srcLen, dstOff, dstLen] each); returns how many decoded to exactly dstLen before the first that did not */
+  lz4DecompressBatch(src: Uint8Array, dst: Uint8Array, plan: Float64Array): number;
   /** LZ4_compress_fast: bytes written to dst, 0 when the block does not fit dst */
   lz4Compress(src: Uint8Array, dst: Uint8Array, acceleration: number): number;
   /** LZ4_compressBound: the largest block src.length bytes can compress to */

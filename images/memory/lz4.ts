@@ -27,6 +27,15 @@ export function lz4DecodeExact(src: Uint8Array, dst: Uint8Array): void {
   throw new Lz4Error(n < 0 ? `not a valid LZ4 block decoding to ${dst.length} bytes` : `LZ4 block decodes to ${n} bytes, not ${dst.length}`);
 }
 
+/**
+ * Decodes many blocks in one call: plan = [srcOff, srcLen, dstOff, dstLen] per block (the first
+ * `count`). Returns `count`, or the index of the first block that did not decode exactly (for
+ * a per-block message, decode that one again with lz4DecodeExact).
+ */
+export function lz4DecodeBatch(src: Uint8Array, dst: Uint8Array, plan: Float64Array, count: number): number {
+  return addon().lz4DecompressBatch(src, dst, count * 4 === plan.length ? plan : plan.subarray(0, count * 4));
+}
+
 /** Compresses src into dst (at least lz4Bound(src.length) bytes); returns the block's length. */
 export function lz4Encode(src: Uint8Array, dst: Uint8Array, acceleration = 1): number {
   const n = addon().lz4Compress(src, dst, acceleration);

@@ -3,8 +3,8 @@
 // another PageSource that maps those offsets onto its blocks.
 import * as fs from 'fs';
 import * as path from 'path';
-import { PagesLayout, KIND_ZERO, KIND_RAW } from './compressed';
-import { lz4DecodeExact } from './lz4';
+import { PagesLayout, KIND_ZERO, KIND_RAW, KIND_LZ4 } from './compressed';
+import { lz4DecodeExact, lz4DecodeBatch } from './lz4';
 
 export interface PageSource {
   readonly name: string;
@@ -100,7 +100,14 @@ export class LayoutPageSource implements PageSource {
         if (p + n > this.fileSize) throw new PageSourceError(`${this.name}: at byte ${p}: ${this.where(i)}: needs bytes ${p}..${p + n} but the file has ${this.fileSize} (truncated pages file?)`);
         preadExact(this.fd, this.name, buf, at, n, p);
       } else if (within === 0 && n === d) {
-        this.decode(i, buf.subarray(at, at + n));
+        // whole LZ4 blocks: decoded straight into buf, a run of them in one call
+        const k = this.decodeRun(i, buf, at, offset + len);
+        const done = l.logical[i + k - 1] + l.decoded[i + k - 1] - offset;
+        offset += done;
+        at += done;
+        len -= done;
+        i += k;
+        continue;
       } else {
         buf.set(this.block(i).subarray(within, within + n), at);
       }
@@ -124,6 +131,47 @@ export class LayoutPageSource implements PageSource {
       this.winLen = want;
     }
     return this.win.subarray(p - this.winStart, p - this.winStart + s);
+  }
+
+  private plan = new Float64Array(4 * 1024);
+
+  /**
+   * Fills buf at `at` from extents i, i+1, ... that lie whole before logical `end` and whose
+   * stored bytes are in the read-ahead window: zero blocks filled, raw blocks copied, LZ4 blocks
+   * decoded together in one call. Returns how many extents (at least one: i is LZ4).
+   */
+  private decodeRun(i: number, buf: Uint8Array, at: number, end: number): number {
+    const l = this.layout;
+    this.input(i); // loads the window at block i when it is not there
+    const plan = this.plan;
+    const winEnd = this.winStart + this.winLen;
+    const base = l.logical[i];
+    let k = 0;
+    let j = i;
+    const lz: number[] = [];
+    for (; j < l.count && k < 1024; j++) {
+      const kind = l.kind[j];
+      const d = l.decoded[j];
+      const to = at + l.logical[j] - base;
+      if (l.logical[j] + d > end) break;
+      if (kind === KIND_ZERO) { buf.fill(0, to, to + d); continue; }
+      if (l.phys[j] + l.stored[j] > winEnd || l.phys[j] < this.winStart) break;
+      const from = l.phys[j] - this.winStart;
+      if (kind === KIND_RAW) { buf.set(this.win.subarray(from, from + d), to); continue; }
+      plan[4 * k] = from;
+      plan[4 * k + 1] = l.stored[j];
+      plan[4 * k + 2] = to;
+      plan[4 * k + 3] = d;
+      lz.push(j);
+      k++;
+    }
+    const ok = lz4DecodeBatch(this.win, buf, plan, k);
+    if (ok < k) {
+      const j = lz[ok];
+      this.decode(j, buf.subarray(at + l.logical[j] - base, at + l.logical[j] - base + l.decoded[j])); // throws with its message
+      throw new PageSourceError(`${this.name}: at byte ${l.phys[j]}: ${this.where(j)}: LZ4 block failed to decode`);
+    }
+    return j - i;
   }
 
   private decode(i: number, dst: Uint8Array): void {

@@ -21,6 +21,30 @@ Napi::Value Lz4Decompress(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, n);
 }
 
+// lz4DecompressBatch(src, dst, plan) -> blocks decoded: plan holds [srcOff, srcLen, dstOff,
+// dstLen] per block; each block is LZ4_decompress_safe(src + srcOff, dst + dstOff) and must give
+// exactly dstLen bytes. Stops at the first that does not (its index is the return value), so
+// many small blocks cost one call from JS.
+Napi::Value Lz4DecompressBatch(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint8_t *src = nullptr, *dst = nullptr;
+  size_t slen = 0, dlen = 0;
+  if (info.Length() < 3 || !ToBytes(info[0], &src, &slen) || !ToBytes(info[1], &dst, &dlen) || !info[2].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    return ThrowType(env, "lz4DecompressBatch(src: Uint8Array, dst: Uint8Array, plan: Float64Array)");
+  Napi::Float64Array plan = info[2].As<Napi::Float64Array>();
+  size_t n = plan.ElementLength() / 4;
+  const double *p = plan.Data();
+  for (size_t i = 0; i < n; i++, p += 4) {
+    double so = p[0], sl = p[1], doff = p[2], dl = p[3];
+    if (so < 0 || sl < 0 || doff < 0 || dl < 0 || so + sl > (double)slen || doff + dl > (double)dlen || sl > LZ4_MAX_INPUT_SIZE || dl > INT32_MAX)
+      return ThrowType(env, "lz4DecompressBatch: block " + std::to_string(i) + " lies outside its buffers");
+    int got = LZ4_decompress_safe(reinterpret_cast<const char *>(src) + (size_t)so, reinterpret_cast<char *>(dst) + (size_t)doff, (int)sl, (int)dl);
+    if (got != (int)dl) return Napi::Number::New(env, (double)i);
+  }
+  return Napi::Number::New(env, (double)n);
+}
+
 // lz4Compress(src, dst, acceleration) -> LZ4_compress_fast: bytes written to dst, 0 when the
 // block does not fit dst.
 Napi::Value Lz4Compress(const Napi::CallbackInfo &info) {
@@ -48,6 +72,7 @@ Napi::Value Lz4Version(const Napi::CallbackInfo &info) {
 
 void InitLz4(Napi::Env env, Napi::Object exports) {
   exports.Set("lz4Decompress", Napi::Function::New(env, Lz4Decompress));
+  exports.Set("lz4DecompressBatch", Napi::Function::New(env, Lz4DecompressBatch));
   exports.Set("lz4Compress", Napi::Function::New(env, Lz4Compress));
   exports.Set("lz4CompressBound", Napi::Function::New(env, Lz4CompressBound));
   exports.Set("lz4Version", Napi::Function::New(env, Lz4Version));

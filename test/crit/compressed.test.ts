@@ -11,7 +11,7 @@ import { ImageSet } from '../../images/imageset';
 import { decodeMessage, encodeMessage } from '../../images/codec';
 import { loadMessages, writeImage } from '../../images/files';
 import { analysePagemap, buildLayout, withMeta, Schema } from '../../images/memory/compressed';
-import { lz4DecodeExact, lz4Encode, lz4Bound } from '../../images/memory/lz4';
+import { lz4DecodeExact, lz4DecodeBatch, lz4Encode, lz4Bound } from '../../images/memory/lz4';
 import { compressSet, decompressSet, CompressOptions } from '../../images/memory/convert';
 import { checkSet } from '../../images/query/check';
 import { diffSets } from '../../images/query/diff';
@@ -83,6 +83,16 @@ describe('liblz4 against the spec vectors (§12)', () => {
     }
     expect(LZ.I.length).toBe(281);
     expect(LZ.R4.length).toBe(343);
+  });
+
+  it('the batch decoder decodes blocks in one call and stops at the first that is not exact', () => {
+    const src = Buffer.concat([LZ.A, LZ.I, LZ.C]);
+    const dst = Buffer.alloc(3 * PAGE);
+    const plan = Float64Array.from([0, 26, 0, PAGE, 26, 281, PAGE, PAGE, 307, 30, 2 * PAGE, PAGE]);
+    expect(lz4DecodeBatch(src, dst, plan, 3)).toBe(3);
+    expect(dst.equals(Buffer.concat([A, I, C]))).toBe(true);
+    plan[7] = PAGE + 1; // I asked for one byte more than it holds
+    expect(lz4DecodeBatch(src, dst, plan, 3)).toBe(1);
   });
 
   it('compresses at acceleration 1 to the same bytes as the spec (CRIU links the same liblz4)', () => {
