@@ -8,7 +8,10 @@ import { loadImage, loadMessages } from '../../images/files';
 import type { Msg } from '../../images/codec';
 import { enumType } from '../../images/schema';
 import { entryPages, entryFlags, PE_PARENT, PE_LAZY, PE_PRESENT } from '../../images/imageset';
-import { VMA } from '../../images/flags';
+import { VMA, PE } from '../../images/flags';
+import { analysePagemap, isCompressedPagemap } from '../../images/memory/compressed';
+import { LayoutPageSource } from '../../images/memory/pagesource';
+import * as os from 'os';
 import { XSAVE_AVX512 } from '../arch/x86_64';
 import { EngineError } from '../errors';
 import { checkInetEntry } from '../kinds/inet';
@@ -161,10 +164,57 @@ function loadPagemap(dir: string, pid: number): Pagemap {
   return loadPagemapImage(dir, `pagemap-${pid}.img`);
 }
 
+const plainCopies: string[] = [];
+let plainHooked = false;
+
+/**
+ * A compressed pages file (CRIU 2026 LZ4 layout) decoded into a plain temporary one: the restore
+ * reads pages by offset, from injected preads in the restored tasks, so it needs the legacy
+ * contiguous layout. Removed when the engine exits.
+ */
+function plainPagesFile(dir: string, image: string, entries: Msg[], pagesId: number): string {
+  const name = `pages-${pagesId}.img`;
+  const file = path.join(dir, name);
+  if (!fs.existsSync(file)) return file; // the size check reports it
+  const a = analysePagemap(entries, 4096, { pagesSize: fs.statSync(file).size });
+  if (!a.layout) throw new ImageError(image, `entry ${a.problems[0].entry}`, a.problems[0].what);
+  if (a.layout.physSize !== fs.statSync(file).size) throw new ImageError(name, 'size', `${fs.statSync(file).size} bytes, but ${image} describes ${a.layout.physSize} (compressed layout)`);
+  const out = path.join(os.tmpdir(), `.engine-${process.pid}-${plainCopies.length}-${name}`);
+  plainCopies.push(out);
+  if (!plainHooked) {
+    plainHooked = true;
+    process.once('exit', () => { for (const f of plainCopies) try { fs.unlinkSync(f); } catch { /* gone */ } });
+  }
+  const src = new LayoutPageSource(file, a.layout, image);
+  const fd = fs.openSync(out, 'w', 0o644);
+  try {
+    const buf = Buffer.allocUnsafe(8 << 20);
+    for (let off = 0; off < a.layout.logicalSize; ) {
+      const n = Math.min(buf.length, a.layout.logicalSize - off);
+      try {
+        src.read(off, buf, 0, n);
+      } catch (e) {
+        throw new EngineError((e as Error).message, 'EIMAGE');
+      }
+      for (let w = 0; w < n; ) w += fs.writeSync(fd, buf, w, n - w, off + w);
+      off += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+    src.close();
+  }
+  return out;
+}
+
 function loadPagemapImage(dir: string, image: string): Pagemap {
-  const entries = need(dir, image);
+  let entries = need(dir, image);
   if (!entries.length || entries[0].pages_id === undefined) throw new ImageError(image, 'pagemap_head', 'missing');
   const pagesId = num(entries[0].pages_id);
+  let pagesFile = path.join(dir, `pages-${pagesId}.img`);
+  if (isCompressedPagemap(entries.slice(1))) {
+    pagesFile = plainPagesFile(dir, image, entries.slice(1), pagesId);
+    entries = entries.map((e, i) => (i && e.flags !== undefined ? { ...e, flags: num(e.flags) & ~PE.PAYLOAD_ALIGNED } : e));
+  }
   const runs: PageRun[] = [];
   let off = 0n;
   let last = -1n;
@@ -182,14 +232,16 @@ function loadPagemapImage(dir: string, image: string): Pagemap {
     runs.push({ vaddr, nrPages: nr, flags, fileOff: off });
     off += nr * 4096n;
   });
-  return { image, pagesId, pagesFile: path.join(dir, `pages-${pagesId}.img`), runs, bytesNeeded: off };
+  return { image, pagesId, pagesFile, runs, bytesNeeded: off };
 }
 
 export function loadImageSet(dirArg: string): ImageSet {
   const dir = path.resolve(dirArg);
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new EngineError(`${dir}: no such image directory`, 'ENOENT');
   const inventory = one(dir, 'inventory.img');
-  if (num(inventory.img_version) !== 2) throw new ImageError('inventory.img', 'img_version', `version ${inventory.img_version} is not supported`);
+  // version 3: CRIU's compressed pages (read through images/memory, see plainPagesFile)
+  const ver = num(inventory.img_version);
+  if (ver !== 2 && ver !== 3) throw new ImageError('inventory.img', 'img_version', `version ${inventory.img_version} is not supported`);
   if (!inventory.fdinfo_per_id) throw new ImageError('inventory.img', 'fdinfo_per_id', 'old per-task fdinfo layout is not supported');
   const pstree = need(dir, 'pstree.img');
   if (!pstree.length) throw new ImageError('pstree.img', 'entries', 'empty tree');
