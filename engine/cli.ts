@@ -4,7 +4,7 @@ import { makeLog } from './log';
 import { EngineError, errorText } from './errors';
 import { restoreCommand, RESTORE_USAGE } from './restore/cli';
 
-const USAGE = `usage: engine dump -t PID -D DIR [--leave-running] [--shell-job] [-v]
+const USAGE = `usage: engine dump -t PID -D DIR [--leave-running] [--shell-job] [--compress [--compress-region SIZE]] [-v]
 ${RESTORE_USAGE}
 
 Checkpoint a live process tree into CRIU 4.2 images, and bring it back (run as root).
@@ -14,6 +14,9 @@ dump
   -D, --images-dir DIR  where the images go (created; must not exist or be empty)
   -R, --leave-running   resume the tree after the dump (default: kill it once the images are safe)
   -j, --shell-job       allow a tree whose session or terminal is outside it
+  -c, --compress        store memory pages LZ4-compressed (CRIU 2026 layout, G1 schema, per page)
+  --compress-region SIZE  LZ4 blocks of SIZE bytes (e.g. 256K) instead of pages
+  --compress-schema g1|g2 the pagemap schema of the compressed set (default g1)
   -v, --verbose         log each step with its timing to stderr
 restore
   -D, --images-dir DIR  the images to restore
@@ -30,6 +33,7 @@ interface DumpArgs {
   leaveRunning: boolean;
   shellJob: boolean;
   verbose: boolean;
+  compress?: { schema?: 'g1' | 'g2'; blockBytes?: number };
 }
 
 function parseDumpArgs(argv: string[]): DumpArgs {
@@ -46,7 +50,17 @@ function parseDumpArgs(argv: string[]): DumpArgs {
     else if (arg === '--leave-running' || arg === '-R') a.leaveRunning = true;
     else if (arg === '--shell-job' || arg === '-j') a.shellJob = true;
     else if (arg === '-v' || arg === '--verbose') a.verbose = true;
-    else throw new EngineError(`unknown option ${arg}\n${USAGE}`);
+    else if (arg === '-c' || arg === '--compress') a.compress = { ...a.compress };
+    else if (arg === '--compress-region') {
+      const v = value();
+      const m = /^(\d+)([KkMm]?)$/.exec(v);
+      if (!m) throw new EngineError(`--compress-region needs a size (bytes, or with K or M), not ${JSON.stringify(v)}`);
+      a.compress = { ...a.compress, blockBytes: Number(m[1]) * (m[2] ? (/k/i.test(m[2]) ? 1024 : 1 << 20) : 1) };
+    } else if (arg === '--compress-schema') {
+      const v = value();
+      if (v !== 'g1' && v !== 'g2') throw new EngineError(`--compress-schema: ${JSON.stringify(v)} is neither g1 nor g2`);
+      a.compress = { ...a.compress, schema: v };
+    } else throw new EngineError(`unknown option ${arg}\n${USAGE}`);
   }
   if (a.pid === undefined || !Number.isInteger(a.pid) || a.pid <= 0) throw new EngineError(`-t PID is required\n${USAGE}`);
   if (!a.dir) throw new EngineError(`-D DIR is required\n${USAGE}`);
@@ -66,7 +80,7 @@ export function main(argv: string[]): number {
       // loaded only for dump: a restore should not pay for the dump code's start-up
       const { dump } = require('./dump') as { dump: typeof dumpFn };
       const stats = dump({
-        pid: a.pid!, dir: a.dir!, leaveRunning: a.leaveRunning, shellJob: a.shellJob, log,
+        pid: a.pid!, dir: a.dir!, leaveRunning: a.leaveRunning, shellJob: a.shellJob, log, compress: a.compress,
         progress: tty
           ? (w, t) => {
               const s = (Date.now() - started) / 1000 || 1e-3;

@@ -28,6 +28,9 @@ dump
                             other files: the images are staged and renamed into it, inventory.img last)
   -R, --leave-running       resume the tree after the dump (default: kill it once the images are safe)
   -s, --leave-stopped       leave the tree stopped after the dump (or the restore)
+  -c, --compress            store memory pages LZ4-compressed, one block per page (CRIU 2026 layout)
+      --compress-region SIZE  compress in blocks of SIZE bytes (e.g. 256K, at most 4M; implies -c)
+      --compress-acceleration N  LZ4 acceleration (1 = default, higher = faster), 1..65537
   -j, --shell-job           allow a session or terminal outside the tree
       --file-locks          dump file locks (without it a tree holding locks is refused, as in CRIU)
   -l, --tcp-established     dump TCP connections with TCP repair: established, half-closed (FIN_WAIT,
@@ -203,6 +206,14 @@ function intOpt(p: ParsedArgs, name: string): number | undefined {
 }
 
 /** A size as CRIU takes it: bytes, or a number with K, M or G. */
+/** -c / --compress-region / --compress-acceleration: crit compress's options, or none. */
+function compressOpts(p: ParsedArgs): { blockBytes?: number; acceleration?: number } | undefined {
+  const region = sizeOpt(p, 'compress-region');
+  const accel = intOpt(p, 'compress-acceleration');
+  if (!flag(p, 'compress') && region === undefined) return undefined;
+  return { blockBytes: region, acceleration: accel };
+}
+
 function sizeOpt(p: ParsedArgs, name: string): number | undefined {
   const v = str(p, name);
   if (v === undefined) return undefined;
@@ -258,6 +269,7 @@ function dump(p: ParsedArgs, imagesDir: string, workDir: string, log: Log): void
     skipInFlight: flag(p, 'skip-in-flight'),
     networkLock: lockOpt(p),
     cgroups: cgroupOpts(p, true, workDir),
+    compress: compressOpts(p),
   });
   if (workDir !== imagesDir) fs.renameSync(path.join(imagesDir, 'stats-dump'), path.join(workDir, 'stats-dump'));
   log.info('Dumping finished successfully');

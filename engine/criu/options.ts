@@ -23,6 +23,10 @@ const TABLE: OptionDef[] = [
   { long: 'tree', short: 't', arg: 'required' },
   { long: 'leave-stopped', short: 's', arg: 'none' },
   { long: 'leave-running', short: 'R', arg: 'none' },
+  // CRIU 2026 page compression (its G1 command line)
+  { long: 'compress', short: 'c', arg: 'none', bool: true },
+  { long: 'compress-region', arg: 'required' },
+  { long: 'compress-acceleration', arg: 'required' },
   { long: 'restore-detached', short: 'd', arg: 'none', bool: true },
   { long: 'daemon', arg: 'none', bool: true },
   { long: 'restore-sibling', short: 'S', arg: 'none', bool: true, refused: 'the restored root is always a child of this process' },

@@ -57,6 +57,8 @@ export interface DumpOptions {
    * and renamed into it one by one, inventory.img last (a set without it is incomplete)
    */
   intoExisting?: boolean;
+  /** store the pages LZ4-compressed (CRIU 2026 layout, crit compress's options) */
+  compress?: import('../../images/memory/convert').CompressOptions;
   /** false: refuse a tree holding file locks (criu without --file-locks); default: dump them */
   fileLocks?: boolean;
   /** leave the tree stopped (SIGSTOP) instead of running or killed */
@@ -181,6 +183,16 @@ function guardedDump(opts: DumpOptions, dir: string): DumpStats {
     // images complete and fsynced: put them in place before anything irreversible
     out.sync();
     phases.mark('fsync');
+    if (opts.compress) {
+      // the plain set, re-encoded by crit compress's transform into a sibling, then swapped in
+      const { compressSet } = require('../../images/memory/convert') as typeof import('../../images/memory/convert');
+      const packed = `${tmp}.lz4`;
+      fs.rmSync(packed, { recursive: true, force: true });
+      compressSet(tmp, packed, opts.compress);
+      fs.rmSync(tmp, { recursive: true, force: true });
+      fs.renameSync(packed, tmp);
+      phases.mark('compress');
+    }
     checkInterrupted(); // the last moment a signal still cancels the dump
     if (opts.intoExisting && fs.existsSync(dir)) moveInto(tmp, dir);
     else {

@@ -5,6 +5,8 @@ import * as path from 'path';
 import { IS_ROOT, SKIP_REASON, tempDir, compile, startTarget, lastCount, consecutive, until, gone, dumpOk, restoreOk, readMem, cleanUp, Target } from './helpers';
 import { compressSet } from '../../images/memory/convert';
 import { ImageSet } from '../../images/imageset';
+import { loadMessages } from '../../images/files';
+import { checkSet } from '../../images/query/check';
 
 if (!IS_ROOT) console.warn(`SKIPPING compressed restore tests: ${SKIP_REASON}`);
 
@@ -41,4 +43,23 @@ describe.skipIf(!IS_ROOT)('engine restore of compressed sets', () => {
       t.kill();
     });
   }
+
+  it('engine dump --compress --compress-region 64K writes a compressed set that check finds clean and restore brings back', async () => {
+    const exe = compile('counter', work);
+    const t = (target = startTarget(exe, [path.join(work, 'direct.txt'), '20000', String(256 * 1024)], work));
+    const m = await t.waitFor(/data=0x([0-9a-f]+) heap=0x([0-9a-f]+) heaplen=(\d+)/);
+    await t.waitFor(/count=3\n/);
+    const dir = path.join(work, 'direct');
+    dumpOk(t.pid, dir, '--compress', '--compress-region', '64K');
+    const at = lastCount(t.output());
+    await until(() => gone(t.pid), 'the dumped counter to be reaped');
+    const inv = loadMessages(path.join(dir, 'inventory.img'))[0];
+    expect([inv.img_version, inv.compress, inv.compress_region_size]).toEqual([3, 2, 65536]);
+    expect(checkSet(dir).problems.filter((p) => p.severity === 'error')).toEqual([]);
+    expect(restoreOk(dir)).toBe(t.pid);
+    await t.waitFor(new RegExp(`count=${at + 3}\\n`));
+    const h = readMem(t.pid, BigInt('0x' + m[2]), Number(m[3]));
+    for (let i = 0; i < h.length; i++) if (h[i] !== (0xa5 ^ ((i >> 12) & 0xff))) throw new Error(`heap pattern differs at ${i}`);
+    t.kill();
+  });
 });
