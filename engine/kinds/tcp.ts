@@ -277,23 +277,29 @@ export class IptLock {
    * removed already, by an earlier restore of the set, is no error).
    */
   static forget(conns: Conn[], log?: Log, oneByOne = false): void {
-    try {
-      if (oneByOne) throw new Error('one by one');
-      IptLock.apply('-D', conns);
-    } catch {
-      // one by one, those that are there
-      for (const c of conns) {
-        const [v6, input, output] = IptLock.rules(c);
-        for (const rule of [input, output]) {
-          const cmd = v6 ? 'ip6tables' : 'iptables';
-          const spec = rule.split(' ');
-          if (spawnSync(cmd, ['-w', '-C', ...spec]).status !== 0) continue;
-          const r = spawnSync(cmd, ['-w', '-D', ...spec], { encoding: 'utf8' });
-          if (r.error || r.status !== 0) throw new EngineError(`network unlock: cannot remove the ${cmd} rule ${rule}: ${r.error?.message ?? r.stderr.trim()}`);
-        }
+    if (oneByOne) IptLock.forgetEach(conns);
+    else {
+      try {
+        IptLock.apply('-D', conns);
+      } catch {
+        IptLock.forgetEach(conns); // some are gone already: those that are there
       }
     }
     log?.debug(`network lock: iptables rules of ${conns.length} connection(s) of the dump removed`);
+  }
+
+  /** Removes, rule by rule, those of these connections' rules that exist. */
+  private static forgetEach(conns: Conn[]): void {
+    for (const c of conns) {
+      const [v6, input, output] = IptLock.rules(c);
+      const cmd = v6 ? 'ip6tables' : 'iptables';
+      for (const rule of [input, output]) {
+        const spec = rule.split(' ');
+        if (spawnSync(cmd, ['-w', '-C', ...spec]).status !== 0) continue;
+        const r = spawnSync(cmd, ['-w', '-D', ...spec], { encoding: 'utf8' });
+        if (r.error || r.status !== 0) throw new EngineError(`network unlock: cannot remove the ${cmd} rule ${rule}: ${r.error?.message ?? r.stderr.trim()}`);
+      }
+    }
   }
 }
 

@@ -32,6 +32,20 @@ function got(text: string, side: string): number {
   return all.length ? Number(all[all.length - 1][1]) : 0;
 }
 
+/** A peer outside the tree (this test process) that checks every byte of the sequence it receives. */
+function checkingPeer(port: number): { socket: net.Socket; received: number; wrong: number; broken: string } {
+  const p = { socket: net.connect(port, '127.0.0.1'), received: 0, wrong: -1, broken: '' };
+  p.socket.on('data', (b) => {
+    for (const x of b) {
+      if (p.wrong < 0 && x !== byteAt(p.received)) p.wrong = p.received;
+      p.received++;
+    }
+  });
+  p.socket.on('error', (e) => (p.broken = e.message));
+  p.socket.on('close', () => (p.broken ||= 'closed'));
+  return p;
+}
+
 const children = (pid: number) => fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
 
 describe.skipIf(!IS_ROOT || !HAS_NFT)('established TCP connections', () => {
@@ -207,17 +221,8 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('TCP connections that are not dumped', () 
     targets.push(target);
     const port = Number((await target.waitFor(/^port=(\d+)$/m))[1]);
     // the peer: this test process, which checks every byte of the sequence it receives
-    const peer = net.connect(port, '127.0.0.1');
-    let received = 0, wrong = -1, broken = '';
-    peer.on('data', (b) => {
-      for (const x of b) {
-        if (wrong < 0 && x !== byteAt(received)) wrong = received;
-        received++;
-      }
-    });
-    peer.on('error', (e) => (broken = e.message));
-    peer.on('close', () => (broken ||= 'closed'));
-    await until(() => received > 10000, 'the peer to receive', 10000);
+    const p = checkingPeer(port);
+    await until(() => p.received > 10000, 'the peer to receive', 10000);
     const dir = path.join(work, 'img2');
     fs.mkdirSync(dir);
     const r = runCriu(['dump', '-t', String(target.pid), '-D', dir, '-o', 'dump.log', '--tcp-established']);
@@ -229,31 +234,22 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('TCP connections that are not dumped', () 
     const table = `CRIU-${inv.dump_criu_run_id}`.slice(0, 26);
     expect(engineTables()).toEqual([`table inet ${table}`]);
     await new Promise((res) => setTimeout(res, 500));
-    expect(broken).toBe('');
-    const before = received;
+    expect(p.broken).toBe('');
+    const before = p.received;
     expect(runCriu(['restore', '-D', dir, '-d', '-o', 'restore.log']).status).toBe(0);
     expect(engineTables()).toEqual([]);
-    await until(() => received > before + 10000, 'the stream to go on after the restore', 10000);
-    expect([wrong, broken]).toEqual([-1, '']);
-    peer.destroy();
+    await until(() => p.received > before + 10000, 'the stream to go on after the restore', 10000);
+    expect([p.wrong, p.broken]).toEqual([-1, '']);
+    p.socket.destroy();
   }, 30000);
 
   it.skipIf(!HAS_IPTABLES)('locks it with iptables rules as CRIU writes them (--network-lock iptables), removed by the restore', async () => {
     const target = startTarget(compile('tcpconn', work), ['outside'], work);
     targets.push(target);
     const port = Number((await target.waitFor(/^port=(\d+)$/m))[1]);
-    const peer = net.connect(port, '127.0.0.1');
-    let received = 0, wrong = -1, broken = '';
-    peer.on('data', (b) => {
-      for (const x of b) {
-        if (wrong < 0 && x !== byteAt(received)) wrong = received;
-        received++;
-      }
-    });
-    peer.on('error', (e) => (broken = e.message));
-    peer.on('close', () => (broken ||= 'closed'));
-    await until(() => received > 10000, 'the peer to receive', 10000);
-    const local = (peer.localPort as number);
+    const p = checkingPeer(port);
+    await until(() => p.received > 10000, 'the peer to receive', 10000);
+    const local = p.socket.localPort as number;
     const dir = path.join(work, 'img3');
     fs.mkdirSync(dir);
     const r = runCriu(['dump', '-t', String(target.pid), '-D', dir, '-o', 'dump.log', '--tcp-established', '--network-lock', 'iptables']);
@@ -266,14 +262,14 @@ describe.skipIf(!IS_ROOT || !HAS_NFT)('TCP connections that are not dumped', () 
     expect(rules).toHaveLength(2);
     expect(rules.join('\n')).toMatch(/-A INPUT -s 127\.0\.0\.1\/32 -d 127\.0\.0\.1\/32 -p tcp -m mark ! --mark 0xc114 -m tcp --sport \d+ --dport \d+ -j DROP/);
     await new Promise((res) => setTimeout(res, 500));
-    expect(broken).toBe('');
-    const before = received;
+    expect(p.broken).toBe('');
+    const before = p.received;
     const rr = runCriu(['restore', '-D', dir, '-d', '-o', 'restore.log']);
     expect(rr.status, fs.readFileSync(path.join(dir, 'restore.log'), 'utf8').slice(-1500)).toBe(0);
     expect(iptRules().filter((l) => l.includes(`port ${local}`))).toEqual([]);
-    await until(() => received > before + 10000, 'the stream to go on after the restore', 10000);
-    expect([wrong, broken]).toEqual([-1, '']);
-    peer.destroy();
+    await until(() => p.received > before + 10000, 'the stream to go on after the restore', 10000);
+    expect([p.wrong, p.broken]).toEqual([-1, '']);
+    p.socket.destroy();
   }, 30000);
 });
 
